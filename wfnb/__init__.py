@@ -1,0 +1,1 @@
+"""wfnb: durable workflows in a Jupyter notebook (placeholder, filled in below)."""

@@ -1,0 +1,136 @@
+"""The one exception tree of wfnb.
+
+Every error wfnb raises on purpose derives from :class:`WfnbError`, so a notebook
+user can catch them all with one ``except`` and tell them apart by class::
+
+    WfnbError
+    ├── DefinitionError          the workflow as written cannot run
+    │   ├── YamlError            the cell is not valid YAML (or is an alias bomb)
+    │   ├── SchemaError          valid YAML, wrong shape (unknown key, bad type)
+    │   ├── UnknownStepError     `needs`/`then`/`body` names a step that does not exist
+    │   ├── CycleError           the steps depend on each other in a circle
+    │   ├── TemplateError        a Jinja2 template does not compile
+    │   └── UnknownCallableError a `code:` or `skill:` name resolves to nothing
+    ├── StepError                a step ran and did not succeed
+    │   ├── StepTimeout          it ran longer than its `timeout`
+    │   ├── TemplateRenderError  its template used an undefined name
+    │   ├── ApprovalRejected     a person rejected it
+    │   └── SubWorkflowError     its sub-workflow failed or nested too deep
+    ├── RunError                 the run as a whole could not go on
+    │   ├── WorkflowTimeout      the workflow-level `timeout` expired
+    │   ├── RunNotFound          no run has that id
+    │   └── NotResumable         the run is finished, or is still live elsewhere
+    └── StoreError               the checkpoint store failed
+        └── StoreLocked          another process holds the store's write lock
+
+Pausing for a person is not an error: the engine handles approvals with a control
+flow of its own and never raises for them. Errors carry the ids they are about as
+attributes (``err.step_id``, ``err.line``, ``err.run_id``) so tools can use them
+without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class WfnbError(Exception):
+    """Root of every error wfnb raises on purpose."""
+
+
+class DefinitionError(WfnbError):
+    """The workflow definition is wrong; raised before anything runs or is stored."""
+
+    def __init__(self, message: str, *, step_id: str | None = None, line: int | None = None):
+        self.step_id = step_id
+        self.line = line
+        self.reason = message
+        where = []
+        if step_id is not None:
+            where.append(f"step {step_id!r}")
+        if line is not None:
+            where.append(f"line {line}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class YamlError(DefinitionError):
+    """The workflow text is not YAML we accept."""
+
+
+class SchemaError(DefinitionError):
+    """The YAML parsed but does not describe a valid workflow."""
+
+
+class UnknownStepError(DefinitionError):
+    """A reference names a step that the workflow does not have."""
+
+
+class CycleError(DefinitionError):
+    """The steps' `needs` form a cycle; ``cycle`` lists it in order."""
+
+    def __init__(self, cycle: list[str], *, line: int | None = None):
+        self.cycle = cycle
+        path = " -> ".join([*cycle, cycle[0]])
+        super().__init__(f"the steps form a cycle: {path}", step_id=cycle[0], line=line)
+
+
+class TemplateError(DefinitionError):
+    """A template or expression does not compile."""
+
+
+class UnknownCallableError(DefinitionError):
+    """A `code:` or `skill:` step names something that is not a callable."""
+
+
+class StepError(WfnbError):
+    """A step ran and did not succeed."""
+
+    def __init__(self, message: str, *, step_id: str | None = None):
+        self.step_id = step_id
+        super().__init__(message)
+
+
+class StepTimeout(StepError):
+    """The step exceeded its `timeout`; its attempt is recorded as failed."""
+
+
+class TemplateRenderError(StepError):
+    """A template referred to a name that is undefined when the step ran."""
+
+
+class ApprovalRejected(StepError):
+    """A person rejected the approval step."""
+
+
+class SubWorkflowError(StepError):
+    """A `workflow:` step's child run failed, or nesting exceeded the depth limit."""
+
+
+class RunError(WfnbError):
+    """The run as a whole could not go on."""
+
+    def __init__(self, message: str, *, run_id: str | None = None):
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class WorkflowTimeout(RunError):
+    """The workflow-level `timeout` expired."""
+
+
+class RunNotFound(RunError):
+    """No run with this id is in the store."""
+
+
+class NotResumable(RunError):
+    """The run cannot be resumed: it finished, or a live process is driving it."""
+
+
+class StoreError(WfnbError):
+    """The checkpoint store failed; the checkpoint in question was not acknowledged."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store's single write lock."""
+
+    def __init__(self, message: str, *, holder: str | None = None):
+        self.holder = holder
+        super().__init__(message)

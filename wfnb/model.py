@@ -1,0 +1,319 @@
+"""The workflow model: what a `%%workflow` cell (or Python code) declares.
+
+Pydantic validates shape and types; the planner (`wfnb.dag`) checks the graph. A
+`Step` has exactly one *kind*; its kind-specific settings live in ``step.spec``, a
+model of its own per kind, so each step module gets a typed spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+DEFAULT_STEP_TIMEOUT = 300.0
+MAX_DEPTH = 5
+
+
+class RunStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StepStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING_APPROVAL = "waiting_approval"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CodeSpec(_Spec):
+    """A Python callable: a name in the engine's namespace, or the callable itself."""
+
+    target: str | Callable[..., Any]
+
+
+class SkillSpec(_Spec):
+    """A callable registered with ``@wfnb.skill``; ``NAME@VERSION`` pins a version."""
+
+    target: str
+
+
+class HttpSpec(_Spec):
+    url: str
+    method: str = "GET"
+    headers: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    json_: Any = Field(default=None, alias="json")
+    body: Any = None
+
+
+class AgentSpec(_Spec):
+    prompt: str
+    system: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    output_schema: dict[str, Any] | None = None
+
+
+class ConditionalSpec(_Spec):
+    if_: str = Field(alias="if")
+    then: list[str] = Field(default_factory=list)
+    else_: list[str] = Field(default_factory=list, alias="else")
+
+
+class LoopSpec(_Spec):
+    while_: str | None = Field(default=None, alias="while")
+    for_each: str | None = None
+    body: list[str]
+    max_iterations: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _one_driver(self) -> LoopSpec:
+        if (self.while_ is None) == (self.for_each is None):
+            raise ValueError("a loop needs exactly one of `while` or `for_each`")
+        if not self.body:
+            raise ValueError("a loop needs a non-empty `body` list of step ids")
+        return self
+
+
+class ApprovalSpec(_Spec):
+    prompt: str = "Approve?"
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class WorkflowSpec(_Spec):
+    """A sub-workflow, resolved by name among the engine's registered workflows."""
+
+    target: str
+
+
+StepSpec = Union[
+    CodeSpec, SkillSpec, HttpSpec, AgentSpec, ConditionalSpec, LoopSpec, ApprovalSpec, WorkflowSpec
+]
+
+#: The step kinds, in the order the docs list them, with the spec model of each.
+STEP_KINDS: dict[str, type[_Spec]] = {
+    "code": CodeSpec,
+    "skill": SkillSpec,
+    "http": HttpSpec,
+    "agent": AgentSpec,
+    "conditional": ConditionalSpec,
+    "loop": LoopSpec,
+    "approval": ApprovalSpec,
+    "workflow": WorkflowSpec,
+}
+_NAME_KINDS = ("code", "skill", "workflow")
+
+
+class Retry(BaseModel):
+    """Exponential backoff: attempt n+1 waits ``delay * backoff**(n-1)`` (capped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    backoff: float = Field(default=2.0, ge=1.0)
+    delay: float = Field(default=1.0, ge=0.0)
+    max_delay: float = Field(default=60.0, ge=0.0)
+
+    def wait_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2, 3, ...)."""
+        return min(self.delay * self.backoff ** (attempt - 2), self.max_delay)
+
+
+class Step(BaseModel):
+    """One node of the workflow graph.
+
+    Written in YAML as ``{KIND: SPEC, needs: [...], with: {...}, ...}``; in Python as
+    ``Step(id="a", code="fn", needs=["b"])``. Exactly one kind key is allowed.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    kind: Literal["code", "skill", "http", "agent", "conditional", "loop", "approval", "workflow"]
+    spec: StepSpec
+    needs: list[str] = Field(default_factory=list)
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    timeout: float = Field(default=DEFAULT_STEP_TIMEOUT, gt=0)
+    retry: Retry = Field(default_factory=Retry)
+    if_: str | None = Field(default=None, alias="if")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_kind(cls, data: Any) -> Any:
+        """Turn ``{code: fn, ...}`` into ``{kind: "code", spec: CodeSpec(...)}``."""
+        if not isinstance(data, Mapping) or "kind" in data:
+            return data
+        kinds = [key for key in STEP_KINDS if key in data]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(
+                f"a step needs exactly one kind key of {', '.join(STEP_KINDS)} (found: {found})"
+            )
+        kind = kinds[0]
+        rest = {key: value for key, value in data.items() if key != kind}
+        raw = data[kind]
+        if kind in _NAME_KINDS and not isinstance(raw, Mapping):
+            raw = {"target": raw}
+        elif kind == "approval" and raw is None:
+            raw = {}
+        rest["kind"] = kind
+        rest["spec"] = STEP_KINDS[kind].model_validate(raw) if isinstance(raw, Mapping) else raw
+        return rest
+
+    @model_validator(mode="after")
+    def _spec_matches_kind(self) -> Step:
+        expected = STEP_KINDS[self.kind]
+        if not isinstance(self.spec, expected):
+            self.spec = expected.model_validate(
+                self.spec.model_dump(by_alias=True) if isinstance(self.spec, BaseModel) else self.spec
+            )
+        if self.id in self.needs:
+            raise ValueError(f"step {self.id!r} cannot need itself")
+        return self
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _single_need(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The step as it would be written in a cell (callables by qualified name)."""
+        spec: Any = self.spec.model_dump(by_alias=True, exclude_defaults=True)
+        if self.kind in _NAME_KINDS:
+            target = spec["target"]
+            spec = target if isinstance(target, str) else callable_name(target)
+        out: dict[str, Any] = {self.kind: spec}
+        for key, value in self.model_dump(
+            by_alias=True, exclude_defaults=True, exclude={"id", "kind", "spec"}
+        ).items():
+            out[key] = value
+        return out
+
+
+class Workflow(BaseModel):
+    """A named DAG of steps plus run settings.
+
+    ``steps`` may be given as a list of `Step` or, as in YAML, a mapping from id to
+    step body. The order of steps is kept (it breaks ties in the drawing only).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+    description: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[str, Step]
+    timeout: float | None = Field(default=None, gt=0)
+    concurrency: int | None = Field(default=None, ge=1)
+    schedule: Literal["waves", "eager"] = "waves"
+    fail_fast: bool = True
+    env: list[str] = Field(default_factory=list)
+
+    _source: str | None = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps_by_id(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            out = {}
+            for step_id, body in value.items():
+                if isinstance(body, Step):
+                    out[str(step_id)] = body
+                elif isinstance(body, Mapping):
+                    out[str(step_id)] = {"id": str(step_id), **body}
+                else:
+                    raise ValueError(f"step {step_id!r} must be a mapping of step keys")
+            return out
+        if isinstance(value, (list, tuple)):
+            out = {}
+            for body in value:
+                step = body if isinstance(body, Step) else Step.model_validate(body)
+                if step.id in out:
+                    raise ValueError(f"step id {step.id!r} is used twice")
+                out[step.id] = step
+            return out
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _not_empty(cls, value: dict[str, Step]) -> dict[str, Step]:
+        if not value:
+            raise ValueError("a workflow needs at least one step")
+        return value
+
+    @classmethod
+    def from_yaml(cls, text: str, *, name: str, **overrides: Any) -> Workflow:
+        """Parse a `%%workflow` body; errors are `DefinitionError`s naming step and line."""
+        from wfnb.parse import parse_workflow
+
+        return parse_workflow(text, name=name, **overrides)
+
+    def line_of(self, step_id: str) -> int | None:
+        """The line of the cell that declares ``step_id``, when parsed from YAML."""
+        return self._lines.get(step_id)
+
+    def to_yaml(self) -> str:
+        """The definition as YAML: the cell text as written, or a rendering of it."""
+        if self._source is not None:
+            return self._source
+        body: dict[str, Any] = {
+            key: value
+            for key, value in self.model_dump(
+                by_alias=True, exclude_defaults=True, exclude={"name", "steps"}
+            ).items()
+        }
+        body["steps"] = {sid: step.to_yaml_dict() for sid, step in self.steps.items()}
+        return yaml.safe_dump(body, sort_keys=False)
+
+    @property
+    def definition_hash(self) -> str:
+        text = f"{self.name}\n{self.to_yaml()}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class RunResult(BaseModel):
+    """What awaiting a run gives: its status, the outputs of completed steps, the error."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    failed_step: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.COMPLETED
+
+    def __getitem__(self, step_id: str) -> Any:
+        return self.outputs[step_id]
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or ""
+    qualname = getattr(fn, "__qualname__", None) or repr(fn)
+    return qualname if module in ("", "__main__", "builtins") else f"{module}.{qualname}"

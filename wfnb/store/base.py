@@ -1,0 +1,146 @@
+"""The checkpoint store protocol: the one boundary between the engine and disk.
+
+The engine hands the store typed records and never SQL; a store never imports the
+engine. Records are *whole* rows that are upserted by key, so writing one twice is
+harmless: that is what lets a journal be replayed after a crash without doubling
+anything, and what lets a store group-commit writes that arrive together.
+
+Keys: a `WorkflowRecord` by ``(name, definition_hash)``, a `RunRecord` by
+``run_id``, a `StepRecord` by ``(run_id, step_id, attempt)``.
+
+Times are Unix epoch seconds (floats): cheap to take on the hot path; stores convert
+them for humans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from wfnb.model import RunStatus, StepStatus
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    name: str
+    definition: str
+    definition_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    workflow: str
+    definition_hash: str
+    status: RunStatus
+    inputs: dict[str, Any]
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    depth: int = 0
+    #: "host:pid" of the process driving the run, so a dead driver can be detected.
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One attempt of one step.
+
+    ``step_id`` is the step's id, or ``BODY[i]`` for iteration ``i`` of a loop body
+    step. ``output`` is meaningful when ``has_output``: the step's return value for a
+    completed attempt, the approval request (``{prompt, deadline}``) for a
+    ``waiting_approval`` one. Any Python value may appear; the store decides how to
+    keep it (JSON, a table, a pickle) and must give back an equal value.
+    """
+
+    run_id: str
+    step_id: str
+    attempt: int
+    status: StepStatus
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    output: Any = None
+    has_output: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records that become durable together, atomically, in the order given."""
+
+    workflows: Sequence[WorkflowRecord] = field(default_factory=tuple)
+    runs: Sequence[RunRecord] = field(default_factory=tuple)
+    steps: Sequence[StepRecord] = field(default_factory=tuple)
+
+    def __bool__(self) -> bool:
+        return bool(self.workflows or self.runs or self.steps)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where runs are checkpointed. All methods are coroutines safe to call on the
+    kernel's event loop: a store that touches disk does so off the loop.
+
+    `wfnb.testing.StoreConformance` is the executable form of this contract; a new
+    store passes it before anything else.
+    """
+
+    async def write(self, batch: Batch) -> None:
+        """Apply ``batch`` atomically; return only once it is durable.
+
+        Durable means it survives ``kill -9`` of this process the next instant.
+        Concurrent calls may be committed together (group commit); each returns
+        when its own records are durable. Raises `StoreError` (and leaves nothing of
+        the batch behind) when the records cannot be made durable.
+        """
+        ...
+
+    async def get_run(self, *, run_id: str) -> RunRecord | None:
+        """The run's latest record; None on a miss."""
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Sequence[RunStatus] | None = None,
+        parent_run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given, newest first."""
+        ...
+
+    async def get_steps(self, *, run_id: str) -> list[StepRecord]:
+        """Every attempt of every step of the run, ordered by start then attempt;
+        an empty list for an unknown run. Outputs come back restored."""
+        ...
+
+    async def get_workflow(self, *, name: str, definition_hash: str) -> WorkflowRecord | None:
+        """The definition a run started with; None on a miss."""
+        ...
+
+    async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
+        """Delete finished runs created before ``older_than`` (epoch seconds) with
+        their steps and outputs; keep failed ones if asked. Returns how many runs
+        were deleted. Runs that are pending, running or paused are never pruned."""
+        ...
+
+    async def close(self) -> None:
+        """Make everything durable and release files and locks. Idempotent."""
+        ...
+
+
+def latest_attempts(steps: Sequence[StepRecord]) -> dict[str, StepRecord]:
+    """The last attempt of each step id."""
+    latest: dict[str, StepRecord] = {}
+    for record in steps:
+        current = latest.get(record.step_id)
+        if current is None or record.attempt >= current.attempt:
+            latest[record.step_id] = record
+    return latest

@@ -1,0 +1,77 @@
+"""An in-process store: the default for headless use and the reference for tests.
+
+Nothing survives the process; it exists so the engine can run with zero set-up and
+so the conformance suite has a trivially correct implementation to agree with.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from wfnb.model import RunStatus
+from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
+
+
+class MemoryStore:
+    """Keeps records in dicts. Outputs are kept by reference (not copied): this store
+    is for speed and tests, and nothing else holds the values it is given."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[tuple[str, str], WorkflowRecord] = {}
+        self._runs: dict[str, RunRecord] = {}
+        self._steps: dict[str, dict[tuple[str, int], StepRecord]] = {}
+
+    async def write(self, batch: Batch) -> None:
+        for workflow in batch.workflows:
+            self._workflows[(workflow.name, workflow.definition_hash)] = workflow
+        for run in batch.runs:
+            self._runs[run.run_id] = run
+        for step in batch.steps:
+            self._steps.setdefault(step.run_id, {})[(step.step_id, step.attempt)] = step
+
+    async def get_run(self, *, run_id: str) -> RunRecord | None:
+        return self._runs.get(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Sequence[RunStatus] | None = None,
+        parent_run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        wanted = set(statuses) if statuses is not None else None
+        runs = [
+            run
+            for run in self._runs.values()
+            if (workflow is None or run.workflow == workflow)
+            and (wanted is None or run.status in wanted)
+            and (parent_run_id is None or run.parent_run_id == parent_run_id)
+        ]
+        runs.sort(key=lambda run: run.created_at, reverse=True)
+        return runs[:limit] if limit is not None else runs
+
+    async def get_steps(self, *, run_id: str) -> list[StepRecord]:
+        steps = list(self._steps.get(run_id, {}).values())
+        steps.sort(key=lambda step: (step.started_at or 0.0, step.attempt))
+        return [copy.copy(step) for step in steps]
+
+    async def get_workflow(self, *, name: str, definition_hash: str) -> WorkflowRecord | None:
+        return self._workflows.get((name, definition_hash))
+
+    async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
+        doomed = [
+            run.run_id
+            for run in self._runs.values()
+            if run.status.finished
+            and run.created_at < older_than
+            and not (keep_failed and run.status is RunStatus.FAILED)
+        ]
+        for run_id in doomed:
+            del self._runs[run_id]
+            self._steps.pop(run_id, None)
+        return len(doomed)
+
+    async def close(self) -> None:
+        return None
