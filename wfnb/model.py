@@ -7,10 +7,11 @@ model of its own per kind, so each step module gets a typed spec.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -107,9 +108,16 @@ class WorkflowSpec(_Spec):
     target: str
 
 
-StepSpec = Union[
-    CodeSpec, SkillSpec, HttpSpec, AgentSpec, ConditionalSpec, LoopSpec, ApprovalSpec, WorkflowSpec
-]
+StepSpec = (
+    CodeSpec
+    | SkillSpec
+    | HttpSpec
+    | AgentSpec
+    | ConditionalSpec
+    | LoopSpec
+    | ApprovalSpec
+    | WorkflowSpec
+)
 
 #: The step kinds, in the order the docs list them, with the spec model of each.
 STEP_KINDS: dict[str, type[_Spec]] = {
@@ -144,14 +152,21 @@ class Step(BaseModel):
     """One node of the workflow graph.
 
     Written in YAML as ``{KIND: SPEC, needs: [...], with: {...}, ...}``; in Python as
-    ``Step(id="a", code="fn", needs=["b"])``. Exactly one kind key is allowed.
+    ``Step(id="a", code="fn", needs=["b"])`` (``code=`` also takes the callable
+    itself). Exactly one kind key is allowed; ``step.kind`` and ``step.spec`` give it.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     id: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-    kind: Literal["code", "skill", "http", "agent", "conditional", "loop", "approval", "workflow"]
-    spec: StepSpec
+    code: CodeSpec | None = None
+    skill: SkillSpec | None = None
+    http: HttpSpec | None = None
+    agent: AgentSpec | None = None
+    conditional: ConditionalSpec | None = None
+    loop: LoopSpec | None = None
+    approval: ApprovalSpec | None = None
+    workflow: WorkflowSpec | None = None
     needs: list[str] = Field(default_factory=list)
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     timeout: float = Field(default=DEFAULT_STEP_TIMEOUT, gt=0)
@@ -160,34 +175,41 @@ class Step(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _lift_kind(cls, data: Any) -> Any:
-        """Turn ``{code: fn, ...}`` into ``{kind: "code", spec: CodeSpec(...)}``."""
-        if not isinstance(data, Mapping) or "kind" in data:
+    def _one_kind(cls, data: Any) -> Any:
+        """Insist on exactly one kind key, and let name kinds be written as a name."""
+        if not isinstance(data, Mapping):
             return data
-        kinds = [key for key in STEP_KINDS if key in data]
+        kinds = [
+            key
+            for key in STEP_KINDS
+            if data.get(key) is not None or key == "approval" and key in data
+        ]
         if len(kinds) != 1:
-            found = ", ".join(kinds) if kinds else "none"
-            raise ValueError(
-                f"a step needs exactly one kind key of {', '.join(STEP_KINDS)} (found: {found})"
-            )
+            if kinds:
+                raise ValueError(
+                    f"a step has exactly one kind, but this one has {', '.join(kinds)}"
+                )
+            known = {*STEP_KINDS, *cls.model_fields, "with", "if"}
+            strangers = [key for key in data if key not in known]
+            hint = ""
+            if strangers:
+                close = difflib.get_close_matches(str(strangers[0]), list(STEP_KINDS), n=1)
+                hint = (
+                    f"unknown step kind {strangers[0]!r}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + "; "
+                )
+            raise ValueError(f"{hint}a step needs exactly one of: {', '.join(STEP_KINDS)}")
         kind = kinds[0]
-        rest = {key: value for key, value in data.items() if key != kind}
         raw = data[kind]
-        if kind in _NAME_KINDS and not isinstance(raw, Mapping):
-            raw = {"target": raw}
-        elif kind == "approval" and raw is None:
-            raw = {}
-        rest["kind"] = kind
-        rest["spec"] = STEP_KINDS[kind].model_validate(raw) if isinstance(raw, Mapping) else raw
-        return rest
+        if kind in _NAME_KINDS and not isinstance(raw, (Mapping, BaseModel)):
+            return {**data, kind: {"target": raw}}
+        if kind == "approval" and raw is None:
+            return {**data, kind: {}}
+        return data
 
     @model_validator(mode="after")
-    def _spec_matches_kind(self) -> Step:
-        expected = STEP_KINDS[self.kind]
-        if not isinstance(self.spec, expected):
-            self.spec = expected.model_validate(
-                self.spec.model_dump(by_alias=True) if isinstance(self.spec, BaseModel) else self.spec
-            )
+    def _not_own_need(self) -> Step:
         if self.id in self.needs:
             raise ValueError(f"step {self.id!r} cannot need itself")
         return self
@@ -197,17 +219,24 @@ class Step(BaseModel):
     def _single_need(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
+
+    @property
+    def spec(self) -> StepSpec:
+        return getattr(self, self.kind)  # type: ignore[no-any-return]
+
     def to_yaml_dict(self) -> dict[str, Any]:
         """The step as it would be written in a cell (callables by qualified name)."""
+        out: dict[str, Any] = {}
         spec: Any = self.spec.model_dump(by_alias=True, exclude_defaults=True)
         if self.kind in _NAME_KINDS:
             target = spec["target"]
             spec = target if isinstance(target, str) else callable_name(target)
-        out: dict[str, Any] = {self.kind: spec}
-        for key, value in self.model_dump(
-            by_alias=True, exclude_defaults=True, exclude={"id", "kind", "spec"}
-        ).items():
-            out[key] = value
+        out[self.kind] = spec
+        rest = self.model_dump(by_alias=True, exclude_defaults=True, exclude={"id", *STEP_KINDS})
+        out.update(rest)
         return out
 
 
