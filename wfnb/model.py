@@ -208,10 +208,13 @@ class Step(BaseModel):
             return {**data, kind: {}}
         return data
 
+    _kind: str = PrivateAttr(default="")
+
     @model_validator(mode="after")
     def _not_own_need(self) -> Step:
         if self.id in self.needs:
             raise ValueError(f"step {self.id!r} cannot need itself")
+        self._kind = next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
         return self
 
     @field_validator("needs", mode="before")
@@ -221,7 +224,7 @@ class Step(BaseModel):
 
     @property
     def kind(self) -> str:
-        return next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
+        return self._kind
 
     @property
     def spec(self) -> StepSpec:
@@ -247,7 +250,8 @@ class Workflow(BaseModel):
     step body. The order of steps is kept (it breaks ties in the drawing only).
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Frozen: a definition is hashed, stored and planned once; it must not drift.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
     description: str | None = None
@@ -261,6 +265,8 @@ class Workflow(BaseModel):
 
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+    _rendered: str | None = PrivateAttr(default=None)
+    _hash: str | None = PrivateAttr(default=None)
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -307,6 +313,8 @@ class Workflow(BaseModel):
         """The definition as YAML: the cell text as written, or a rendering of it."""
         if self._source is not None:
             return self._source
+        if self._rendered is not None:
+            return self._rendered
         body: dict[str, Any] = {
             key: value
             for key, value in self.model_dump(
@@ -314,12 +322,15 @@ class Workflow(BaseModel):
             ).items()
         }
         body["steps"] = {sid: step.to_yaml_dict() for sid, step in self.steps.items()}
-        return yaml.safe_dump(body, sort_keys=False)
+        self._rendered = yaml.safe_dump(body, sort_keys=False)
+        return self._rendered
 
     @property
     def definition_hash(self) -> str:
-        text = f"{self.name}\n{self.to_yaml()}"
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        if self._hash is None:
+            text = f"{self.name}\n{self.to_yaml()}"
+            self._hash = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._hash
 
 
 class RunResult(BaseModel):

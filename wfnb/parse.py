@@ -65,12 +65,14 @@ def parse_workflow(text: str, *, name: str, line_offset: int = 0, **overrides: A
         )
     _check_nodes(root, line_offset)
     data = _Loader("").construct_document(root)
-    data.update({key: value for key, value in overrides.items() if value is not None})
+    given = {key: value for key, value in overrides.items() if value is not None}
+    data.update(given)
     try:
         workflow = Workflow.model_validate({"name": name, **data})
     except ValidationError as exc:
         raise _schema_error(exc, root, line_offset) from None
-    workflow._source = text
+    # The stored definition must be what runs: with overrides, render the model.
+    workflow._source = None if given else text
     workflow._lines = _step_lines(root, line_offset)
     compile_templates(workflow)
     build_plan(workflow)

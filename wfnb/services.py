@@ -142,9 +142,10 @@ class StepServices:
                 run.set_waiting(ctx.step_id, False)
         result = await engine.result(child.id)
         if result.status is not RunStatus.COMPLETED:
+            # Nested sub-workflows would repeat every level's prefix: keep the root cause.
+            cause = (result.error or result.status.value).rsplit(" failed: ", 1)[-1]
             raise SubWorkflowError(
-                f"sub-workflow {workflow!r} (run {child.id}) ended {result.status.value}: "
-                f"{result.error}",
+                f"sub-workflow {workflow!r} (run {child.id}) {result.status.value}: {cause}",
                 step_id=ctx.step_id,
             )
         return result.outputs

@@ -16,12 +16,26 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from wfnb.errors import TemplateError, TemplateRenderError
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """``a.items`` on a mapping means its ``items`` key, not ``dict.items``: step
+    outputs are JSON-like data, and their keys are what users mean."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
+_ENV = _Environment(undefined=StrictUndefined, autoescape=False)
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -39,15 +53,19 @@ def _bare_expression(text: str) -> str | None:
 
 @functools.lru_cache(maxsize=4096)
 def _compile(text: str, as_expression: bool) -> Callable[[Mapping[str, Any]], Any]:
-    if as_expression:
-        expr = _bare_expression(text)
-        source = expr if expr is not None else text
-        compiled = _ENV.compile_expression(source, undefined_to_none=False)
-        return lambda scope: compiled(**scope)
     expr = _bare_expression(text)
-    if expr is not None:
-        native = _ENV.compile_expression(expr, undefined_to_none=False)
-        return lambda scope: native(**scope)
+    if as_expression or expr is not None:
+        compiled = _ENV.compile_expression(
+            expr if expr is not None else text, undefined_to_none=False
+        )
+
+        def evaluate(scope: Mapping[str, Any]) -> Any:
+            value = compiled(**scope)
+            if isinstance(value, Undefined):  # a native value must not be a silent hole
+                value._fail_with_undefined_error()
+            return value
+
+        return evaluate
     template = _ENV.from_string(text)
     return template.render
 

@@ -8,6 +8,7 @@ modules never import the engine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -92,8 +93,10 @@ _MODULES = {
 }
 
 
+@functools.cache
 def executor_for(kind: str) -> Executor | None:
-    """The executor of a step kind; None for a kind this version cannot run yet."""
+    """The executor of a step kind; None for a kind this version cannot run yet.
+    Modules load on first use, so `http`/`agent` pull in httpx only when used."""
     module = _MODULES.get(kind)
     if module is None:
         return None
