@@ -21,6 +21,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+import networkx as nx
+
 from wfnb.backends.base import Backend
 from wfnb.backends.local import LocalBackend
 from wfnb.dag import Plan, build_plan
@@ -29,6 +31,7 @@ from wfnb.errors import (
     NotResumable,
     RunNotFound,
     UnknownCallableError,
+    UnknownStepError,
     WfnbError,
 )
 from wfnb.events import EventBus, RunObserver, Subscription
@@ -239,7 +242,12 @@ class Engine:
         return await self._begin(workflow, record, {})
 
     async def _begin(
-        self, workflow: Workflow, record: RunRecord, restored: Mapping[str, StepRecord]
+        self,
+        workflow: Workflow,
+        record: RunRecord,
+        restored: Mapping[str, StepRecord],
+        *,
+        copied: tuple[StepRecord, ...] = (),
     ) -> RunHandle:
         key = (workflow.name, workflow.definition_hash)
         definitions = ()
@@ -250,7 +258,7 @@ class Engine:
                 ),
             )
         stored = replace(record, inputs=self.redact(record.inputs)) if self.redact else record
-        await self.store.write(Batch(workflows=definitions, runs=(stored,)))
+        await self.store.write(Batch(workflows=definitions, runs=(stored,), steps=copied))
         self._saved_definitions.add(key)
         live = LiveRun(self, workflow, self._plan(workflow), record, restored)
         self._live[record.run_id] = live
@@ -340,6 +348,44 @@ class Engine:
             owner=self.owner,
         )
         return await self._begin(workflow, record, restored)
+
+    async def rerun(self, run_id: str, from_step: str) -> RunHandle:
+        """A new run that reuses the old run's checkpoints except ``from_step`` and
+        everything downstream of it, which run again: the edit-and-retry loop of
+        notebook work. The workflow as registered now is used (that is the edit),
+        or the old run's definition when none is registered."""
+        old = await self.store.get_run(run_id=run_id)
+        if old is None:
+            raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
+        workflow = self.workflows.get(old.workflow) or await self._definition(old)
+        plan = self._plan(workflow)
+        top = _top_level_owner(plan)
+        if from_step not in top:
+            raise UnknownStepError(
+                f"workflow {workflow.name!r} has no step {from_step!r}", step_id=from_step
+            )
+        self.check_runnable(workflow)
+        graph = plan.graph
+        redo = {top[from_step], *nx.descendants(graph, top[from_step])}
+        new_id = uuid.uuid4().hex[:12]
+        copied = tuple(
+            replace(step, run_id=new_id)
+            for instance, step in latest_attempts(await self.store.get_steps(run_id=run_id)).items()
+            if step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED)
+            and top.get(instance.split("[", 1)[0]) not in redo | {None}
+        )
+        record = RunRecord(
+            run_id=new_id,
+            workflow=workflow.name,
+            definition_hash=workflow.definition_hash,
+            status=RunStatus.PENDING,
+            inputs=dict(old.inputs),
+            created_at=time.time(),
+            owner=self.owner,
+        )
+        self.register(workflow)
+        restored = {step.step_id: step for step in copied}
+        return await self._begin(workflow, record, restored, copied=copied)
 
     async def _definition(self, record: RunRecord) -> Workflow:
         """The definition the run started with, even if the cell was edited since."""
@@ -581,6 +627,20 @@ class Engine:
 
     def _log_internal_error(self, live: LiveRun, exc: BaseException) -> None:
         log.error("run %s failed inside wfnb", live.id, exc_info=exc)
+
+
+def _top_level_owner(plan: Plan) -> dict[str, str]:
+    """Each step id -> the top-level step it runs under (itself, or its loop)."""
+    owner: dict[str, str] = {}
+
+    def visit(scope: Plan, top: str | None) -> None:
+        for sid in scope.steps:
+            owner[sid] = top or sid
+            if sid in scope.bodies:
+                visit(scope.bodies[sid], top or sid)
+
+    visit(plan, None)
+    return owner
 
 
 def _whoami() -> str:
