@@ -129,11 +129,13 @@ def build_plan(workflow: Workflow) -> Plan:
                     step_id=step_id,
                     line=line(step_id),
                 )
-            child, level = step_id, scope
+            child: str = step_id
+            level: str | None = scope
             target = lift(need, level)
-            while target is None:
-                child, level = level, scope_of(level)  # type: ignore[arg-type]
+            while target is None and level is not None:
+                child, level = level, scope_of(level)
                 target = lift(need, level)
+            assert target is not None  # every chain of loops ends at the top level
             if target == child:
                 raise DefinitionError(
                     f"loop {step_id!r} cannot need {need!r}, a step of its own body",
@@ -239,8 +241,8 @@ def _check_references(
             continue
         for ref in sorted(refs):
             enclosing = ref
-            while scope_of(enclosing) is not None:
-                enclosing = scope_of(enclosing)
+            while (outer := scope_of(enclosing)) is not None:
+                enclosing = outer
             if enclosing not in upstream:
                 raise DefinitionError(
                     f"a template reads steps.{ref} but {step_id!r} does not need "

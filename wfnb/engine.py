@@ -250,7 +250,7 @@ class Engine:
         copied: tuple[StepRecord, ...] = (),
     ) -> RunHandle:
         key = (workflow.name, workflow.definition_hash)
-        definitions = ()
+        definitions: tuple[WorkflowRecord, ...] = ()
         if key not in self._saved_definitions:
             definitions = (
                 WorkflowRecord(

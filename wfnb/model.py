@@ -272,7 +272,7 @@ class Workflow(BaseModel):
     @classmethod
     def _steps_by_id(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            out = {}
+            out: dict[str, Any] = {}
             for step_id, body in value.items():
                 if isinstance(body, Step):
                     out[str(step_id)] = body
@@ -282,13 +282,13 @@ class Workflow(BaseModel):
                     raise ValueError(f"step {step_id!r} must be a mapping of step keys")
             return out
         if isinstance(value, (list, tuple)):
-            out = {}
+            by_id: dict[str, Step] = {}
             for body in value:
                 step = body if isinstance(body, Step) else Step.model_validate(body)
-                if step.id in out:
+                if step.id in by_id:
                     raise ValueError(f"step id {step.id!r} is used twice")
-                out[step.id] = step
-            return out
+                by_id[step.id] = step
+            return by_id
         return value
 
     @field_validator("steps")

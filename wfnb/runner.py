@@ -18,6 +18,7 @@ what happened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections import deque
@@ -211,6 +212,7 @@ class LiveRun:
                 timer.cancel()
 
     async def _finish(self) -> None:
+        error: str | None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.stop_reason == "cancelled":
@@ -224,8 +226,10 @@ class LiveRun:
         ):
             status = RunStatus.FAILED
             if self.failure is None:
-                failed = next(sid for sid, s in self.statuses.items() if s is StepStatus.FAILED)
-                self.failure = (failed, self.errors.get(failed, "failed"))
+                failed_step = next(
+                    sid for sid, s in self.statuses.items() if s is StepStatus.FAILED
+                )
+                self.failure = (failed_step, self.errors.get(failed_step, "failed"))
             error = self.error_text()
         else:
             status, error = RunStatus.COMPLETED, None
@@ -397,7 +401,7 @@ class LiveRun:
                 error=self._cancel_text(),
             )
         elif isinstance(future.exception(), StoreError):
-            scope.store_error = future.exception()  # type: ignore[assignment]
+            scope.store_error = future.exception()
             return
         else:
             outcome = future.result()
@@ -456,7 +460,7 @@ class LiveRun:
         for sid in starts:
             # Reserve the step's place now, so the driver knows it is in flight.
             slot: asyncio.Future[Outcome] = loop.create_future()
-            slot.add_done_callback(lambda _f, sid=sid: scope.step_done(sid))
+            slot.add_done_callback(functools.partial(scope.step_done_callback, sid))
             scope.running[sid] = slot
             slots[sid] = slot
 
@@ -661,7 +665,7 @@ class _Scope:
         self.failed = False
         self.store_error: BaseException | None = None
 
-    def step_done(self, sid: str) -> None:
+    def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
         self.finished.append(sid)
         self.wake.set()
 
