@@ -334,6 +334,16 @@ class LiveRun:
             future.cancel()
         while scope.finished:
             self._apply(scope, scope.finished.popleft())
+        # The slots just cancelled are done, but their done-callbacks (which queue
+        # them in scope.finished) only run on a later loop turn, after this scope
+        # is gone: take them in now. Unless the run's own task is being cancelled
+        # (its loop is shutting down, as after `run_sync` returns at a pause): that
+        # is no stop, and the store must keep the run as it stood, to be resumed.
+        main = self.task
+        cancelling = getattr(main, "cancelling", None)
+        if not (main is not None and cancelling is not None and cancelling()):
+            for sid in list(scope.running):
+                self._apply(scope, sid)
         if scope.records:
             batch, scope.records = scope.records, []
             await asyncio.shield(self.engine.store.write(Batch(steps=batch)))

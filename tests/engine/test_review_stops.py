@@ -1,0 +1,71 @@
+"""Review: stops (cancel, fail-fast, timeout) must leave nothing `running` behind."""
+
+import asyncio
+
+import wfnb
+from wfnb.model import RunStatus
+from wfnb.store.base import latest_attempts
+
+from ..conftest import arun, wf
+
+
+async def slow(delay: float = 0.0, fail: bool = False, name: str = "x") -> str:
+    await asyncio.sleep(delay)
+    if fail:
+        raise ValueError(f"{name} broke")
+    return name
+
+
+async def open_steps(engine, run_id):
+    steps = latest_attempts(await engine.store.get_steps(run_id=run_id))
+    return {sid: s.status.value for sid, s in steps.items() if s.status.value in ("running", "waiting_approval", "pending")}
+
+
+def test_fail_fast_stopping_a_loop_records_its_running_body_step_cancelled():
+    engine = wfnb.Engine(namespace={"slow": slow})
+    workflow = wf(
+        """
+steps:
+  L: {loop: {for_each: "[1, 2]", body: [b]}}
+  b: {code: slow, with: {delay: 30}}
+  f: {code: slow, with: {delay: 0.05, fail: true, name: f}}
+"""
+    )
+
+    async def main():
+        handle = await engine.start(workflow)
+        result = await asyncio.wait_for(handle.wait(), 10)
+        return result, await open_steps(engine, handle.id)
+
+    result, still_open = arun(main())
+    assert result.status is RunStatus.FAILED and result.failed_step == "f"
+    assert still_open == {}
+
+
+def test_an_approval_inside_a_loop_paused_by_run_sync_can_be_approved_later():
+    """run_sync returns at the pause and its loop shuts down: that is no stop, so
+    the body's approval stays waiting in the store and a new engine can approve it."""
+    workflow = wf(
+        """
+steps:
+  L: {loop: {for_each: "[1]", body: [ok]}}
+  ok: {approval: {prompt: "go?"}}
+  after: {code: echo, needs: [L], with: {value: "{{ steps.L.output.iterations }}"}}
+"""
+    )
+    store = wfnb.MemoryStore()
+    paused = wfnb.Engine(store=store, namespace={"echo": echo}).run_sync(workflow)
+    assert paused.status is RunStatus.PAUSED
+    second = wfnb.Engine(store=store, namespace={"echo": echo})
+
+    async def main():
+        handle = await second.approve(paused.run_id, "ok[0]", by="ann")
+        return await asyncio.wait_for(handle.wait(), 10)
+
+    result = arun(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert result.outputs["after"] == 1
+
+
+def echo(value):
+    return value
