@@ -118,6 +118,16 @@ class LiveRun:
                 self.statuses[instance] = step.status
                 if step.status is StepStatus.COMPLETED:
                     self.outputs[instance] = step.output
+        # A step after a loop reads a body step's last iteration through its bare id
+        # (as `_settle` keeps it live); restored iterations must provide it too.
+        last: dict[str, tuple[int, ...]] = {}
+        for instance in list(self.outputs):
+            base, bracket, index = instance.partition("[")
+            if bracket:
+                position = tuple(int(i) for i in index.rstrip("]").split(","))
+                if position >= last.get(base, position):
+                    last[base] = position
+                    self.outputs[base] = self.outputs[instance]
         self.failure: tuple[str, str] | None = None
         self.notes: list[str] = []
         self.stop_reason: str | None = None

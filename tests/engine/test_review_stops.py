@@ -18,7 +18,11 @@ async def slow(delay: float = 0.0, fail: bool = False, name: str = "x") -> str:
 
 async def open_steps(engine, run_id):
     steps = latest_attempts(await engine.store.get_steps(run_id=run_id))
-    return {sid: s.status.value for sid, s in steps.items() if s.status.value in ("running", "waiting_approval", "pending")}
+    return {
+        sid: s.status.value
+        for sid, s in steps.items()
+        if s.status.value in ("running", "waiting_approval", "pending")
+    }
 
 
 def test_fail_fast_stopping_a_loop_records_its_running_body_step_cancelled():
