@@ -41,10 +41,10 @@ class StepsView(Mapping[str, Mapping[str, Any]]):
             raise KeyError(step_id)
         instance = self._instance(step_id)
         outputs = self._run.outputs
+        # (A body step read after its loop has no frame here: ``instance`` is then
+        # its bare id, which holds the last iteration's output.)
         if instance in outputs:
             return {"output": outputs[instance], "status": "completed"}
-        if step_id in outputs:  # a body step read after its loop: the last iteration
-            return {"output": outputs[step_id], "status": "completed"}
         status = self._run.statuses.get(instance, StepStatus.PENDING)
         return {"status": status.value}
 
