@@ -337,6 +337,20 @@ class LiveRun:
                 future.cancel()
         return all(progress.status[sid] in SATISFIED for sid in plan.steps)
 
+    def shutting_down(self) -> bool:
+        """True when the run's own task is being cancelled: its event loop is going
+        away (as after `run_sync` returns at a pause). That is not a stop: records
+        stay as they stand, for another process to resume."""
+        main = self.task
+        cancelling = getattr(main, "cancelling", None)
+        return main is not None and cancelling is not None and bool(cancelling())
+
+    def finish_after(self, other: LiveRun) -> None:
+        """Do not write this run's end before ``other`` (a child run) has ended."""
+        task = asyncio.get_running_loop().create_task(other.done())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _record_cancelled(self, scope: _Scope) -> None:
         """Write down the steps a cancelled scope leaves behind (a loop step stopped
         in the middle of its body), so the store does not show them running."""
@@ -349,9 +363,7 @@ class LiveRun:
         # is gone: take them in now. Unless the run's own task is being cancelled
         # (its loop is shutting down, as after `run_sync` returns at a pause): that
         # is no stop, and the store must keep the run as it stood, to be resumed.
-        main = self.task
-        cancelling = getattr(main, "cancelling", None)
-        if not (main is not None and cancelling is not None and cancelling()):
+        if not self.shutting_down():
             for sid in list(scope.running):
                 self._apply(scope, sid)
         if scope.records:

@@ -127,19 +127,28 @@ class StepServices:
             parent_step=ctx.step_id,
             depth=depth,
         )
-        while True:
+        try:
+            while True:
+                live = engine._live.get(child.id)
+                if live is None:
+                    break
+                await live.settled()
+                if live.finished:
+                    break
+                # The child waits for a person: so does this step, and maybe the run.
+                run.set_waiting(ctx.step_id, True)
+                try:
+                    await live.status_changed()
+                finally:
+                    run.set_waiting(ctx.step_id, False)
+        except asyncio.CancelledError:
+            # This step was stopped (cancel, timeout, fail-fast): so is its child run,
+            # which is part of this run, and this run ends only after it.
             live = engine._live.get(child.id)
-            if live is None:
-                break
-            await live.settled()
-            if live.finished:
-                break
-            # The child waits for a person: so does this step, and maybe the run.
-            run.set_waiting(ctx.step_id, True)
-            try:
-                await live.status_changed()
-            finally:
-                run.set_waiting(ctx.step_id, False)
+            if live is not None and not run.shutting_down():
+                live.request_stop("cancelled")
+                run.finish_after(live)
+            raise
         result = await engine.result(child.id)
         if result.status is not RunStatus.COMPLETED:
             # Nested sub-workflows would repeat every level's prefix: keep the root cause.

@@ -1,0 +1,77 @@
+"""Review: a parent's stop reaches its child runs."""
+
+import asyncio
+
+import wfnb
+from wfnb.model import RunStatus
+
+from ..conftest import arun, wf
+
+
+def test_cancelling_the_parent_cancels_a_running_child_run():
+    started = []
+
+    async def work(name):
+        started.append(name)
+        await asyncio.sleep(30 if name == "x" else 0)
+        return name
+
+    engine = wfnb.Engine(namespace={"work": work})
+    engine.register(
+        wf(
+            "steps:\n  x: {code: work, with: {name: x}}\n"
+            "  y: {code: work, needs: [x], with: {name: y}}\n",
+            name="child",
+        )
+    )
+
+    async def main():
+        handle = await engine.start(wf("steps:\n  s: {workflow: child}\n", name="parent"))
+        while "x" not in started:
+            await asyncio.sleep(0.01)
+        result = await asyncio.wait_for(engine.cancel(handle.id), 10)
+        child = await engine.store.get_run(run_id=f"{handle.id}.s")
+        return result, child
+
+    result, child = arun(main())
+    assert result.status is RunStatus.CANCELLED
+    assert child.status is RunStatus.CANCELLED
+    assert started == ["x"]
+
+
+def test_cancelling_the_parent_cancels_a_child_paused_on_an_approval():
+    engine = wfnb.Engine()
+    engine.register(wf("steps:\n  ok: {approval: {prompt: 'go?'}}\n", name="child"))
+
+    async def main():
+        handle = await engine.start(wf("steps:\n  s: {workflow: child}\n", name="parent"))
+        assert (await asyncio.wait_for(handle, 10)).status is RunStatus.PAUSED
+        result = await asyncio.wait_for(engine.cancel(handle.id), 10)
+        child = await engine.store.get_run(run_id=f"{handle.id}.s")
+        return result, child, engine.handle(f"{handle.id}.s")
+
+    result, child, live_child = arun(main())
+    assert result.status is RunStatus.CANCELLED
+    assert child.status is RunStatus.CANCELLED
+    assert live_child.waiting_approvals == []
+
+
+def test_a_child_paused_under_run_sync_stays_approvable_from_a_new_engine():
+    store = wfnb.MemoryStore()
+    child = wf("steps:\n  ok: {approval: {prompt: 'go?'}}\n", name="child")
+    parent = wf("steps:\n  s: {workflow: child}\n", name="parent")
+    first = wfnb.Engine(store=store)
+    first.register(child)
+    paused = first.run_sync(parent)
+    assert paused.status is RunStatus.PAUSED
+    second = wfnb.Engine(store=store)
+    second.register(child)
+
+    async def main():
+        await second.approve(f"{paused.run_id}.s", "ok", by="ann")
+        handle = await second.resume(paused.run_id)
+        return await asyncio.wait_for(handle.wait(), 10)
+
+    result = arun(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert result.outputs["s"]["ok"]["by"] == "ann"
