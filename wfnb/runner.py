@@ -387,9 +387,9 @@ class LiveRun:
                         run_it = self._context(step, frame, 0).truthy(step.if_)
                     except WfnbError as exc:
                         attempt = self._next_attempt(instance)
-                        self._settle(
-                            scope, sid, Outcome(StepStatus.FAILED, attempt, now, error=str(exc))
-                        )
+                        outcome = Outcome(StepStatus.FAILED, attempt, now, error=str(exc))
+                        self._settle(scope, sid, outcome)
+                        scope.announce.append((instance, outcome))
                         continue
                     if not run_it:
                         self._skip(scope, sid, now)

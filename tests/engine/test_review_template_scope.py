@@ -33,3 +33,22 @@ steps:
     assert first["j"] == "completed"
     assert "x" not in second
     assert second["j"] == "skipped"  # not iteration 0's x
+
+
+def test_a_failing_if_expression_is_announced_as_a_step_failure():
+    seen = []
+    engine = wfnb.Engine(namespace={"echo": echo})
+    workflow = wf("steps:\n  a: {code: echo, with: {value: 1}, if: '{{ nope.x }}'}\n")
+
+    async def main():
+        subscription = engine.subscribe(
+            lambda event: seen.append((event.kind.value, event.step_id))
+        )
+        result = await asyncio.wait_for((await engine.start(workflow)).wait(), 10)
+        await subscription.drain()
+        return result
+
+    result = arun(main())
+    assert result.status is RunStatus.FAILED and result.failed_step == "a"
+    assert "nope" in result.error
+    assert ("step_failed", "a") in seen  # a live view must not show it pending forever
