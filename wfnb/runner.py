@@ -419,6 +419,12 @@ class LiveRun:
         attempt = self.attempts.get(instance, 0) + 1
         scope.records.append(StepRecord(self.id, instance, attempt, StepStatus.SKIPPED, now, now))
         self._publish(EventKind.STEP_SKIPPED, step_id=instance)
+        # A skipped conditional takes neither branch: both are skipped, even steps
+        # that have other, completed needs.
+        then, otherwise = scope.plan.branches.get(sid, (frozenset(), frozenset()))
+        for other in sorted((then | otherwise) - scope.progress.blocked):
+            if scope.progress.status[other] is StepStatus.PENDING:
+                self._skip(scope, other, now)
 
     def _apply(self, scope: _Scope, sid: str) -> None:
         """Take in a finished step: its outcome, the branch it chose, what it unlocks."""
