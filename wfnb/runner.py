@@ -449,7 +449,8 @@ class LiveRun:
         if outcome.status is StepStatus.COMPLETED and sid in plan.branches:
             taken = set(outcome.output.get("steps", ()))
             then, otherwise = plan.branches[sid]
-            for other in sorted((then | otherwise) - taken):
+            # (A blocked step, one with a failed need, is settled already: leave it.)
+            for other in sorted((then | otherwise) - taken - scope.progress.blocked):
                 if scope.progress.status[other] is StepStatus.PENDING:
                     self._skip(scope, other, time.time())
         self._settle(scope, sid, outcome)

@@ -32,3 +32,28 @@ steps:
     assert handle.step_statuses["report"] is StepStatus.SKIPPED
     assert rec.calls == ["build"]
 
+
+def test_skipping_a_blocked_branch_step_does_not_open_the_next_wave_early(rec):
+    workflow = wf(
+        """
+fail_fast: false
+steps:
+  a: {code: work, with: {name: a, delay: 0.05}}
+  d: {code: work, with: {name: d, fail: true}}
+  c: {conditional: {if: "false", then: [t]}, needs: [a]}
+  t: {code: work, needs: [d], with: {name: t}}
+  x: {code: work, needs: [c], with: {name: x, delay: 0.3}}
+  z: {code: work, needs: [c], with: {name: z}}
+  y: {code: work, needs: [z], with: {name: y}}
+"""
+    )
+    engine = wfnb.Engine(namespace=rec.namespace())
+
+    async def main():
+        handle = await engine.start(workflow)
+        return handle, await asyncio.wait_for(handle.wait(), 10)
+
+    handle, result = arun(main())
+    assert result.status is RunStatus.FAILED and result.failed_step == "d"
+    assert handle.step_statuses["y"] is StepStatus.COMPLETED
+    assert rec.starts["y"] >= rec.ends["x"]  # y's wave starts when x's wave is done
