@@ -66,6 +66,8 @@ class Frame:
     index: tuple[int, ...] = ()
     loop: Mapping[str, Any] | None = None
     parent: Frame | None = None
+    #: the loop step instance whose iteration this is
+    owner: str | None = None
 
     def instance(self, step_id: str) -> str:
         """The id a step's records carry in this frame: ``b`` or ``b[0,2]``."""
@@ -131,8 +133,11 @@ class LiveRun:
         self.failure: tuple[str, str] | None = None
         self.notes: list[str] = []
         self.stop_reason: str | None = None
-        #: leaf steps now running (loop steps excluded: their body steps count)
+        #: steps now running, or reserved to start once their before-record is durable
         self.active: set[str] = set()
+        #: loop steps now inside an iteration -> its scope: while that has steps at
+        #: work, those count, not the loop step
+        self.in_body: dict[str, _Scope] = {}
         #: of those, the ones waiting for a person (or for a paused sub-run)
         self.waiting: set[str] = set()
         self.approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -305,6 +310,8 @@ class LiveRun:
             },
         )
         scope = _Scope(plan, frame, progress)
+        if frame.owner is not None:
+            self.in_body[frame.owner] = scope
         stop_wait = asyncio.ensure_future(self._stop_signal.wait())
         stop_wait.add_done_callback(lambda _: scope.wake.set())
         halted = False
@@ -324,6 +331,9 @@ class LiveRun:
                         future.cancel()
                 if scope.records:
                     self._write_then_start(scope, starts)
+                # Only now, with what just finished taken in and what it unlocked
+                # reserved, does `active` say whether anything is still at work.
+                self._check_pause()
                 if not scope.running and not scope.writes:
                     break
                 await scope.wake.wait()
@@ -335,6 +345,8 @@ class LiveRun:
             stop_wait.cancel()
             for future in scope.running.values():
                 future.cancel()
+            if frame.owner is not None:
+                self.in_body.pop(frame.owner, None)
         return all(progress.status[sid] in SATISFIED for sid in plan.steps)
 
     def shutting_down(self) -> bool:
@@ -431,7 +443,6 @@ class LiveRun:
         future = scope.running.pop(sid)
         instance = scope.frame.instance(sid)
         self.active.discard(instance)
-        self._check_pause()
         if future.cancelled():
             outcome = Outcome(
                 StepStatus.CANCELLED,
@@ -503,6 +514,7 @@ class LiveRun:
             slot.add_done_callback(functools.partial(scope.step_done_callback, sid))
             scope.running[sid] = slot
             slots[sid] = slot
+            self.active.add(scope.frame.instance(sid))
 
         async def write_then_start() -> None:
             await self.engine.store.write(Batch(steps=batch))
@@ -515,8 +527,6 @@ class LiveRun:
                 instance = scope.frame.instance(sid)
                 self.engine.crash.hit("started", instance)
                 attempt = self.attempts[instance]
-                if sid not in scope.plan.bodies:
-                    self.active.add(instance)
                 self._publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
                 step_task = loop.create_task(
                     self._attempts(self.workflow.steps[sid], scope.frame, attempt)
@@ -643,7 +653,13 @@ class LiveRun:
     def _check_pause(self) -> None:
         if self.status.finished or self.stop_reason is not None:
             return
-        paused = bool(self.active) and self.active <= self.waiting
+        if not self.waiting and self.status is RunStatus.RUNNING:
+            return  # the common case, on every turn of the driver
+        paused = bool(self.waiting) and all(
+            instance in self.waiting
+            or ((body := self.in_body.get(instance)) is not None and bool(body.running))
+            for instance in self.active
+        )
         if paused and self.status is RunStatus.RUNNING:
             self._status_task(RunStatus.PAUSED)
         elif not paused and self.status is RunStatus.PAUSED:

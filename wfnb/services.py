@@ -90,7 +90,9 @@ class StepServices:
         from wfnb.runner import Frame
 
         body = self.frame.plan.bodies[self.step.id]
-        frame = Frame(body, (*self.frame.index, index), loop, self.frame)
+        frame = Frame(
+            body, (*self.frame.index, index), loop, self.frame, self.frame.instance(self.step.id)
+        )
         run = self.run
         ok = await run.drive(frame)
         if not ok:
