@@ -576,9 +576,15 @@ class LiveRun:
                     output = await asyncio.wait_for(executor(step, ctx), limit)
                 return Outcome(StepStatus.COMPLETED, attempt, started, output=output)
             except asyncio.CancelledError:
-                return Outcome(StepStatus.CANCELLED, attempt, started, error=self._cancel_text())
+                if _being_cancelled():
+                    return Outcome(
+                        StepStatus.CANCELLED, attempt, started, error=self._cancel_text()
+                    )
+                # Nobody cancelled this step: its own code raised CancelledError.
+                error: str = "CancelledError: raised by the step's own code, not a stop"
+                retryable = True
             except (asyncio.TimeoutError, TimeoutError):
-                error: str = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
+                error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
                 retryable = True
             except (DefinitionError, TemplateRenderError, ApprovalRejected) as exc:
                 error, retryable = str(exc), False  # the same input fails the same way
@@ -724,6 +730,14 @@ class _Scope:
     def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
         self.finished.append(sid)
         self.wake.set()
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task has been asked to cancel (Python 3.10 cannot tell:
+    assume it has)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or bool(cancelling())
 
 
 def _forward(task: asyncio.Task[Outcome], slot: asyncio.Future[Outcome]) -> None:

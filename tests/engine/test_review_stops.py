@@ -73,3 +73,21 @@ steps:
 
 def echo(value):
     return value
+
+
+def test_a_step_whose_own_code_raises_cancelled_error_fails_the_run_cleanly():
+    async def boom():
+        raise asyncio.CancelledError()  # e.g. a library cancelling its own inner task
+
+    engine = wfnb.Engine(namespace={"boom": boom, "slow": slow})
+    workflow = wf("steps:\n  a: {code: boom}\n  b: {code: slow, needs: [a]}\n")
+
+    async def main():
+        handle = await engine.start(workflow)
+        result = await asyncio.wait_for(handle.wait(), 10)
+        return result, await engine.store.get_run(run_id=handle.id)
+
+    result, record = arun(main())
+    assert result.status is RunStatus.FAILED and result.failed_step == "a"
+    assert "CancelledError" in result.error and "internal error" not in result.error
+    assert record.status is RunStatus.FAILED
