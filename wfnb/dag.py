@@ -233,23 +233,29 @@ def _check_references(
                     step_id=step_id,
                     line=workflow.line_of(step_id),
                 )
-        if scope_of(step_id) is not None or isinstance(step.spec, LoopSpec):
-            continue
-        try:
-            upstream = nx.ancestors(graph, step_id)
-        except nx.NetworkXError:
-            continue
+        # Upstream of a step in a loop body: what it needs in its iteration, and
+        # what its loop (and every loop around that) needs.
+        chain: list[str] = []
+        upstream: set[str] = set()
+        current: str | None = step_id
+        while current is not None:
+            chain.append(current)
+            upstream |= nx.ancestors(graph, current)
+            current = scope_of(current)
+        scopes = {scope_of(member) for member in chain}
         for ref in sorted(refs):
+            # ref, or the loop around it that sits in one of this step's scopes
             enclosing = ref
-            while (outer := scope_of(enclosing)) is not None:
-                enclosing = outer
-            if enclosing not in upstream:
-                raise DefinitionError(
-                    f"a template reads steps.{ref} but {step_id!r} does not need "
-                    f"{enclosing!r}: add it to `needs`",
-                    step_id=step_id,
-                    line=workflow.line_of(step_id),
-                )
+            while scope_of(enclosing) not in scopes:
+                enclosing = scope_of(enclosing)  # type: ignore[assignment]
+            if enclosing in upstream or enclosing == step_id and ref != step_id:
+                continue  # (a loop's `while` reads its own body's last iteration)
+            raise DefinitionError(
+                f"a template reads steps.{ref} but {step_id!r} does not need "
+                f"{enclosing!r}: add it to `needs`",
+                step_id=step_id,
+                line=workflow.line_of(step_id),
+            )
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
