@@ -577,12 +577,14 @@ class Engine:
         )
 
     def _snapshot(self, live: LiveRun) -> RunResult:
+        # Shown to the user, so masked like the records (steps still see raw values).
+        redact = self.redact
         return RunResult(
             run_id=live.id,
             workflow=live.workflow.name,
             status=live.status,
-            outputs={key: value for key, value in live.outputs.items() if "[" not in key},
-            error=live.error_text() if live.status.finished or live.failure else None,
+            outputs={key: redact(value) for key, value in live.outputs.items() if "[" not in key},
+            error=redact(live.error_text()) if live.status.finished or live.failure else None,
             failed_step=live.failure[0] if live.failure and live.failure[0] else None,
         )
 
