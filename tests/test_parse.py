@@ -175,6 +175,13 @@ def test_loop_and_body_steps_may_only_read_steps_they_need_too():
         "  b: {code: g}\n"
     )
     assert err.step_id == "L" and "'a'" in str(err)
+    err = error_of(  # the same, written as a bare expression
+        "steps:\n  a: {code: f}\n  L: {loop: {for_each: 'steps.a.output', body: [b]}}\n"
+        "  b: {code: g}\n"
+    )
+    assert err.step_id == "L" and "'a'" in str(err)
+    err = error_of("steps:\n  L: {loop: {while: 'steps.zz.output', body: [b]}}\n  b: {code: g}\n")
+    assert isinstance(err, wfnb.UnknownStepError) and err.step_id == "L"
     # What the loop needs, its body may read; a while may read its own body.
     wf(
         "steps:\n  a: {code: f}\n  L: {loop: {while: 'steps.b.output', body: [b, c]}, needs: [a]}\n"

@@ -225,6 +225,11 @@ def _check_references(
             refs |= template.referenced_steps(step.if_, expression=True)
         if isinstance(step.spec, ConditionalSpec):
             refs |= template.referenced_steps(step.spec.if_, expression=True)
+        if isinstance(step.spec, LoopSpec):  # EXPR fields: bare expressions count too
+            loop_expression = (
+                step.spec.while_ if step.spec.while_ is not None else step.spec.for_each
+            )
+            refs |= template.referenced_steps(loop_expression, expression=True)
         for ref in refs:
             if ref not in workflow.steps:
                 raise UnknownStepError(
