@@ -477,7 +477,8 @@ class Engine:
         record = await self.store.get_run(run_id=run_id)
         if record is None:
             raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
-        latest = latest_attempts(await self.store.get_steps(run_id=run_id)).get(step_id)
+        attempts = latest_attempts(await self.store.get_steps(run_id=run_id))
+        latest = attempts.get(step_id)
         if latest is None or latest.status is not StepStatus.WAITING_APPROVAL:
             state = latest.status.value if latest else "not started"
             raise WfnbError(
@@ -499,6 +500,12 @@ class Engine:
             output=None,
             has_output=False,
         )
+        # The run ends here: the steps it left open end with it (as `cancel` does).
+        closed = [
+            replace(step, status=StepStatus.CANCELLED, ended_at=now, error="cancelled")
+            for other, step in attempts.items()
+            if other != step_id and step.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+        ]
         ended = replace(
             record,
             status=RunStatus.FAILED,
@@ -506,7 +513,7 @@ class Engine:
             error=f"step {step_id!r} failed: {error}",
             failed_step=step_id,
         )
-        await self.store.write(Batch(runs=(ended,), steps=(failed,)))
+        await self.store.write(Batch(runs=(ended,), steps=(failed, *closed)))
         return None
 
     async def reject(

@@ -6,7 +6,7 @@ import time
 
 import wfnb
 from wfnb.model import RunStatus, StepStatus
-from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord, latest_attempts
 
 from ..conftest import arun, wf
 
@@ -82,3 +82,27 @@ def test_rerun_downstream_of_a_loop_sees_the_loops_last_iteration():
     assert first.status is RunStatus.COMPLETED and first.outputs["after"] == 20
     assert again.status is RunStatus.COMPLETED, again.error
     assert again.outputs == first.outputs
+
+
+def test_rejecting_in_a_new_engine_closes_the_other_open_steps_of_the_run():
+    workflow = wf(
+        """
+steps:
+  one: {approval: {prompt: "one?"}}
+  two: {approval: {prompt: "two?"}}
+"""
+    )
+    store = wfnb.MemoryStore()
+    paused = wfnb.Engine(store=store).run_sync(workflow)
+    assert paused.status is RunStatus.PAUSED
+    second = wfnb.Engine(store=store)
+
+    async def main():
+        await second.reject(paused.run_id, "one", by="bob")
+        steps = latest_attempts(await store.get_steps(run_id=paused.run_id))
+        return await second.result(paused.run_id), {k: s.status for k, s in steps.items()}
+
+    result, statuses = arun(main())
+    assert result.status is RunStatus.FAILED and result.failed_step == "one"
+    assert statuses["one"] is StepStatus.FAILED
+    assert statuses["two"] is StepStatus.CANCELLED  # not left waiting in an ended run
