@@ -310,6 +310,9 @@ class LiveRun:
             },
         )
         scope = _Scope(plan, frame, progress)
+        for sid in plan.branches:  # conditionals restored completed chose already
+            if progress.status[sid] is StepStatus.COMPLETED:
+                self._skip_branch_not_taken(scope, sid, self.outputs.get(frame.instance(sid)))
         if frame.owner is not None:
             self.in_body[frame.owner] = scope
         stop_wait = asyncio.ensure_future(self._stop_signal.wait())
@@ -458,14 +461,17 @@ class LiveRun:
         self.engine.crash.hit("finished", instance)
         plan = scope.plan
         if outcome.status is StepStatus.COMPLETED and sid in plan.branches:
-            taken = set(outcome.output.get("steps", ()))
-            then, otherwise = plan.branches[sid]
-            # (A blocked step, one with a failed need, is settled already: leave it.)
-            for other in sorted((then | otherwise) - taken - scope.progress.blocked):
-                if scope.progress.status[other] is StepStatus.PENDING:
-                    self._skip(scope, other, time.time())
+            self._skip_branch_not_taken(scope, sid, outcome.output)
         self._settle(scope, sid, outcome)
         scope.announce.append((instance, outcome))
+
+    def _skip_branch_not_taken(self, scope: _Scope, sid: str, output: Any) -> None:
+        taken = set(output.get("steps", ())) if isinstance(output, Mapping) else set()
+        then, otherwise = scope.plan.branches[sid]
+        # (A blocked step, one with a failed need, is settled already: leave it.)
+        for other in sorted((then | otherwise) - taken - scope.progress.blocked):
+            if scope.progress.status[other] is StepStatus.PENDING:
+                self._skip(scope, other, time.time())
 
     def _settle(self, scope: _Scope, sid: str, outcome: Outcome) -> None:
         instance = scope.frame.instance(sid)

@@ -106,3 +106,34 @@ steps:
     assert result.status is RunStatus.FAILED and result.failed_step == "one"
     assert statuses["one"] is StepStatus.FAILED
     assert statuses["two"] is StepStatus.CANCELLED  # not left waiting in an ended run
+
+
+def test_rerun_from_a_step_of_the_branch_not_taken_keeps_it_skipped():
+    calls = []
+
+    def work(name):
+        calls.append(name)
+        return name
+
+    workflow = wf(
+        """
+inputs: {n: 5}
+steps:
+  check: {conditional: {if: "inputs.n > 3", then: [big], else: [small]}}
+  big: {code: work, with: {name: big}}
+  small: {code: work, with: {name: small}}
+  after_small: {code: work, needs: [small], with: {name: after_small}}
+"""
+    )
+    engine = wfnb.Engine(namespace={"work": work})
+
+    async def main():
+        first = await asyncio.wait_for((await engine.start(workflow)).wait(), 10)
+        again = await engine.rerun(first.run_id, "small")
+        return await asyncio.wait_for(again.wait(), 10), again.step_statuses
+
+    result, statuses = arun(main())
+    assert result.status is RunStatus.COMPLETED
+    assert calls == ["big"]  # check still chose `big`: `small` is not run by the rerun
+    assert statuses["small"] is StepStatus.SKIPPED
+    assert statuses["after_small"] is StepStatus.SKIPPED
