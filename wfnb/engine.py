@@ -307,7 +307,9 @@ class Engine:
         resumed parent finds its children instead of starting them twice."""
         live = self._live.get(run_id)
         if live is not None:
-            return RunHandle(self, live)
+            if live.stop_reason is None:
+                return RunHandle(self, live)
+            await live.done()  # stopped with an earlier attempt: resume it once ended
         existing = await self.store.get_run(run_id=run_id)
         if existing is not None:
             if existing.status is RunStatus.COMPLETED:

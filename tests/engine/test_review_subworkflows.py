@@ -75,3 +75,25 @@ def test_a_child_paused_under_run_sync_stays_approvable_from_a_new_engine():
     result = arun(main())
     assert result.status is RunStatus.COMPLETED, result.error
     assert result.outputs["s"]["ok"]["by"] == "ann"
+
+
+def test_a_sub_workflow_step_retried_after_its_timeout_resumes_its_stopped_child():
+    durations = iter([30.0, 0.0])
+
+    async def work():
+        await asyncio.sleep(next(durations))
+        return "done"
+
+    engine = wfnb.Engine(namespace={"work": work})
+    engine.register(wf("steps:\n  x: {code: work}\n", name="child"))
+    parent = wf(
+        "steps:\n  s: {workflow: child, timeout: 0.2, retry: {max_attempts: 2, delay: 0}}\n",
+        name="parent",
+    )
+
+    async def main():
+        return await asyncio.wait_for((await engine.start(parent)).wait(), 10)
+
+    result = arun(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert result.outputs["s"] == {"x": "done"}
