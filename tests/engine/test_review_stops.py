@@ -91,3 +91,77 @@ def test_a_step_whose_own_code_raises_cancelled_error_fails_the_run_cleanly():
     assert result.status is RunStatus.FAILED and result.failed_step == "a"
     assert "CancelledError" in result.error and "internal error" not in result.error
     assert record.status is RunStatus.FAILED
+
+
+class _SlowStore(wfnb.MemoryStore):
+    """Writes in order, each taking a little while: widens every race between a
+    stop and the checkpoint writes in flight."""
+
+    def __init__(self, rnd):
+        super().__init__()
+        self.rnd = rnd
+        self.lock = asyncio.Lock()
+
+    async def write(self, batch):
+        async with self.lock:
+            await asyncio.sleep(self.rnd.random() * 0.004)
+            await super().write(batch)
+
+
+STRESS = [
+    """
+schedule: eager
+steps:
+  a: {code: slow, with: {delay: 0.003}}
+  b: {code: slow, needs: [a], with: {delay: 0.002}}
+  L: {loop: {for_each: "[1, 2, 3]", body: [x, y]}, needs: [a]}
+  x: {code: slow, with: {delay: 0.002}}
+  y: {code: slow, needs: [x], with: {delay: 0.001}}
+  c: {conditional: {if: "true", then: [d]}, needs: [b]}
+  d: {code: slow, with: {delay: 0.002}, retry: {max_attempts: 3, delay: 0.001}}
+  e: {code: slow, needs: [L, d]}
+""",
+    """
+steps:
+  a: {code: slow, with: {delay: 0.003}}
+  f: {code: slow, with: {delay: 0.006, fail: true}}
+  L: {loop: {for_each: "[1, 2, 3]", body: [x, s]}}
+  x: {code: slow, with: {delay: 0.002}}
+  s: {workflow: child}
+""",
+]
+
+
+def test_no_run_or_step_is_left_open_whenever_a_stop_lands():
+    import random
+
+    async def one(seed):
+        rnd = random.Random(seed)
+        store = _SlowStore(rnd)
+        engine = wfnb.Engine(store=store, namespace={"slow": slow})
+        engine.register(
+            wf(
+                "steps:\n  q: {code: slow, with: {delay: 0.002}}\n  r: {code: slow, needs: [q]}\n",
+                "child",
+            )
+        )
+        handle = await engine.start(wf(STRESS[seed % 2], name=f"w{seed % 2}"))
+        await asyncio.sleep(rnd.random() * 0.03)
+        if rnd.random() < 0.5:
+            await asyncio.wait_for(engine.cancel(handle.id), 10)
+        else:
+            await asyncio.wait_for(handle.wait(), 10)
+        left = {}
+        for run in await store.list_runs():
+            if not run.status.finished:
+                left[run.run_id] = run.status.value
+            left.update(
+                {
+                    f"{run.run_id}/{sid}": status
+                    for sid, status in (await open_steps(engine, run.run_id)).items()
+                }
+            )
+        return left
+
+    for seed in range(40):
+        assert arun(one(seed)) == {}, f"seed {seed}"
