@@ -153,10 +153,10 @@ class StepServices:
             raise
         result = await engine.result(child.id)
         if result.status is not RunStatus.COMPLETED:
-            # Nested sub-workflows would repeat every level's prefix: keep the root cause.
-            cause = (result.error or result.status.value).rsplit(" failed: ", 1)[-1]
+            path, cause = _failure_path(result.failed_step, result.error or result.status.value)
+            where = f" at {path}" if path else ""
             raise SubWorkflowError(
-                f"sub-workflow {workflow!r} (run {child.id}) {result.status.value}: {cause}",
+                f"sub-workflow {workflow!r} (run {child.id}) {result.status.value}{where}: {cause}",
                 step_id=ctx.step_id,
             )
         return result.outputs
@@ -213,3 +213,17 @@ class StepServices:
                 f"rejected by {who}" + (f": {comment}" if comment else ""), step_id=instance
             )
         return decision
+
+
+def _failure_path(step_id: str | None, error: str) -> tuple[str, str]:
+    """Where a child run failed (``'inner' > 'load'`` through nested sub-workflows,
+    each level's prefix folded in, not repeated) and why."""
+    if not step_id:
+        return "", error
+    prefix = f"step {step_id!r} failed: "
+    rest = error.removeprefix(prefix)
+    path = repr(step_id)
+    if rest.startswith("sub-workflow ") and ") failed at " in rest:
+        deeper_path, _, rest = rest.split(") failed at ", 1)[1].partition(": ")
+        path = f"{path} > {deeper_path}"
+    return path, rest

@@ -97,3 +97,23 @@ def test_a_sub_workflow_step_retried_after_its_timeout_resumes_its_stopped_child
     result = arun(main())
     assert result.status is RunStatus.COMPLETED, result.error
     assert result.outputs["s"] == {"x": "done"}
+
+
+def test_a_failed_sub_workflow_names_the_step_that_failed_in_it():
+    def boom():
+        raise ValueError("disk full")
+
+    engine = wfnb.Engine(namespace={"boom": boom, "ok": lambda: 1})
+    engine.register(
+        wf("steps:\n  fine: {code: ok}\n  load: {code: boom, needs: [fine]}\n", "child")
+    )
+    engine.register(wf("steps:\n  inner: {workflow: child}\n", "middle"))
+
+    async def main():
+        handle = await engine.start(wf("steps:\n  outer: {workflow: middle}\n", name="top"))
+        return await asyncio.wait_for(handle.wait(), 10)
+
+    result = arun(main())
+    assert result.status is RunStatus.FAILED and result.failed_step == "outer"
+    assert "disk full" in result.error
+    assert "'load'" in result.error  # where it failed, not only why
