@@ -141,6 +141,9 @@ class LiveRun:
         #: of those, the ones waiting for a person (or for a paused sub-run)
         self.waiting: set[str] = set()
         self.approvals: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: the step timeouts of running loop and workflow steps, held while a
+        #: person is awaited beneath them
+        self._clocks: dict[str, _Clock] = {}
         self._stop_signal = asyncio.Event()
         self._settled = asyncio.Event()
         self._done = asyncio.get_running_loop().create_future()
@@ -569,6 +572,7 @@ class LiveRun:
         executor = executor_for(step.kind)
         assert executor is not None, f"no executor for {step.kind}"
         limit = None if isinstance(step.spec, ApprovalSpec) else step.timeout
+        container = step.kind in ("loop", "workflow")
         while True:
             started = time.time()
             ctx = self._context(step, frame, attempt)
@@ -576,8 +580,14 @@ class LiveRun:
                 if limit is None:
                     output = await executor(step, ctx)
                 elif _timeout is not None:
-                    async with _timeout(limit):
-                        output = await executor(step, ctx)
+                    async with _timeout(limit) as clock:
+                        if container:
+                            self._clocks[instance] = _Clock(clock)
+                        try:
+                            output = await executor(step, ctx)
+                        finally:
+                            if container:
+                                self._clocks.pop(instance, None)
                 else:  # Python 3.10
                     output = await asyncio.wait_for(executor(step, ctx), limit)
                 return Outcome(StepStatus.COMPLETED, attempt, started, output=output)
@@ -662,6 +672,24 @@ class LiveRun:
             self.waiting.discard(instance)
         self._check_pause()
 
+    def hold_clocks(self, instances: list[str], hold: bool) -> None:
+        """Stop (``hold``) or restart the step timeouts of these loop/workflow step
+        instances: a person is awaited beneath them, which no step timeout covers."""
+        now = asyncio.get_running_loop().time()
+        for instance in instances:
+            clock = self._clocks.get(instance)
+            if clock is None or clock.timeout.expired():
+                continue
+            if hold:
+                clock.holds += 1
+                if clock.holds == 1 and (when := clock.timeout.when()) is not None:
+                    clock.left = max(0.0, when - now)
+                    clock.timeout.reschedule(None)
+            elif clock.holds > 0:
+                clock.holds -= 1
+                if clock.holds == 0 and clock.left is not None:
+                    clock.timeout.reschedule(now + clock.left)
+
     def _check_pause(self) -> None:
         if self.status.finished or self.stop_reason is not None:
             return
@@ -715,6 +743,15 @@ class LiveRun:
                     data or {},
                 )
             )
+
+
+class _Clock:
+    __slots__ = ("timeout", "holds", "left")
+
+    def __init__(self, timeout: Any) -> None:
+        self.timeout = timeout  # an asyncio.Timeout
+        self.holds = 0
+        self.left: float | None = None
 
 
 class _Scope:

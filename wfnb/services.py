@@ -111,6 +111,16 @@ class StepServices:
             if frame.instance(sid) in run.outputs
         }
 
+    def _loops_around(self) -> list[str]:
+        """The instances of the loop steps this step runs inside, innermost first."""
+        owners = []
+        frame: Frame | None = self.frame
+        while frame is not None:
+            if frame.owner is not None:
+                owners.append(frame.owner)
+            frame = frame.parent
+        return owners
+
     async def run_child(self, ctx: StepContext, workflow: str, inputs: dict[str, Any]) -> Any:
         run = self.run
         depth = run.record.depth + 1
@@ -139,9 +149,11 @@ class StepServices:
                     break
                 # The child waits for a person: so does this step, and maybe the run.
                 run.set_waiting(ctx.step_id, True)
+                run.hold_clocks([ctx.step_id, *self._loops_around()], True)
                 try:
                     await live.status_changed()
                 finally:
+                    run.hold_clocks([ctx.step_id, *self._loops_around()], False)
                     run.set_waiting(ctx.step_id, False)
         except asyncio.CancelledError:
             # This step was stopped (cancel, timeout, fail-fast): so is its child run,
@@ -192,6 +204,7 @@ class StepServices:
         run.statuses[instance] = StepStatus.WAITING_APPROVAL
         run.publish_waiting(instance, ctx.attempt, request)
         run.set_waiting(instance, True)
+        run.hold_clocks(self._loops_around(), True)
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.time())
             try:
@@ -202,6 +215,7 @@ class StepServices:
                 ) from None
         finally:
             run.approvals.pop(instance, None)
+            run.hold_clocks(self._loops_around(), False)
             run.set_waiting(instance, False)
             if not future.done():
                 future.cancel()
