@@ -585,9 +585,10 @@ class Engine:
             failed_step=record.failed_step,
         )
 
-    def _snapshot(self, live: LiveRun) -> RunResult:
-        # Shown to the user, so masked like the records (steps still see raw values).
-        redact = self.redact
+    def _snapshot(self, live: LiveRun, *, masked: bool = True) -> RunResult:
+        # Shown to the user, so masked like the records; unmasked only for a parent
+        # run's steps, which need the real values as their own outputs are.
+        redact = self.redact if masked else _unmasked
         return RunResult(
             run_id=live.id,
             workflow=live.workflow.name,
@@ -676,6 +677,10 @@ class Engine:
 
     def _log_internal_error(self, live: LiveRun, exc: BaseException) -> None:
         log.error("run %s failed inside wfnb", live.id, exc_info=exc)
+
+
+def _unmasked(value: Any) -> Any:
+    return value
 
 
 def _top_level_owner(plan: Plan) -> dict[str, str]:

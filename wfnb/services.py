@@ -163,7 +163,11 @@ class StepServices:
                 live.request_stop("cancelled")
                 run.finish_after(live)
             raise
-        result = await engine.result(child.id)
+        ended = engine._live.get(child.id) or engine._finished.get(child.id)
+        if ended is not None:  # its real outputs: they are this step's output
+            result = engine._snapshot(ended, masked=False)
+        else:
+            result = await engine.result(child.id)
         if result.status is not RunStatus.COMPLETED:
             path, cause = _failure_path(result.failed_step, result.error or result.status.value)
             where = f" at {path}" if path else ""

@@ -37,3 +37,32 @@ steps:
     assert TOKEN not in repr(stored)
     assert TOKEN not in repr(live)  # shown to the user: masked too
     assert live.outputs == stored.outputs and live.error == stored.error
+
+
+def test_a_child_runs_outputs_reach_the_parents_steps_unmasked():
+    seen = []
+
+    def login(token):
+        return f"Bearer {token}"
+
+    def use(header):
+        seen.append(header)
+        return "ok"
+
+    engine = wfnb.Engine(namespace={"login": login, "use": use}, secrets={"api": TOKEN})
+    engine.register(
+        wf("steps:\n  login: {code: login, with: {token: '{{ secrets.api }}'}}\n", "auth")
+    )
+    parent = wf(
+        "steps:\n  auth: {workflow: auth}\n"
+        "  use: {code: use, needs: [auth], with: {header: '{{ steps.auth.output.login }}'}}\n",
+        name="parent",
+    )
+
+    async def main():
+        return await asyncio.wait_for((await engine.start(parent)).wait(), 10)
+
+    result = arun(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert seen == [f"Bearer {TOKEN}"]  # the step gets the real value...
+    assert TOKEN not in repr(result)  # ...the user sees it masked
