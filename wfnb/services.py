@@ -204,7 +204,11 @@ class StepServices:
             output=request,
             has_output=True,
         )
-        await run.engine.store.write(Batch(steps=(record,)))
+        try:
+            await run.engine.store.write(Batch(steps=(record,)))
+        except BaseException:  # stopped (or failed) before it was ever waiting
+            run.approvals.pop(instance, None)
+            raise
         run.statuses[instance] = StepStatus.WAITING_APPROVAL
         run.publish_waiting(instance, ctx.attempt, request)
         run.set_waiting(instance, True)

@@ -165,3 +165,33 @@ def test_no_run_or_step_is_left_open_whenever_a_stop_lands():
 
     for seed in range(40):
         assert arun(one(seed)) == {}, f"seed {seed}"
+
+
+def test_cancel_while_an_approval_is_being_checkpointed_leaves_no_approval_open():
+    class HoldingStore(wfnb.MemoryStore):
+        """Holds the write of a waiting_approval record until released."""
+
+        def __init__(self):
+            super().__init__()
+            self.holding = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def write(self, batch):
+            if any(s.status.value == "waiting_approval" for s in batch.steps):
+                self.holding.set()
+                await self.release.wait()
+            await super().write(batch)
+
+    store = HoldingStore()
+    engine = wfnb.Engine(store=store)
+    workflow = wf("steps:\n  ok: {approval: {prompt: 'go?'}}\n")
+
+    async def main():
+        handle = await engine.start(workflow)
+        await asyncio.wait_for(store.holding.wait(), 10)
+        result = await asyncio.wait_for(engine.cancel(handle.id), 10)
+        return result, handle.waiting_approvals
+
+    result, waiting = arun(main())
+    assert result.status is RunStatus.CANCELLED
+    assert waiting == []  # no approval left to "approve" on an ended run
