@@ -1,0 +1,28 @@
+"""The ``store`` fixture: one fresh, empty store per test, chosen by name through
+``@pytest.mark.parametrize("store", IMPLEMENTATIONS, indirect=True)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wfnb.store.base import Store
+from wfnb.store.memory import MemoryStore
+from wfnb.testing import close_store
+
+IMPLEMENTATIONS = ["memory"]
+
+
+def make_store(name: str, tmp_path: Path) -> Store:
+    if name == "memory":
+        return MemoryStore()
+    raise ValueError(f"unknown store {name!r}")
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    created = make_store(request.param, tmp_path)
+    yield created
+    close_store(created)
