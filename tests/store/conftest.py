@@ -12,12 +12,16 @@ from wfnb.store.base import Store
 from wfnb.store.memory import MemoryStore
 from wfnb.testing import close_store
 
-IMPLEMENTATIONS = ["memory"]
+IMPLEMENTATIONS = ["memory", "duckdb"]
 
 
 def make_store(name: str, tmp_path: Path) -> Store:
     if name == "memory":
         return MemoryStore()
+    if name == "duckdb":
+        from wfnb.store.duckdb import DuckDBStore
+
+        return DuckDBStore(tmp_path / "wfnb.duckdb", lock_timeout=5.0)
     raise ValueError(f"unknown store {name!r}")
 
 

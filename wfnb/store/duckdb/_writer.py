@@ -1,0 +1,441 @@
+"""The writer thread: the only thread that touches the DuckDB connection and the journal.
+
+Everything the store does is an operation queued to this thread, so the kernel's
+event loop never waits on disk, and the connection (which is not shared across
+threads) has a single owner. When the thread picks up work it drains the queue:
+every write waiting at that moment goes into ONE journal frame + fsync (or one
+DuckDB transaction) — that is the group commit. Each caller is resolved with
+``loop.call_soon_threadsafe`` (see ``_AsyncWaiter``), the one safe way to finish an
+asyncio future from another thread.
+
+Connection lifetime: DuckDB lets one process at a time open a file for writing, and
+a second kernel on the same store must be able to get in. So the connection (and
+with it the file lock) is opened on the first operation and closed once the store
+has been idle for ``idle_close`` seconds, unless holds are taken with
+`DuckDBStore.acquire` (the engine holds one while runs are active). Opening retries
+with backoff while another process holds the lock and gives up after
+``lock_timeout`` seconds with `StoreLocked` naming the holder, read from the
+``<db>.lock-owner`` sidecar (``host:pid:since``) or DuckDB's own lock error. A write
+that cannot get the lock is failed, never half-applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from wfnb.errors import StoreError, StoreLocked
+from wfnb.store.base import Batch
+from wfnb.store.duckdb import _schema
+from wfnb.store.duckdb._codec import (
+    PICKLE,
+    EncodedBatch,
+    PendingTable,
+    encode_batch,
+    pickled,
+    table_name,
+)
+from wfnb.store.duckdb._journal import Journal
+
+_WRITE, _CALL, _HOLD, _CLOSE = range(4)
+Rows = tuple[list[Any], list[Any], list[Any]]
+
+
+class _AsyncWaiter:
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self.loop, self.future = loop, future
+
+    def resolve(self, result: Any, exc: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            self.loop.call_soon_threadsafe(_settle, self.future, result, exc)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+class _SyncWaiter:
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def resolve(self, result: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
+Waiter = _AsyncWaiter | _SyncWaiter
+
+
+def _translate(exc: duckdb.Error, path: Path) -> StoreError:
+    return StoreError(f"DuckDB store {path}: {exc}")
+
+
+class Writer:
+    def __init__(self, path: Path, *, lock_timeout: float, idle_close: float,
+                 journal: bool, fold_rows: int, fold_idle: float) -> None:
+        self.path = path
+        self.lock_timeout, self.idle_close = lock_timeout, idle_close
+        self.fold_rows, self.fold_idle = fold_rows, fold_idle
+        self.owner_path = path.with_name(path.name + ".lock-owner")
+        self._journal = Journal(path.with_name(path.name + ".journal")) if journal else None
+        self._queue: queue.SimpleQueue[tuple[int, Any, Waiter]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._pending: list[tuple[int, Rows]] = []
+        self._pending_rows = 0
+        self._seq = 0
+        self._tables: set[str] = set()
+        self._holds = 0
+        self._last_op = time.monotonic()
+        self._owner = ""
+        #: counters for benchmarks and tests: group commits, journal frames, folds
+        self.stats = {"groups": 0, "frames": 0, "folds": 0, "opens": 0}
+
+    # -- submission (any thread) --------------------------------------------------
+    def submit(self, kind: int, payload: Any, waiter: Waiter) -> None:
+        if self._closed:
+            waiter.resolve(None, StoreError(f"the store {self.path} is closed"))
+            return
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._main, daemon=True,
+                                                    name=f"wfnb-store {self.path.name}")
+                    self._thread.start()
+        self._queue.put((kind, payload, waiter))
+
+    # -- the thread ---------------------------------------------------------------
+    def _main(self) -> None:
+        while True:
+            try:
+                op = self._queue.get(timeout=self._next_wakeup())
+            except queue.Empty:
+                self._on_idle()
+                continue
+            ops = [op]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    ops.append(self._queue.get_nowait())
+            i = 0
+            while i < len(ops):
+                j = i
+                while j < len(ops) and ops[j][0] == _WRITE:
+                    j += 1
+                if j > i:
+                    self._write_group(ops[i:j])
+                    i = j
+                    continue
+                kind, payload, waiter = ops[i]
+                i += 1
+                if kind == _CLOSE:
+                    self._shutdown(waiter, ops[i:])
+                    return
+                self._run_call(kind, payload, waiter)
+            self._last_op = time.monotonic()
+
+    def _next_wakeup(self) -> float | None:
+        if self._con is None:
+            return None
+        if self._pending:
+            return self.fold_idle
+        return None if self._holds else self.idle_close
+
+    def _on_idle(self) -> None:
+        try:
+            if self._pending:
+                self._fold()
+            elif (self._con is not None and not self._holds
+                  and time.monotonic() - self._last_op >= self.idle_close):
+                self._disconnect()
+        except StoreError:
+            pass  # the journal still holds the rows; the next operation retries
+
+    def _write_group(self, ops: list[tuple[int, Any, Waiter]]) -> None:
+        encoded: list[tuple[Waiter, EncodedBatch]] = []
+        for _, batch, waiter in ops:
+            try:
+                encoded.append((waiter, encode_batch(batch)))
+            except StoreError as exc:
+                waiter.resolve(None, exc)
+        if not encoded:
+            return
+        self.stats["groups"] += 1
+        try:
+            self._connect()
+            self._persist([e for _, e in encoded])
+        except StoreError as exc:
+            if len(encoded) == 1 or isinstance(exc, StoreLocked):
+                for waiter, _ in encoded:
+                    waiter.resolve(None, exc)
+                return
+            for waiter, one in encoded:  # find the culprit: the others still commit
+                try:
+                    self._persist([one])
+                except StoreError as single:
+                    waiter.resolve(None, single)
+                else:
+                    waiter.resolve(None, None)
+            return
+        for waiter, _ in encoded:
+            waiter.resolve(None, None)
+
+    def _persist(self, batches: list[EncodedBatch]) -> None:
+        if self._journal is None or any(b.tables for b in batches):
+            # Table outputs go straight into DuckDB (a journal copy of a big table
+            # would double the bytes written); the journal is folded first in the
+            # same transaction so the order of records is kept.
+            self._commit(batches)
+            return
+        rows: Rows = ([], [], [])
+        for b in batches:
+            for acc, part in zip(rows, b.rows, strict=True):
+                acc.extend(part)
+        self._seq += 1
+        try:
+            self._journal.append(self._seq, rows)
+        except OSError as exc:
+            self._seq -= 1
+            raise StoreError(f"cannot write the journal {self._journal.path}: {exc}") from exc
+        self.stats["frames"] += 1
+        self._pending.append((self._seq, rows))
+        self._pending_rows += sum(len(r) for r in rows)
+        if self._pending_rows >= self.fold_rows:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._pending:
+            self._commit([])
+
+    def _commit(self, batches: list[EncodedBatch]) -> None:
+        """One transaction: the unfolded journal, then ``batches``."""
+        con = self._connect()
+        workflows: list[Any] = []
+        runs: list[Any] = []
+        steps: list[Any] = []
+        for _, (w, r, s) in self._pending:
+            workflows += w
+            runs += r
+            steps += s
+        tables: list[PendingTable] = []
+        for b in batches:
+            workflows += b.workflows
+            runs += b.runs
+            steps += b.steps
+            tables += b.tables
+        created: set[str] = set()
+        dropped: set[str] = set()
+        try:
+            con.execute("BEGIN")
+            steps = self._store_tables(con, steps, tables, created, dropped)
+            _schema.upsert(con, workflows, runs, steps)
+            if self._pending:
+                _schema.set_folded_seq(con, self._pending[-1][0])
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise _translate(exc, self.path) from exc
+        self._tables = (self._tables - dropped) | created
+        if self._pending:
+            self.stats["folds"] += 1
+            self._pending, self._pending_rows = [], 0
+            assert self._journal is not None
+            with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
+                self._journal.reset()
+
+    def _store_tables(self, con: duckdb.DuckDBPyConnection, steps: list[Any],
+                      tables: list[PendingTable], created: set[str],
+                      dropped: set[str]) -> list[Any]:
+        """Create the output tables of this transaction and drop those a later record
+        replaced; returns the step rows, with a table DuckDB cannot give back exactly
+        turned into a pickle."""
+        fresh = {t.name: t for t in tables}
+        out = []
+        for row in _schema.last_per_key(steps, 3):
+            name = row[9]
+            if name is None or name not in fresh:
+                out.append(row)
+                continue
+            table = fresh[name]
+            con.register("wfnb_incoming", table.arrow)
+            try:
+                con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM wfnb_incoming')
+            finally:
+                con.unregister("wfnb_incoming")
+            back = con.sql(f'SELECT * FROM "{name}" LIMIT 0').to_arrow_table()
+            try:
+                exact = back.cast(table.arrow.schema).schema.equals(table.arrow.schema)
+            except Exception:  # pyarrow raises ArrowInvalid/NotImplemented: not castable
+                exact = False
+            if exact:
+                created.add(name)
+                out.append(row)
+            else:
+                con.execute(f'DROP TABLE "{name}"')
+                blob = pickled(table.value, what=f"output of step {row[1]!r}")
+                out.append((*row[:7], None, PICKLE, None, blob, None))
+        if self._tables:  # a record without a table replaces one that had a table
+            for row in out:
+                if row[9] is None and (name := table_name(*row[:3])) in self._tables:
+                    con.execute(f'DROP TABLE IF EXISTS "{name}"')
+                    dropped.add(name)
+        return out
+
+    def _run_call(self, kind: int, payload: Any, waiter: Waiter) -> None:
+        try:
+            if kind == _HOLD:
+                self._holds = max(0, self._holds + payload)
+                if payload > 0:
+                    self._connect()
+                waiter.resolve(None, None)
+                return
+            con = self._connect()
+            self._fold()
+            result = payload(con)
+        except duckdb.Error as exc:
+            waiter.resolve(None, _translate(exc, self.path))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, not swallowed
+            waiter.resolve(None, exc)
+        else:
+            waiter.resolve(result, None)
+
+    def _shutdown(self, waiter: Waiter, rest: list[tuple[int, Any, Waiter]]) -> None:
+        self._closed = True
+        error: BaseException | None = None
+        try:
+            self._disconnect()
+        except StoreError as exc:
+            error = exc
+        waiter.resolve(None, error)
+        for _, _, other in rest:
+            other.resolve(None, StoreError(f"the store {self.path} is closed"))
+        while True:  # anything queued between our _closed check and now
+            try:
+                _, _, other = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            other.resolve(None, StoreError(f"the store {self.path} is closed"))
+
+    # -- connection and lock ------------------------------------------------------
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None:
+            return self._con
+        con = self._open_with_retry()
+        try:
+            _schema.migrate(con)
+            self._tables = _schema.output_tables(con)
+            folded = _schema.folded_seq(con)
+            self._pending, self._pending_rows, self._seq = [], 0, folded
+            if self._journal is not None:
+                for seq, rows in self._journal.open():
+                    self._seq = max(self._seq, seq)
+                    if seq > folded:
+                        self._pending.append((seq, rows))
+                        self._pending_rows += sum(len(r) for r in rows)
+            self._write_owner()
+        except BaseException as exc:
+            con.close()
+            if self._journal is not None:
+                self._journal.close()
+            if isinstance(exc, duckdb.Error):
+                raise _translate(exc, self.path) from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot open the journal of {self.path}: {exc}") from exc
+            raise
+        self._con = con
+        self.stats["opens"] += 1
+        self._fold()  # a crashed predecessor's acknowledged rows, now in DuckDB
+        return con
+
+    def _open_with_retry(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.Error as exc:
+                if "lock" not in str(exc).lower():
+                    raise _translate(exc, self.path) from exc
+                if time.monotonic() >= deadline:
+                    holder = self._holder(str(exc))
+                    raise StoreLocked(
+                        f"the store {self.path} is in use by another process ({holder}) and "
+                        f"was not released within {self.lock_timeout:g} s; finish or close "
+                        "the runs there (DuckDB allows one writing process per file)",
+                        holder=holder) from exc
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.25)
+
+    def _holder(self, message: str) -> str:
+        match = re.search(r"PID (\d+)", message)
+        pid = match.group(1) if match else None
+        try:
+            sidecar = self.owner_path.read_text().strip()
+        except OSError:
+            sidecar = ""
+        parts = sidecar.split(":", 2)
+        if sidecar and (pid is None or (len(parts) > 1 and parts[1] == pid)):
+            host, spid, since = (parts + ["", ""])[:3]
+            return f"host {host}, pid {spid}, since {since}"
+        return f"pid {pid}" if pid else "unknown holder"
+
+    def _write_owner(self) -> None:
+        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{since}"
+        tmp = self.owner_path.with_name(self.owner_path.name + f".{os.getpid()}")
+        tmp.write_text(self._owner + "\n")
+        os.replace(tmp, self.owner_path)
+
+    def _disconnect(self) -> None:
+        if self._con is None:
+            return
+        try:
+            self._fold()
+        finally:
+            self._con.close()
+            self._con = None
+            if self._journal is not None:
+                self._journal.close()
+            with contextlib.suppress(OSError):
+                if self.owner_path.read_text().strip() == self._owner:
+                    self.owner_path.unlink()
+
+    # -- helpers for the store ----------------------------------------------------
+    def call(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], waiter: Waiter) -> None:
+        self.submit(_CALL, fn, waiter)
+
+    def write(self, batch: Batch, waiter: Waiter) -> None:
+        self.submit(_WRITE, batch, waiter)
+
+    def hold(self, delta: int, waiter: Waiter) -> None:
+        self.submit(_HOLD, delta, waiter)
+
+    def close(self, waiter: Waiter) -> None:
+        self.submit(_CLOSE, None, waiter)
+
