@@ -1,0 +1,242 @@
+"""DuckDBStore beyond the conformance suite: files, journal replay, SQL, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from tests.store._procs import read_line, spawn_child
+from wfnb.errors import StoreError
+from wfnb.model import RunStatus, StepStatus
+from wfnb.store.base import Batch, RunRecord, StepRecord
+from wfnb.store.duckdb import DuckDBStore, default_db_path, sql
+
+NOW = 1_763_990_000.5
+
+
+def run_rec(run_id: str = "r1", **kw: object) -> RunRecord:
+    base: dict[str, object] = dict(run_id=run_id, workflow="etl", definition_hash="h",
+                                   status=RunStatus.RUNNING, inputs={}, created_at=NOW)
+    return RunRecord(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def step_rec(step_id: str = "s", output: object = None, **kw: object) -> StepRecord:
+    base: dict[str, object] = dict(run_id="r1", step_id=step_id, attempt=1,
+                                   status=StepStatus.COMPLETED, started_at=NOW, ended_at=NOW + 1,
+                                   output=output, has_output=output is not None)
+    return StepRecord(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def write(store: DuckDBStore, **kw: object) -> None:
+    asyncio.run(store.write(Batch(**kw)))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "runs.duckdb"
+
+
+@pytest.fixture
+def store(db: Path):  # type: ignore[no-untyped-def]
+    s = DuckDBStore(db)
+    yield s
+    asyncio.run(s.close())
+
+
+def test_default_path_is_under_cwd_and_wfnb_db_overrides(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WFNB_DB", raising=False)
+    assert default_db_path() == tmp_path / ".wfnb" / "wfnb.duckdb"
+    assert DuckDBStore().path == tmp_path / ".wfnb" / "wfnb.duckdb"
+    monkeypatch.setenv("WFNB_DB", str(tmp_path / "elsewhere.duckdb"))
+    assert DuckDBStore().path == tmp_path / "elsewhere.duckdb"
+
+
+def test_reopen_keeps_everything_and_setup_is_idempotent(db: Path) -> None:
+    for attempt in range(3):
+        store = DuckDBStore(db)
+        if attempt == 0:
+            write(store, runs=[run_rec()], steps=[step_rec(output=pd.DataFrame({"a": [1]}))])
+        assert asyncio.run(store.get_run(run_id="r1")) is not None
+        (step,) = asyncio.run(store.get_steps(run_id="r1"))
+        pd.testing.assert_frame_equal(step.output, pd.DataFrame({"a": [1]}))
+        assert store.sql("SELECT version FROM schema_version")["version"].tolist() == [1]
+        asyncio.run(store.close())
+
+
+def test_a_newer_schema_is_refused_clearly(db: Path) -> None:
+    first = DuckDBStore(db)
+    asyncio.run(first.flush())  # opens the file: creates schema v1
+    asyncio.run(first.close())
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO schema_version (version) VALUES (99)")
+    con.close()
+    store = DuckDBStore(db)
+    with pytest.raises(StoreError, match="newer"):
+        asyncio.run(store.get_run(run_id="r1"))
+    asyncio.run(store.close())
+
+
+def test_user_tables_have_timestamps_and_queryable_outputs(store: DuckDBStore) -> None:
+    frame = pd.DataFrame({"city": ["Oslo", "Lima"], "n": [3, 4]})
+    write(store, runs=[run_rec(started_at=NOW)],
+          steps=[step_rec("t", output=frame), step_rec("j", output={"k": [1]}, started_at=NOW + 2,
+                                                       ended_at=NOW + 2.25)])
+    steps = store.sql("SELECT step_id, output_kind, output_table, duration_ms, started_at "
+                      "FROM steps ORDER BY step_id")
+    assert steps["output_kind"].tolist() == ["json", "table"]
+    assert steps["duration_ms"].tolist() == [250.0, 1000.0]
+    assert str(steps["started_at"].dtype).startswith("datetime64")
+    table = steps["output_table"][1]
+    assert store.sql(f"SELECT sum(n) AS s FROM {table}")["s"][0] == 7
+    events = store.sql("SELECT event FROM events WHERE run_id = 'r1' ORDER BY ts, event")
+    assert events["event"].tolist()[:3] == ["run_created", "run_started", "step_started"]
+    assert len(store.sql("SELECT * FROM run_timeline")) == 2
+
+
+def test_sql_cannot_change_history(store: DuckDBStore) -> None:
+    write(store, runs=[run_rec()])
+    for query in ["DELETE FROM runs", "UPDATE runs SET status = 'x'", "DROP TABLE runs",
+                  "SELECT 1; DELETE FROM runs", "COPY runs TO 'x.csv'",
+                  "ATTACH 'other.duckdb'", "SELECT nextval('wfnb_row_seq')"]:
+        with pytest.raises(StoreError):
+            store.sql(query)
+    assert store.sql("SELECT run_id, status FROM runs").values.tolist() == [["r1", "running"]]
+
+
+def test_sql_sees_the_latest_acknowledged_writes(store: DuckDBStore, db: Path) -> None:
+    for i in range(5):
+        write(store, runs=[run_rec(f"r{i}")])
+        assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == i + 1
+    assert sql("SELECT count(*) AS n FROM runs", store=store)["n"][0] == 5
+    assert store.stats["frames"] >= 5  # these went through the journal, then were folded
+
+
+def test_module_sql_opens_the_default_store(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DuckDBStore(db)
+    write(store, runs=[run_rec()])
+    asyncio.run(store.close())
+    monkeypatch.setenv("WFNB_DB", str(db))
+    assert sql("SELECT run_id FROM runs")["run_id"].tolist() == ["r1"]
+
+
+def test_concurrent_writes_are_group_committed(store: DuckDBStore) -> None:
+    async def go() -> None:
+        await store.acquire()
+        await asyncio.gather(*(store.write(Batch(runs=[run_rec(f"r{i}")])) for i in range(100)))
+
+    asyncio.run(go())
+    assert store.stats["groups"] < 50
+    assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 100
+
+
+def test_writes_do_not_block_the_event_loop(store: DuckDBStore) -> None:
+    big = os.urandom(30_000_000)  # pickled and fsync'd: tens of ms of disk work
+
+    async def go() -> int:
+        await store.acquire()
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        ticks = 0
+        await store.write(Batch(runs=[run_rec()], steps=[step_rec(output=big)]))
+        done.set()
+        await task
+        return ticks
+
+    assert asyncio.run(go()) > 10
+
+
+def test_prune_drops_output_tables(store: DuckDBStore) -> None:
+    write(store, runs=[run_rec(status=RunStatus.COMPLETED)],
+          steps=[step_rec(output=pd.DataFrame({"a": [1]}))])
+    count = "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE 'output_%'"
+    assert store.sql(count)["n"][0] == 1
+    assert asyncio.run(store.prune(older_than=NOW + 1)) == 1
+    assert store.sql(count)["n"][0] == 0
+    assert store.sql("SELECT count(*) AS n FROM steps")["n"][0] == 0
+
+
+def test_replacing_a_table_output_drops_its_table(store: DuckDBStore) -> None:
+    write(store, runs=[run_rec()], steps=[step_rec(output=pd.DataFrame({"a": [1]}))])
+    write(store, steps=[step_rec(output=[1, 2])])
+    count = "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE 'output_%'"
+    assert store.sql(count)["n"][0] == 0
+
+
+def test_acknowledged_writes_survive_sigkill(db: Path) -> None:
+    for trial in range(3):
+        child = spawn_child("write-forever", db)
+        acked = -1
+        target = 5 + trial * 20
+        while acked < target:
+            acked = int(read_line(child, "acked").split()[1])
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        store = DuckDBStore(db)
+        steps = asyncio.run(store.get_steps(run_id="child"))
+        done = {s.step_id for s in steps}
+        assert {f"s{i}" for i in range(acked + 1)} <= done
+        assert steps[0].output == {"i": 0, "t": (0,)}
+        asyncio.run(store.close())
+
+
+def test_journal_replay_after_exit_without_close_and_torn_tail(db: Path) -> None:
+    child = spawn_child("write-then-exit", db, "30")
+    assert child.wait(timeout=60) == 0
+    journal = db.with_name(db.name + ".journal")
+    assert journal.stat().st_size > 0  # nothing was folded: the journal alone has them
+    with open(journal, "ab") as fh:
+        fh.write(b"\x07\x00\x00\x00torn frame")
+    store = DuckDBStore(db)
+    assert len(asyncio.run(store.get_steps(run_id="child"))) == 30
+    assert journal.stat().st_size == 0  # replayed, folded and emptied
+    asyncio.run(store.close())
+
+
+def test_a_folded_journal_never_overwrites_newer_rows(db: Path, tmp_path: Path) -> None:
+    store = DuckDBStore(db)
+    write(store, runs=[run_rec()], steps=[step_rec(output="old, via the journal")])
+    journal = db.with_name(db.name + ".journal")
+    shutil.copy(journal, tmp_path / "stale")
+    write(store, steps=[step_rec(output=pd.DataFrame({"new": [1]}))])  # direct, folds first
+    asyncio.run(store.close())
+    shutil.copy(tmp_path / "stale", journal)  # as if the truncation had been lost
+    store = DuckDBStore(db)
+    (step,) = asyncio.run(store.get_steps(run_id="r1"))
+    assert isinstance(step.output, pd.DataFrame)
+    asyncio.run(store.close())
+
+
+def test_closed_store_refuses_writes(store: DuckDBStore) -> None:
+    asyncio.run(store.close())
+    with pytest.raises(StoreError, match="closed"):
+        write(store, runs=[run_rec()])
+
+
+def test_idle_store_lets_another_process_in(db: Path) -> None:
+    store = DuckDBStore(db, idle_close=0.1)
+    write(store, runs=[run_rec()])
+    time.sleep(0.4)
+    child = spawn_child("hold", db, "0")
+    assert read_line(child, "held")
+    assert child.wait(timeout=30) == 0
+    assert asyncio.run(store.get_run(run_id="child")) is not None  # reopened by the store
+    asyncio.run(store.close())
