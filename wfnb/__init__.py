@@ -1,1 +1,80 @@
-"""wfnb: durable workflows in a Jupyter notebook (placeholder, filled in below)."""
+"""wfnb: durable workflows in a Jupyter notebook.
+
+``%load_ext wfnb`` in a notebook; ``wfnb.Engine`` in scripts and tests. The names
+below are the whole public surface (``wfnb.__all__`` is tested).
+"""
+
+from wfnb.backends import Backend, LocalBackend
+from wfnb.dag import Plan, build_plan, ready_steps
+from wfnb.engine import Engine, RunHandle
+from wfnb.errors import (
+    ApprovalRejected,
+    CycleError,
+    DefinitionError,
+    NotResumable,
+    RunError,
+    RunNotFound,
+    SchemaError,
+    StepError,
+    StepTimeout,
+    StoreError,
+    StoreLocked,
+    SubWorkflowError,
+    TemplateError,
+    TemplateRenderError,
+    UnknownCallableError,
+    UnknownStepError,
+    WfnbError,
+    WorkflowTimeout,
+    YamlError,
+)
+from wfnb.events import Event, EventKind, RunObserver
+from wfnb.model import Retry, RunResult, RunStatus, Step, StepStatus, Workflow
+from wfnb.steps.base import StepContext
+from wfnb.steps.skill import skill, skills
+from wfnb.store import MemoryStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApprovalRejected",
+    "Backend",
+    "CycleError",
+    "DefinitionError",
+    "Engine",
+    "Event",
+    "EventKind",
+    "LocalBackend",
+    "MemoryStore",
+    "NotResumable",
+    "Plan",
+    "Retry",
+    "RunError",
+    "RunHandle",
+    "RunNotFound",
+    "RunObserver",
+    "RunResult",
+    "RunStatus",
+    "SchemaError",
+    "Step",
+    "StepContext",
+    "StepError",
+    "StepStatus",
+    "StepTimeout",
+    "Store",
+    "StoreError",
+    "StoreLocked",
+    "SubWorkflowError",
+    "TemplateError",
+    "TemplateRenderError",
+    "UnknownCallableError",
+    "UnknownStepError",
+    "WfnbError",
+    "Workflow",
+    "WorkflowTimeout",
+    "YamlError",
+    "build_plan",
+    "ready_steps",
+    "skill",
+    "skills",
+]

@@ -121,4 +121,3 @@ class EventBus:
     @property
     def has_subscribers(self) -> bool:
         return bool(self._subscriptions)
-

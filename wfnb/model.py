@@ -7,10 +7,11 @@ model of its own per kind, so each step module gets a typed spec.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -107,9 +108,16 @@ class WorkflowSpec(_Spec):
     target: str
 
 
-StepSpec = Union[
-    CodeSpec, SkillSpec, HttpSpec, AgentSpec, ConditionalSpec, LoopSpec, ApprovalSpec, WorkflowSpec
-]
+StepSpec = (
+    CodeSpec
+    | SkillSpec
+    | HttpSpec
+    | AgentSpec
+    | ConditionalSpec
+    | LoopSpec
+    | ApprovalSpec
+    | WorkflowSpec
+)
 
 #: The step kinds, in the order the docs list them, with the spec model of each.
 STEP_KINDS: dict[str, type[_Spec]] = {
@@ -144,14 +152,21 @@ class Step(BaseModel):
     """One node of the workflow graph.
 
     Written in YAML as ``{KIND: SPEC, needs: [...], with: {...}, ...}``; in Python as
-    ``Step(id="a", code="fn", needs=["b"])``. Exactly one kind key is allowed.
+    ``Step(id="a", code="fn", needs=["b"])`` (``code=`` also takes the callable
+    itself). Exactly one kind key is allowed; ``step.kind`` and ``step.spec`` give it.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     id: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-    kind: Literal["code", "skill", "http", "agent", "conditional", "loop", "approval", "workflow"]
-    spec: StepSpec
+    code: CodeSpec | None = None
+    skill: SkillSpec | None = None
+    http: HttpSpec | None = None
+    agent: AgentSpec | None = None
+    conditional: ConditionalSpec | None = None
+    loop: LoopSpec | None = None
+    approval: ApprovalSpec | None = None
+    workflow: WorkflowSpec | None = None
     needs: list[str] = Field(default_factory=list)
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     timeout: float = Field(default=DEFAULT_STEP_TIMEOUT, gt=0)
@@ -160,36 +175,46 @@ class Step(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _lift_kind(cls, data: Any) -> Any:
-        """Turn ``{code: fn, ...}`` into ``{kind: "code", spec: CodeSpec(...)}``."""
-        if not isinstance(data, Mapping) or "kind" in data:
+    def _one_kind(cls, data: Any) -> Any:
+        """Insist on exactly one kind key, and let name kinds be written as a name."""
+        if not isinstance(data, Mapping):
             return data
-        kinds = [key for key in STEP_KINDS if key in data]
+        kinds = [
+            key
+            for key in STEP_KINDS
+            if data.get(key) is not None or key == "approval" and key in data
+        ]
         if len(kinds) != 1:
-            found = ", ".join(kinds) if kinds else "none"
-            raise ValueError(
-                f"a step needs exactly one kind key of {', '.join(STEP_KINDS)} (found: {found})"
-            )
+            if kinds:
+                raise ValueError(
+                    f"a step has exactly one kind, but this one has {', '.join(kinds)}"
+                )
+            known = {*STEP_KINDS, *cls.model_fields, "with", "if"}
+            strangers = [key for key in data if key not in known]
+            hint = ""
+            if strangers:
+                close = difflib.get_close_matches(str(strangers[0]), list(STEP_KINDS), n=1)
+                hint = (
+                    f"unknown step kind {strangers[0]!r}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + "; "
+                )
+            raise ValueError(f"{hint}a step needs exactly one of: {', '.join(STEP_KINDS)}")
         kind = kinds[0]
-        rest = {key: value for key, value in data.items() if key != kind}
         raw = data[kind]
-        if kind in _NAME_KINDS and not isinstance(raw, Mapping):
-            raw = {"target": raw}
-        elif kind == "approval" and raw is None:
-            raw = {}
-        rest["kind"] = kind
-        rest["spec"] = STEP_KINDS[kind].model_validate(raw) if isinstance(raw, Mapping) else raw
-        return rest
+        if kind in _NAME_KINDS and not isinstance(raw, (Mapping, BaseModel)):
+            return {**data, kind: {"target": raw}}
+        if kind == "approval" and raw is None:
+            return {**data, kind: {}}
+        return data
+
+    _kind: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
-    def _spec_matches_kind(self) -> Step:
-        expected = STEP_KINDS[self.kind]
-        if not isinstance(self.spec, expected):
-            self.spec = expected.model_validate(
-                self.spec.model_dump(by_alias=True) if isinstance(self.spec, BaseModel) else self.spec
-            )
+    def _not_own_need(self) -> Step:
         if self.id in self.needs:
             raise ValueError(f"step {self.id!r} cannot need itself")
+        self._kind = next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
         return self
 
     @field_validator("needs", mode="before")
@@ -197,17 +222,24 @@ class Step(BaseModel):
     def _single_need(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def spec(self) -> StepSpec:
+        return getattr(self, self.kind)  # type: ignore[no-any-return]
+
     def to_yaml_dict(self) -> dict[str, Any]:
         """The step as it would be written in a cell (callables by qualified name)."""
+        out: dict[str, Any] = {}
         spec: Any = self.spec.model_dump(by_alias=True, exclude_defaults=True)
         if self.kind in _NAME_KINDS:
             target = spec["target"]
             spec = target if isinstance(target, str) else callable_name(target)
-        out: dict[str, Any] = {self.kind: spec}
-        for key, value in self.model_dump(
-            by_alias=True, exclude_defaults=True, exclude={"id", "kind", "spec"}
-        ).items():
-            out[key] = value
+        out[self.kind] = spec
+        rest = self.model_dump(by_alias=True, exclude_defaults=True, exclude={"id", *STEP_KINDS})
+        out.update(rest)
         return out
 
 
@@ -218,7 +250,8 @@ class Workflow(BaseModel):
     step body. The order of steps is kept (it breaks ties in the drawing only).
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Frozen: a definition is hashed, stored and planned once; it must not drift.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
     description: str | None = None
@@ -232,12 +265,14 @@ class Workflow(BaseModel):
 
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+    _rendered: str | None = PrivateAttr(default=None)
+    _hash: str | None = PrivateAttr(default=None)
 
     @field_validator("steps", mode="before")
     @classmethod
     def _steps_by_id(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            out = {}
+            out: dict[str, Any] = {}
             for step_id, body in value.items():
                 if isinstance(body, Step):
                     out[str(step_id)] = body
@@ -247,13 +282,13 @@ class Workflow(BaseModel):
                     raise ValueError(f"step {step_id!r} must be a mapping of step keys")
             return out
         if isinstance(value, (list, tuple)):
-            out = {}
+            by_id: dict[str, Step] = {}
             for body in value:
                 step = body if isinstance(body, Step) else Step.model_validate(body)
-                if step.id in out:
+                if step.id in by_id:
                     raise ValueError(f"step id {step.id!r} is used twice")
-                out[step.id] = step
-            return out
+                by_id[step.id] = step
+            return by_id
         return value
 
     @field_validator("steps")
@@ -278,6 +313,8 @@ class Workflow(BaseModel):
         """The definition as YAML: the cell text as written, or a rendering of it."""
         if self._source is not None:
             return self._source
+        if self._rendered is not None:
+            return self._rendered
         body: dict[str, Any] = {
             key: value
             for key, value in self.model_dump(
@@ -285,12 +322,15 @@ class Workflow(BaseModel):
             ).items()
         }
         body["steps"] = {sid: step.to_yaml_dict() for sid, step in self.steps.items()}
-        return yaml.safe_dump(body, sort_keys=False)
+        self._rendered = yaml.safe_dump(body, sort_keys=False)
+        return self._rendered
 
     @property
     def definition_hash(self) -> str:
-        text = f"{self.name}\n{self.to_yaml()}"
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        if self._hash is None:
+            text = f"{self.name}\n{self.to_yaml()}"
+            self._hash = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._hash
 
 
 class RunResult(BaseModel):

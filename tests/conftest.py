@@ -1,0 +1,47 @@
+"""Shared fixtures. Engine tests are plain functions that run a coroutine with
+`arun`, so they need no asyncio plugin and each gets a fresh event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+import wfnb
+
+
+def arun(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+class Recorder:
+    """Callables for workflows that note when each step started and ended."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, float] = {}
+        self.ends: dict[str, float] = {}
+        self.calls: list[str] = []
+
+    async def work(self, name: str = "x", delay: float = 0.0, fail: bool = False) -> str:
+        self.calls.append(name)
+        self.starts[name] = time.monotonic()
+        await asyncio.sleep(delay)
+        self.ends[name] = time.monotonic()
+        if fail:
+            raise ValueError(f"{name} broke")
+        return name
+
+    def namespace(self, **extra: Any) -> dict[str, Any]:
+        return {"work": self.work, **extra}
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+def wf(text: str, name: str = "wf") -> wfnb.Workflow:
+    return wfnb.Workflow.from_yaml(text, name=name)

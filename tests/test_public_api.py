@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import wfnb
+
+
+def test_all_is_sorted_and_complete():
+    public = sorted(
+        name
+        for name in dir(wfnb)
+        if not name.startswith("_") and name not in {"annotations"} and not _is_module(name)
+    )
+    assert wfnb.__all__ == sorted(wfnb.__all__)
+    assert sorted(wfnb.__all__) == public
+
+
+def _is_module(name: str) -> bool:
+    return type(getattr(wfnb, name)).__name__ == "module"
+
+
+def test_every_error_derives_from_wfnb_error():
+    for name in wfnb.__all__:
+        obj = getattr(wfnb, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, wfnb.WfnbError), name
+
+
+def test_importing_the_engine_loads_no_notebook_or_storage_library():
+    code = (
+        "import sys, wfnb.engine; "
+        "print(','.join(m for m in ('IPython', 'ipywidgets', 'graphviz', 'duckdb', 'httpx') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,364 @@
+"""The planner: from a `Workflow` to a `Plan`, and which steps may start next.
+
+Pure: nothing here awaits or touches disk, so every rule is testable with plain
+asserts. The engine asks `Progress` what to start after each status change; the
+bookkeeping is incremental (O(1) amortised per change), because a planner that
+rescans every step after every completion would cost more than the steps.
+
+Implicit edges the user does not write:
+- the steps listed in a conditional's ``then``/``else`` need the conditional;
+- the steps of a loop's ``body`` leave the top-level graph and form the loop's own
+  sub-plan; whatever they need from outside, the loop needs; a step that needs a
+  body step needs the loop instead (and sees the last iteration's output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from wfnb import template
+from wfnb.errors import CycleError, DefinitionError, UnknownStepError
+from wfnb.model import ConditionalSpec, LoopSpec, StepStatus, Workflow
+
+SATISFIED = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
+TERMINAL = frozenset(
+    {StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED, StepStatus.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps of one scope (the workflow, or one loop's body), ready to schedule."""
+
+    steps: tuple[str, ...]  # topological order
+    needs: Mapping[str, frozenset[str]]
+    dependents: Mapping[str, tuple[str, ...]]
+    waves: tuple[tuple[str, ...], ...]
+    wave_of: Mapping[str, int]
+    schedule: str
+    #: loop id -> the plan of its body
+    bodies: Mapping[str, Plan] = field(default_factory=dict)
+    #: conditional id -> (then ids, else ids)
+    branches: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.steps)
+        graph.add_edges_from((need, step) for step in self.steps for need in self.needs[step])
+        return graph
+
+
+def build_plan(workflow: Workflow) -> Plan:
+    """Check the workflow's graph and plan it; raises `DefinitionError`s that name
+    the step and its line."""
+    steps = workflow.steps
+    line = workflow.line_of
+
+    def unknown(step_id: str, ref: str, where: str) -> UnknownStepError:
+        hint = _did_you_mean(ref, steps)
+        return UnknownStepError(
+            f"{where} names step {ref!r}, which does not exist{hint}",
+            step_id=step_id,
+            line=line(step_id),
+        )
+
+    loop_of: dict[str, str] = {}
+    branch_of: dict[str, str] = {}
+    for step_id, step in steps.items():
+        for need in step.needs:
+            if need not in steps:
+                raise unknown(step_id, need, "`needs`")
+        if isinstance(step.spec, LoopSpec):
+            for body_id in step.spec.body:
+                if body_id not in steps:
+                    raise unknown(step_id, body_id, "the loop `body`")
+                if body_id == step_id or body_id in loop_of:
+                    owner = step_id if body_id == step_id else loop_of[body_id]
+                    raise DefinitionError(
+                        f"step {body_id!r} is already the body of loop {owner!r}",
+                        step_id=step_id,
+                        line=line(step_id),
+                    )
+                loop_of[body_id] = step_id
+        if isinstance(step.spec, ConditionalSpec):
+            for target in (*step.spec.then, *step.spec.else_):
+                if target not in steps:
+                    raise unknown(step_id, target, "the conditional branch")
+                if target == step_id or target in branch_of:
+                    raise DefinitionError(
+                        f"step {target!r} is in more than one conditional branch",
+                        step_id=step_id,
+                        line=line(step_id),
+                    )
+                branch_of[target] = step_id
+
+    for body_id in loop_of:
+        seen = {body_id}
+        scope: str | None = loop_of[body_id]
+        while scope is not None:
+            if scope in seen:
+                raise DefinitionError(
+                    f"loops {sorted(seen)} contain each other", step_id=scope, line=line(scope)
+                )
+            seen.add(scope)
+            scope = loop_of.get(scope)
+
+    def scope_of(step_id: str) -> str | None:
+        return loop_of.get(step_id)
+
+    def lift(ref: str, scope: str | None) -> str | None:
+        """The member of ``scope`` that is ``ref`` or encloses it; None if ref is outside."""
+        current: str | None = ref
+        while current is not None and scope_of(current) != scope:
+            current = scope_of(current)
+        return current
+
+    # Effective needs, per scope: a need that lives outside a step's loop becomes a
+    # need of the enclosing loop at the level where both meet.
+    needs: dict[str, set[str]] = {step_id: set() for step_id in steps}
+    for step_id, step in steps.items():
+        scope = scope_of(step_id)
+        for need in step.needs:
+            if _encloses(need, step_id, loop_of):
+                raise DefinitionError(
+                    f"step {step_id!r} runs inside loop {need!r} and cannot need it",
+                    step_id=step_id,
+                    line=line(step_id),
+                )
+            child: str = step_id
+            level: str | None = scope
+            target = lift(need, level)
+            while target is None and level is not None:
+                child, level = level, scope_of(level)
+                target = lift(need, level)
+            assert target is not None  # every chain of loops ends at the top level
+            if target == child:
+                raise DefinitionError(
+                    f"loop {step_id!r} cannot need {need!r}, a step of its own body",
+                    step_id=step_id,
+                    line=line(step_id),
+                )
+            needs[child].add(target)
+        if step_id in branch_of:
+            conditional = branch_of[step_id]
+            if scope_of(conditional) != scope:
+                raise DefinitionError(
+                    f"step {step_id!r} is a branch of {conditional!r} but runs in another loop",
+                    step_id=step_id,
+                    line=line(step_id),
+                )
+            needs[step_id].add(conditional)
+
+    _check_references(workflow, needs, scope_of)
+    return _plan_scope(workflow, None, needs, scope_of, branch_of)
+
+
+def _encloses(loop_id: str, step_id: str, loop_of: Mapping[str, str]) -> bool:
+    scope = loop_of.get(step_id)
+    while scope is not None:
+        if scope == loop_id:
+            return True
+        scope = loop_of.get(scope)
+    return False
+
+
+def _plan_scope(
+    workflow: Workflow,
+    scope: str | None,
+    needs: Mapping[str, set[str]],
+    scope_of: Callable[[str], str | None],
+    branch_of: Mapping[str, str],
+) -> Plan:
+    members = [sid for sid in workflow.steps if scope_of(sid) == scope]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(members)
+    graph.add_edges_from((need, sid) for sid in members for need in needs[sid])
+    try:
+        generations = [sorted(gen, key=members.index) for gen in nx.topological_generations(graph)]
+    except nx.NetworkXUnfeasible:
+        cycle = [edge[0] for edge in nx.find_cycle(graph)]
+        raise CycleError(cycle, line=workflow.line_of(cycle[0])) from None
+    order = tuple(sid for gen in generations for sid in gen)
+    dependents: dict[str, list[str]] = {sid: [] for sid in members}
+    for sid in order:
+        for need in needs[sid]:
+            dependents[need].append(sid)
+    bodies = {
+        sid: _plan_scope(workflow, sid, needs, scope_of, branch_of)
+        for sid in members
+        if isinstance(workflow.steps[sid].spec, LoopSpec)
+    }
+    branches = {
+        sid: (frozenset(spec.then), frozenset(spec.else_))
+        for sid in members
+        if isinstance(spec := workflow.steps[sid].spec, ConditionalSpec)
+    }
+    return Plan(
+        steps=order,
+        needs={sid: frozenset(needs[sid]) for sid in members},
+        dependents={sid: tuple(deps) for sid, deps in dependents.items()},
+        waves=tuple(tuple(gen) for gen in generations),
+        wave_of={sid: index for index, gen in enumerate(generations) for sid in gen},
+        schedule=workflow.schedule,
+        bodies=bodies,
+        branches=branches,
+    )
+
+
+def _check_references(
+    workflow: Workflow, needs: Mapping[str, set[str]], scope_of: Callable[[str], str | None]
+) -> None:
+    """A template may only read ``steps.X`` where X exists and, for top-level steps,
+    X is upstream: reading a step that may not have run yet is a race, not a feature."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(workflow.steps)
+    graph.add_edges_from((need, sid) for sid in workflow.steps for need in needs[sid])
+    for step_id, step in workflow.steps.items():
+        refs = template.referenced_steps(step.with_) | template.referenced_steps(
+            step.spec.model_dump(by_alias=True, exclude={"target"})
+        )
+        if step.if_ is not None:
+            refs |= template.referenced_steps(step.if_, expression=True)
+        if isinstance(step.spec, ConditionalSpec):
+            refs |= template.referenced_steps(step.spec.if_, expression=True)
+        for ref in refs:
+            if ref not in workflow.steps:
+                raise UnknownStepError(
+                    f"a template reads steps.{ref}, which does not exist"
+                    + _did_you_mean(ref, workflow.steps),
+                    step_id=step_id,
+                    line=workflow.line_of(step_id),
+                )
+        if scope_of(step_id) is not None or isinstance(step.spec, LoopSpec):
+            continue
+        try:
+            upstream = nx.ancestors(graph, step_id)
+        except nx.NetworkXError:
+            continue
+        for ref in sorted(refs):
+            enclosing = ref
+            while (outer := scope_of(enclosing)) is not None:
+                enclosing = outer
+            if enclosing not in upstream:
+                raise DefinitionError(
+                    f"a template reads steps.{ref} but {step_id!r} does not need "
+                    f"{enclosing!r}: add it to `needs`",
+                    step_id=step_id,
+                    line=workflow.line_of(step_id),
+                )
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass(frozen=True)
+class Ready:
+    start: list[str]
+    skip: list[str]
+
+
+class Progress:
+    """Which steps of a plan may start, kept up to date one status change at a time.
+
+    A step is *ready* when every need is completed or skipped and, under
+    ``schedule: waves``, every earlier wave has settled. A ready step whose needs
+    were all skipped is to be skipped too (it only depended on a branch not taken).
+    A step with a failed or cancelled need is *blocked*: it stays pending and never
+    becomes ready, and a wave counts it as settled so independent branches go on.
+    """
+
+    def __init__(self, plan: Plan, statuses: Mapping[str, StepStatus] | None = None) -> None:
+        self.plan = plan
+        self.status: dict[str, StepStatus] = dict.fromkeys(plan.steps, StepStatus.PENDING)
+        self._missing = {sid: len(plan.needs[sid]) for sid in plan.steps}
+        self._blocked: set[str] = set()
+        self._ready: dict[str, None] = {}
+        self._waves = plan.schedule == "waves"
+        self._wave = 0
+        self._wave_left = [len(wave) for wave in plan.waves]
+        for sid in plan.steps:
+            if self._missing[sid] == 0 and self._wave_open(sid):
+                self._ready[sid] = None
+        for sid in plan.steps:
+            status = (statuses or {}).get(sid, StepStatus.PENDING)
+            if status is not StepStatus.PENDING and sid not in self._blocked:
+                self.mark(sid, status)
+
+    def _wave_open(self, sid: str) -> bool:
+        return not self._waves or self.plan.wave_of[sid] <= self._wave
+
+    def ready(self) -> Ready:
+        start: list[str] = []
+        skip: list[str] = []
+        for sid in self._ready:
+            needs = self.plan.needs[sid]
+            if needs and all(self.status[n] is StepStatus.SKIPPED for n in needs):
+                skip.append(sid)
+            else:
+                start.append(sid)
+        return Ready(start, skip)
+
+    def mark(self, sid: str, status: StepStatus) -> None:
+        previous = self.status[sid]
+        if previous in TERMINAL:
+            raise ValueError(f"step {sid!r} is already {previous.value}")
+        self.status[sid] = status
+        self._ready.pop(sid, None)
+        if status in SATISFIED:
+            self._settle(sid)
+            for dependent in self.plan.dependents[sid]:
+                self._missing[dependent] -= 1
+                if (
+                    self._missing[dependent] == 0
+                    and self.status[dependent] is StepStatus.PENDING
+                    and dependent not in self._blocked
+                    and self._wave_open(dependent)
+                ):
+                    self._ready[dependent] = None
+        elif status in TERMINAL:
+            self._settle(sid)
+            self._block_dependents(sid)
+
+    def _block_dependents(self, sid: str) -> None:
+        stack = list(self.plan.dependents[sid])
+        while stack:
+            dependent = stack.pop()
+            if dependent in self._blocked or self.status[dependent] is not StepStatus.PENDING:
+                continue
+            self._blocked.add(dependent)
+            self._ready.pop(dependent, None)
+            self._settle(dependent)
+            stack.extend(self.plan.dependents[dependent])
+
+    def _settle(self, sid: str) -> None:
+        wave = self.plan.wave_of[sid]
+        self._wave_left[wave] -= 1
+        if not self._waves:
+            return
+        while self._wave < len(self._wave_left) and self._wave_left[self._wave] == 0:
+            self._wave += 1
+            if self._wave < len(self.plan.waves):
+                for candidate in self.plan.waves[self._wave]:
+                    if (
+                        self._missing[candidate] == 0
+                        and self.status[candidate] is StepStatus.PENDING
+                        and candidate not in self._blocked
+                    ):
+                        self._ready[candidate] = None
+
+    @property
+    def blocked(self) -> frozenset[str]:
+        return frozenset(self._blocked)
+
+
+def ready_steps(plan: Plan, statuses: Mapping[str, StepStatus]) -> Ready:
+    """What may start given a snapshot of statuses (one-shot form of `Progress`)."""
+    return Progress(plan, statuses).ready()

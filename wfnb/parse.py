@@ -1,0 +1,228 @@
+"""From the YAML of a `%%workflow` cell to a checked `Workflow`.
+
+Every failure is a `DefinitionError` that names the step and the line, because the
+person reading it is looking at the cell, not at a traceback. The YAML is composed
+to a node tree first (that is where the line numbers live), checked for duplicate
+keys (YAML would silently keep the last one, dropping a step) and for alias bombs
+(a few lines of anchors can expand to billions of nodes), and only then built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from wfnb import template
+from wfnb.dag import build_plan
+from wfnb.errors import DefinitionError, SchemaError, YamlError
+from wfnb.model import (
+    AgentSpec,
+    ApprovalSpec,
+    ConditionalSpec,
+    HttpSpec,
+    LoopSpec,
+    Step,
+    Workflow,
+)
+
+MAX_SOURCE_CHARS = 1_000_000
+MAX_EXPANDED_NODES = 100_000
+
+
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
+    """SafeLoader with YAML 1.2 booleans: only true/false, so a step called `yes`,
+    `no`, `on` or `off` stays a string (YAML 1.1 would make it a bool)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def parse_workflow(text: str, *, name: str, line_offset: int = 0, **overrides: Any) -> Workflow:
+    """Parse, validate, compile templates and plan; ``overrides`` (``timeout``,
+    ``concurrency``, ``schedule``, ...) win over the YAML, as magic options do.
+    ``line_offset`` shifts reported lines (a cell's body starts on its line 2)."""
+    if len(text) > MAX_SOURCE_CHARS:
+        raise YamlError(f"the workflow text is over {MAX_SOURCE_CHARS:,} characters")
+    root = _compose(text, line_offset)
+    if root is None:
+        raise SchemaError("the workflow is empty: write a mapping with a `steps:` key")
+    if not isinstance(root, yaml.MappingNode):
+        raise SchemaError(
+            "the workflow must be a YAML mapping with a `steps:` key",
+            line=root.start_mark.line + 1 + line_offset,
+        )
+    _check_nodes(root, line_offset)
+    data = _Loader("").construct_document(root)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    data.update(given)
+    try:
+        workflow = Workflow.model_validate({"name": name, **data})
+    except ValidationError as exc:
+        raise _schema_error(exc, root, line_offset) from None
+    # The stored definition must be what runs: with overrides, render the model.
+    workflow._source = None if given else text
+    workflow._lines = _step_lines(root, line_offset)
+    compile_templates(workflow)
+    build_plan(workflow)
+    return workflow
+
+
+def compile_templates(workflow: Workflow) -> None:
+    """Compile every template of every step once, so syntax errors surface now."""
+    for step_id, step in workflow.steps.items():
+        try:
+            template.compile_value(step.with_, step_id=step_id)
+            if step.if_ is not None:
+                template.compile_value(step.if_, expression=True, step_id=step_id)
+            for value, expression in _spec_templates(step):
+                template.compile_value(value, expression=expression, step_id=step_id)
+        except DefinitionError as exc:
+            exc.line = workflow.line_of(step_id)
+            raise type(exc)(exc.reason, step_id=step_id, line=exc.line) from None
+
+
+def _spec_templates(step: Step) -> Iterator[tuple[Any, bool]]:
+    spec = step.spec
+    if isinstance(spec, HttpSpec):
+        yield [spec.url, spec.headers, spec.params, spec.json_, spec.body], False
+    elif isinstance(spec, AgentSpec):
+        yield [spec.prompt, spec.system], False
+    elif isinstance(spec, ApprovalSpec):
+        yield spec.prompt, False
+    elif isinstance(spec, ConditionalSpec):
+        yield spec.if_, True
+    elif isinstance(spec, LoopSpec):
+        yield spec.while_ if spec.while_ is not None else spec.for_each, True
+
+
+def _compose(text: str, line_offset: int) -> yaml.Node | None:
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 + line_offset if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlError(f"invalid YAML: {problem}", line=line) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(root: yaml.Node, line_offset: int) -> None:
+    """Reject duplicate keys and documents whose aliases expand past a sane size."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            raise YamlError(
+                "the YAML refers to itself through an alias",
+                line=node.start_mark.line + 1 + line_offset,
+            )
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if (
+                    isinstance(key_node, yaml.ScalarNode)
+                    and key_node.tag != "tag:yaml.org,2002:merge"
+                ):
+                    line = key_node.start_mark.line + 1 + line_offset
+                    if key_node.value in seen:
+                        raise YamlError(
+                            f"key {key_node.value!r} appears twice (first on line "
+                            f"{seen[key_node.value]})",
+                            line=line,
+                        )
+                    seen[key_node.value] = line
+                total += size(key_node) + size(value_node)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_EXPANDED_NODES:
+                    break
+        visiting.discard(key)
+        if total > MAX_EXPANDED_NODES:
+            raise YamlError(
+                f"the YAML expands to over {MAX_EXPANDED_NODES:,} nodes through aliases",
+                line=node.start_mark.line + 1 + line_offset,
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _mapping_get(node: yaml.Node, key: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(key):
+                return value_node
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key]
+    return None
+
+
+def _step_lines(root: yaml.MappingNode, line_offset: int) -> dict[str, int]:
+    steps = _mapping_get(root, "steps")
+    if not isinstance(steps, yaml.MappingNode):
+        return {}
+    return {
+        str(key_node.value): key_node.start_mark.line + 1 + line_offset
+        for key_node, _ in steps.value
+        if isinstance(key_node, yaml.ScalarNode)
+    }
+
+
+_FIELD_ALIASES = {"with_": "with", "if_": "if", "else_": "else", "while_": "while", "json_": "json"}
+
+
+def _schema_error(exc: ValidationError, root: yaml.MappingNode, line_offset: int) -> SchemaError:
+    """Turn pydantic's report into one message that points into the cell."""
+    messages = []
+    first_step: str | None = None
+    first_line: int | None = None
+    for error in exc.errors():
+        loc = [_FIELD_ALIASES.get(str(part), part) for part in error["loc"]]
+        if loc and loc[0] == "name":
+            messages.append(f"workflow name: {error['msg']}")
+            continue
+        step_id = str(loc[1]) if len(loc) > 1 and loc[0] == "steps" else None
+        path = loc[2:] if step_id is not None else loc
+        node: yaml.Node | None = root
+        line = root.start_mark.line + 1
+        for part in loc:
+            node = _mapping_get(node, part) if node is not None else None
+            if node is None:
+                break
+            line = node.start_mark.line + 1
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden" and path:
+            msg = f"unknown key {str(path[-1])!r}"
+            path = path[:-1]
+        where = ".".join(str(part) for part in path)
+        messages.append(f"{where}: {msg}" if where else msg)
+        if first_line is None:
+            first_step, first_line = step_id, line + line_offset
+    extra = f" (and {len(messages) - 3} more)" if len(messages) > 3 else ""
+    return SchemaError("; ".join(messages[:3]) + extra, step_id=first_step, line=first_line)

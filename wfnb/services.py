@@ -1,0 +1,204 @@
+"""What a running step may ask of its run: templates' scope, a loop body, a child
+run, a person's decision. `StepServices` is the `Runtime` that step executors see;
+one is made per step attempt and knows which step and loop iteration it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from wfnb.errors import ApprovalRejected, StepError, StepTimeout, SubWorkflowError
+from wfnb.model import MAX_DEPTH, RunStatus, Step, StepStatus
+from wfnb.store.base import Batch, StepRecord
+
+if TYPE_CHECKING:
+    from wfnb.runner import Frame, LiveRun
+    from wfnb.steps.base import StepContext
+
+
+class StepsView(Mapping[str, Mapping[str, Any]]):
+    """``steps.<id>`` in templates: ``output`` and ``status`` of a step, as seen from
+    a frame (inside a loop body, a body step means this iteration's instance)."""
+
+    def __init__(self, run: LiveRun, frame: Frame) -> None:
+        self._run = run
+        self._frame = frame
+
+    def _instance(self, step_id: str) -> str:
+        frame: Frame | None = self._frame
+        while frame is not None:
+            if step_id in frame.plan.needs:
+                return frame.instance(step_id)
+            frame = frame.parent
+        return step_id
+
+    def __getitem__(self, step_id: str) -> Mapping[str, Any]:
+        if step_id not in self._run.workflow.steps:
+            raise KeyError(step_id)
+        instance = self._instance(step_id)
+        outputs = self._run.outputs
+        if instance in outputs:
+            return {"output": outputs[instance], "status": "completed"}
+        if step_id in outputs:  # a body step read after its loop: the last iteration
+            return {"output": outputs[step_id], "status": "completed"}
+        status = self._run.statuses.get(instance, StepStatus.PENDING)
+        return {"status": status.value}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._run.workflow.steps)
+
+    def __len__(self) -> int:
+        return len(self._run.workflow.steps)
+
+
+def base_scope(run: LiveRun) -> dict[str, Any]:
+    """The part of the template scope that is the same for every step of a run."""
+    workflow = run.workflow
+    record = run.record
+    return {
+        "inputs": record.inputs,
+        "run": {
+            "id": record.run_id,
+            "workflow": workflow.name,
+            "depth": record.depth,
+            "parent_id": record.parent_run_id,
+        },
+        "env": {name: os.environ[name] for name in workflow.env if name in os.environ},
+        "secrets": run.engine.secrets,
+    }
+
+
+class StepServices:
+    __slots__ = ("run", "step", "frame")
+
+    def __init__(self, run: LiveRun, step: Step, frame: Frame) -> None:
+        self.run = run
+        self.step = step
+        self.frame = frame
+
+    async def call(self, fn: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> Any:
+        return await self.run.engine.backend.call(fn, kwargs, ctx)
+
+    def resolve_code(self, target: str | Callable[..., Any]) -> Callable[..., Any]:
+        return self.run.engine.resolve_code(target, step_id=self.step.id)
+
+    async def run_body(self, ctx: StepContext, index: int, loop: dict[str, Any]) -> dict[str, Any]:
+        from wfnb.runner import Frame
+
+        body = self.frame.plan.bodies[self.step.id]
+        frame = Frame(body, (*self.frame.index, index), loop, self.frame)
+        run = self.run
+        ok = await run.drive(frame)
+        if not ok:
+            for sid in body.steps:
+                instance = frame.instance(sid)
+                if run.statuses.get(instance) in (StepStatus.FAILED, StepStatus.CANCELLED):
+                    error = run.errors.get(instance, run.statuses[instance].value)
+                    raise StepError(
+                        f"iteration {index}: body step {instance!r} failed: {error}",
+                        step_id=ctx.step_id,
+                    )
+            raise StepError(f"iteration {index} did not finish", step_id=ctx.step_id)
+        return {
+            sid: run.outputs[frame.instance(sid)]
+            for sid in body.steps
+            if frame.instance(sid) in run.outputs
+        }
+
+    async def run_child(self, ctx: StepContext, workflow: str, inputs: dict[str, Any]) -> Any:
+        run = self.run
+        depth = run.record.depth + 1
+        if depth > MAX_DEPTH:
+            raise SubWorkflowError(
+                f"sub-workflow {workflow!r} would run at depth {depth}, "
+                f"past the depth limit of {MAX_DEPTH}",
+                step_id=ctx.step_id,
+            )
+        engine = run.engine
+        child = await engine._child_run(
+            workflow,
+            inputs,
+            run_id=f"{run.id}.{ctx.step_id}",
+            parent=run,
+            parent_step=ctx.step_id,
+            depth=depth,
+        )
+        while True:
+            live = engine._live.get(child.id)
+            if live is None:
+                break
+            await live.settled()
+            if live.finished:
+                break
+            # The child waits for a person: so does this step, and maybe the run.
+            run.set_waiting(ctx.step_id, True)
+            try:
+                await live.status_changed()
+            finally:
+                run.set_waiting(ctx.step_id, False)
+        result = await engine.result(child.id)
+        if result.status is not RunStatus.COMPLETED:
+            # Nested sub-workflows would repeat every level's prefix: keep the root cause.
+            cause = (result.error or result.status.value).rsplit(" failed: ", 1)[-1]
+            raise SubWorkflowError(
+                f"sub-workflow {workflow!r} (run {child.id}) {result.status.value}: {cause}",
+                step_id=ctx.step_id,
+            )
+        return result.outputs
+
+    async def request_approval(
+        self, ctx: StepContext, *, prompt: str, timeout: float | None
+    ) -> dict[str, Any]:
+        run = self.run
+        instance = ctx.step_id
+        previous = run.restored.get(instance)
+        deadline: float | None = None
+        if (
+            previous is not None
+            and previous.status is StepStatus.WAITING_APPROVAL
+            and isinstance(previous.output, Mapping)
+        ):
+            deadline = previous.output.get("deadline")  # a restart waits only what is left
+        elif timeout is not None:
+            deadline = time.time() + timeout
+        request = {"prompt": prompt, "deadline": deadline, "timeout": timeout}
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        run.approvals[instance] = future
+        record = StepRecord(
+            run.id,
+            instance,
+            ctx.attempt,
+            StepStatus.WAITING_APPROVAL,
+            time.time(),
+            output=request,
+            has_output=True,
+        )
+        await run.engine.store.write(Batch(steps=(record,)))
+        run.statuses[instance] = StepStatus.WAITING_APPROVAL
+        run.publish_waiting(instance, ctx.attempt, request)
+        run.set_waiting(instance, True)
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.time())
+            try:
+                decision = await asyncio.wait_for(asyncio.shield(future), remaining)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise StepTimeout(
+                    f"no decision on the approval within {timeout:g} s", step_id=instance
+                ) from None
+        finally:
+            run.approvals.pop(instance, None)
+            run.set_waiting(instance, False)
+            if not future.done():
+                future.cancel()
+        run.statuses[instance] = StepStatus.RUNNING
+        if not decision.get("approved"):
+            who = decision.get("by") or "someone"
+            comment = decision.get("comment")
+            raise ApprovalRejected(
+                f"rejected by {who}" + (f": {comment}" if comment else ""), step_id=instance
+            )
+        return decision

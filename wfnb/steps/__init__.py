@@ -1,0 +1,1 @@
+"""One module per step kind; `base` says what an executor is and finds them."""
