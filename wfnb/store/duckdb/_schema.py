@@ -194,7 +194,8 @@ STEP_SELECT = (
 
 def list_runs_query(*, workflow: str | None, statuses: Sequence[str] | None,
                     parent_run_id: str | None, limit: int | None) -> tuple[str, list[Any]]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if workflow is not None:
         where.append("workflow = ?")
         params.append(workflow)
