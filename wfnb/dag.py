@@ -131,18 +131,18 @@ def build_plan(workflow: Workflow) -> Plan:
                 )
             child: str = step_id
             level: str | None = scope
-            target = lift(need, level)
-            while target is None and level is not None:
+            member = lift(need, level)
+            while member is None and level is not None:
                 child, level = level, scope_of(level)
-                target = lift(need, level)
-            assert target is not None  # every chain of loops ends at the top level
-            if target == child:
+                member = lift(need, level)
+            assert member is not None  # every chain of loops ends at the top level
+            if member == child:
                 raise DefinitionError(
                     f"loop {step_id!r} cannot need {need!r}, a step of its own body",
                     step_id=step_id,
                     line=line(step_id),
                 )
-            needs[child].add(target)
+            needs[child].add(member)
         if step_id in branch_of:
             conditional = branch_of[step_id]
             if scope_of(conditional) != scope:
