@@ -3,6 +3,7 @@
     python _child.py hold DB SECONDS        acquire, print "held PID", hold, close
     python _child.py write-forever DB       write checkpoints, print "acked I" after each
     python _child.py write-then-exit DB N   write N checkpoints, then os._exit without close
+    python _child.py write-no-close DB N    write N checkpoints, then exit normally, no close
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ async def main(mode: str, path: str, arg: str | None) -> None:
             await store.write(Batch(steps=[record(i)]))
             print(f"acked {i}", flush=True)
             i += 1
-    elif mode == "write-then-exit":
+    elif mode in ("write-then-exit", "write-no-close"):
         await store.write(Batch(runs=[run]))
         for i in range(int(arg or 1)):
             await store.write(Batch(steps=[record(i)]))
-        os._exit(0)  # no close, no fold: only the journal has the steps
+        if mode == "write-then-exit":
+            os._exit(0)  # no close, no fold: only the journal has the steps
 
 
 if __name__ == "__main__":

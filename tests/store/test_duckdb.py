@@ -211,6 +211,23 @@ def test_journal_replay_after_exit_without_close_and_torn_tail(db: Path) -> None
     asyncio.run(store.close())
 
 
+def test_a_store_without_journal_still_replays_one(db: Path) -> None:
+    child = spawn_child("write-then-exit", db, "10")
+    assert child.wait(timeout=60) == 0
+    store = DuckDBStore(db, journal=False)
+    assert len(asyncio.run(store.get_steps(run_id="child"))) == 10
+    asyncio.run(store.close())
+
+
+def test_normal_exit_without_close_leaves_everything_in_the_duckdb_file(db: Path) -> None:
+    child = spawn_child("write-no-close", db, "10")
+    assert child.wait(timeout=60) == 0
+    assert db.with_name(db.name + ".journal").stat().st_size == 0
+    con = duckdb.connect(str(db), read_only=True)  # DuckDB alone, as another tool sees it
+    assert con.execute("SELECT count(*) FROM steps").fetchone() == (10,)
+    con.close()
+
+
 def test_a_folded_journal_never_overwrites_newer_rows(db: Path, tmp_path: Path) -> None:
     store = DuckDBStore(db)
     write(store, runs=[run_rec()], steps=[step_rec(output="old, via the journal")])

@@ -22,6 +22,7 @@ that cannot get the lock is failed, never half-applied.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import os
@@ -30,6 +31,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -90,6 +92,21 @@ class _SyncWaiter:
 Waiter = _AsyncWaiter | _SyncWaiter
 
 
+#: Writers with a live thread, folded and closed at interpreter exit so that the
+#: DuckDB file alone (read by another tool) has every acknowledged row. Not needed
+#: for durability: a process that dies without this leaves the journal to replay.
+_LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for writer in list(_LIVE):
+        waiter = _SyncWaiter()
+        writer.close(waiter)
+        with contextlib.suppress(Exception):
+            waiter.future.result(timeout=5.0)
+
+
 def _translate(exc: duckdb.Error, path: Path) -> StoreError:
     return StoreError(f"DuckDB store {path}: {exc}")
 
@@ -101,7 +118,11 @@ class Writer:
         self.lock_timeout, self.idle_close = lock_timeout, idle_close
         self.fold_rows, self.fold_idle = fold_rows, fold_idle
         self.owner_path = path.with_name(path.name + ".lock-owner")
-        self._journal = Journal(path.with_name(path.name + ".journal")) if journal else None
+        # The journal is always replayed on open (a store opened with journal=False
+        # must still recover what a journalling process acknowledged); it is only
+        # appended to when ``use_journal``.
+        self._journal = Journal(path.with_name(path.name + ".journal"))
+        self.use_journal = journal
         self._queue: queue.SimpleQueue[tuple[int, Any, Waiter]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -128,6 +149,7 @@ class Writer:
                     self._thread = threading.Thread(target=self._main, daemon=True,
                                                     name=f"wfnb-store {self.path.name}")
                     self._thread.start()
+                    _LIVE.add(self)
         self._queue.put((kind, payload, waiter))
 
     # -- the thread ---------------------------------------------------------------
@@ -206,7 +228,7 @@ class Writer:
             waiter.resolve(None, None)
 
     def _persist(self, batches: list[EncodedBatch]) -> None:
-        if self._journal is None or any(b.tables for b in batches):
+        if not self.use_journal or any(b.tables for b in batches):
             # Table outputs go straight into DuckDB (a journal copy of a big table
             # would double the bytes written); the journal is folded first in the
             # same transaction so the order of records is kept.
@@ -260,12 +282,15 @@ class Writer:
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
+            if isinstance(exc, duckdb.FatalException):
+                # DuckDB invalidated the database: reopen on the next operation, which
+                # replays the journal, so acknowledged rows are not lost.
+                self._drop_connection()
             raise _translate(exc, self.path) from exc
         self._tables = (self._tables - dropped) | created
         if self._pending:
             self.stats["folds"] += 1
             self._pending, self._pending_rows = [], 0
-            assert self._journal is not None
             with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
                 self._journal.reset()
 
@@ -310,9 +335,9 @@ class Writer:
     def _run_call(self, kind: int, payload: Any, waiter: Waiter) -> None:
         try:
             if kind == _HOLD:
-                self._holds = max(0, self._holds + payload)
                 if payload > 0:
-                    self._connect()
+                    self._connect()  # may raise StoreLocked: then nothing is held
+                self._holds = max(0, self._holds + payload)
                 waiter.resolve(None, None)
                 return
             con = self._connect()
@@ -352,17 +377,15 @@ class Writer:
             self._tables = _schema.output_tables(con)
             folded = _schema.folded_seq(con)
             self._pending, self._pending_rows, self._seq = [], 0, folded
-            if self._journal is not None:
-                for seq, rows in self._journal.open():
-                    self._seq = max(self._seq, seq)
-                    if seq > folded:
-                        self._pending.append((seq, rows))
-                        self._pending_rows += sum(len(r) for r in rows)
+            for seq, rows in self._journal.open():
+                self._seq = max(self._seq, seq)
+                if seq > folded:
+                    self._pending.append((seq, rows))
+                    self._pending_rows += sum(len(r) for r in rows)
             self._write_owner()
         except BaseException as exc:
             con.close()
-            if self._journal is not None:
-                self._journal.close()
+            self._journal.close()
             if isinstance(exc, duckdb.Error):
                 raise _translate(exc, self.path) from exc
             if isinstance(exc, OSError):
@@ -418,13 +441,18 @@ class Writer:
         try:
             self._fold()
         finally:
-            self._con.close()
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
             self._con = None
-            if self._journal is not None:
-                self._journal.close()
-            with contextlib.suppress(OSError):
-                if self.owner_path.read_text().strip() == self._owner:
-                    self.owner_path.unlink()
+        self._journal.close()
+        self._pending, self._pending_rows = [], 0  # still in the journal file
+        with contextlib.suppress(OSError):
+            if self.owner_path.read_text().strip() == self._owner:
+                self.owner_path.unlink()
 
     # -- helpers for the store ----------------------------------------------------
     def call(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], waiter: Waiter) -> None:
