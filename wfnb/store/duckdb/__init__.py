@@ -6,7 +6,8 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 - ``_codec``   records <-> rows; how each output is kept (JSON / table / pickle)
 - ``_journal`` the fsync'd append-only journal that acknowledges checkpoints
 - ``_schema``  the SQL: schema v1 and its migrations, upserts, reads
-- ``_writer``  the writer thread: group commit, folding, connection and file lock
+- ``_lock``    opening a file another process holds: retry, `StoreLocked` naming it
+- ``_writer``  the writer thread: group commit, folding, connection lifetime
 
 Durability decision, by measurement (2-core dev box, duckdb 2.0.1, ``python
 benchmarks/bench_store.py``): a raw DuckDB upsert transaction of 2 rows costs

@@ -14,9 +14,8 @@ with it the file lock) is opened on the first operation and closed once the stor
 has been idle for ``idle_close`` seconds, unless holds are taken with
 `DuckDBStore.acquire` (the engine holds one while runs are active). Opening retries
 with backoff while another process holds the lock and gives up after
-``lock_timeout`` seconds with `StoreLocked` naming the holder, read from the
-``<db>.lock-owner`` sidecar (``host:pid:since``) or DuckDB's own lock error. A write
-that cannot get the lock is failed, never half-applied.
+``lock_timeout`` seconds with `StoreLocked` naming the holder (see ``_lock``). A
+write that cannot get the lock is failed, never half-applied.
 """
 
 from __future__ import annotations
@@ -25,15 +24,11 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import os
 import queue
-import re
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +36,7 @@ import duckdb
 
 from wfnb.errors import StoreError, StoreLocked
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import _schema
+from wfnb.store.duckdb import _lock, _schema
 from wfnb.store.duckdb._codec import (
     PICKLE,
     EncodedBatch,
@@ -107,17 +102,13 @@ def _close_all_at_exit() -> None:
             waiter.future.result(timeout=5.0)
 
 
-def _translate(exc: duckdb.Error, path: Path) -> StoreError:
-    return StoreError(f"DuckDB store {path}: {exc}")
-
-
 class Writer:
     def __init__(self, path: Path, *, lock_timeout: float, idle_close: float,
                  journal: bool, fold_rows: int, fold_idle: float) -> None:
         self.path = path
         self.lock_timeout, self.idle_close = lock_timeout, idle_close
         self.fold_rows, self.fold_idle = fold_rows, fold_idle
-        self.owner_path = path.with_name(path.name + ".lock-owner")
+        self.owner_path = _lock.owner_path(path)
         # The journal is always replayed on open (a store opened with journal=False
         # must still recover what a journalling process acknowledged); it is only
         # appended to when ``use_journal``.
@@ -286,7 +277,7 @@ class Writer:
                 # DuckDB invalidated the database: reopen on the next operation, which
                 # replays the journal, so acknowledged rows are not lost.
                 self._drop_connection()
-            raise _translate(exc, self.path) from exc
+            raise _lock.translate(exc, self.path) from exc
         self._tables = (self._tables - dropped) | created
         if self._pending:
             self.stats["folds"] += 1
@@ -344,7 +335,7 @@ class Writer:
             self._fold()
             result = payload(con)
         except duckdb.Error as exc:
-            waiter.resolve(None, _translate(exc, self.path))
+            waiter.resolve(None, _lock.translate(exc, self.path))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, not swallowed
             waiter.resolve(None, exc)
         else:
@@ -371,7 +362,7 @@ class Writer:
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self._con is not None:
             return self._con
-        con = self._open_with_retry()
+        con = _lock.connect_with_retry(self.path, self.lock_timeout)
         try:
             _schema.migrate(con)
             self._tables = _schema.output_tables(con)
@@ -382,12 +373,12 @@ class Writer:
                 if seq > folded:
                     self._pending.append((seq, rows))
                     self._pending_rows += sum(len(r) for r in rows)
-            self._write_owner()
+            self._owner = _lock.write_owner(self.owner_path)
         except BaseException as exc:
             con.close()
             self._journal.close()
             if isinstance(exc, duckdb.Error):
-                raise _translate(exc, self.path) from exc
+                raise _lock.translate(exc, self.path) from exc
             if isinstance(exc, OSError):
                 raise StoreError(f"cannot open the journal of {self.path}: {exc}") from exc
             raise
@@ -395,45 +386,6 @@ class Writer:
         self.stats["opens"] += 1
         self._fold()  # a crashed predecessor's acknowledged rows, now in DuckDB
         return con
-
-    def _open_with_retry(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.005
-        while True:
-            try:
-                return duckdb.connect(str(self.path))
-            except duckdb.Error as exc:
-                if "lock" not in str(exc).lower():
-                    raise _translate(exc, self.path) from exc
-                if time.monotonic() >= deadline:
-                    holder = self._holder(str(exc))
-                    raise StoreLocked(
-                        f"the store {self.path} is in use by another process ({holder}) and "
-                        f"was not released within {self.lock_timeout:g} s; finish or close "
-                        "the runs there (DuckDB allows one writing process per file)",
-                        holder=holder) from exc
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.25)
-
-    def _holder(self, message: str) -> str:
-        match = re.search(r"PID (\d+)", message)
-        pid = match.group(1) if match else None
-        try:
-            sidecar = self.owner_path.read_text().strip()
-        except OSError:
-            sidecar = ""
-        parts = sidecar.split(":", 2)
-        if sidecar and (pid is None or (len(parts) > 1 and parts[1] == pid)):
-            host, spid, since = (parts + ["", ""])[:3]
-            return f"host {host}, pid {spid}, since {since}"
-        return f"pid {pid}" if pid else "unknown holder"
-
-    def _write_owner(self) -> None:
-        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{since}"
-        tmp = self.owner_path.with_name(self.owner_path.name + f".{os.getpid()}")
-        tmp.write_text(self._owner + "\n")
-        os.replace(tmp, self.owner_path)
 
     def _disconnect(self) -> None:
         if self._con is None:
@@ -450,9 +402,7 @@ class Writer:
             self._con = None
         self._journal.close()
         self._pending, self._pending_rows = [], 0  # still in the journal file
-        with contextlib.suppress(OSError):
-            if self.owner_path.read_text().strip() == self._owner:
-                self.owner_path.unlink()
+        _lock.remove_owner(self.owner_path, self._owner)
 
     # -- helpers for the store ----------------------------------------------------
     def call(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], waiter: Waiter) -> None:
