@@ -257,3 +257,15 @@ def test_idle_store_lets_another_process_in(db: Path) -> None:
     assert child.wait(timeout=30) == 0
     assert asyncio.run(store.get_run(run_id="child")) is not None  # reopened by the store
     asyncio.run(store.close())
+
+
+def test_importing_the_store_package_does_not_load_duckdb() -> None:
+    import subprocess
+    import sys
+
+    from tests.store._procs import ROOT
+
+    code = ("import sys, wfnb.store, wfnb.engine; assert 'duckdb' not in sys.modules; "
+            "from wfnb.store import DuckDBStore; assert 'duckdb' in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
