@@ -35,11 +35,20 @@ from wfnb.errors import (
     WfnbError,
 )
 from wfnb.events import EventBus, RunObserver, Subscription
-from wfnb.model import RunResult, RunStatus, SkillSpec, StepStatus, Workflow, WorkflowSpec
+from wfnb.model import (
+    CodeSpec,
+    RunResult,
+    RunStatus,
+    SkillSpec,
+    StepStatus,
+    Workflow,
+    WorkflowSpec,
+)
 from wfnb.owner import current_owner, owner_alive
 from wfnb.redact import Redactor
 from wfnb.runner import CrashPoints, LiveRun
 from wfnb.steps.base import executor_for
+from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
 from wfnb.store.base import Batch, RunRecord, StepRecord, Store, WorkflowRecord, latest_attempts
 from wfnb.store.memory import MemoryStore
@@ -73,6 +82,11 @@ class RunHandle:
     @property
     def step_statuses(self) -> dict[str, StepStatus]:
         return dict(self._live.statuses)
+
+    @property
+    def notes(self) -> list[str]:
+        """Things worth telling the user about this run (e.g. code changed on resume)."""
+        return list(self._live.notes)
 
     @property
     def waiting_approvals(self) -> list[str]:
@@ -238,8 +252,19 @@ class Engine:
             inputs={**workflow.inputs, **(inputs or {})},
             created_at=time.time(),
             owner=self.owner,
+            code_hashes=self.code_hashes(workflow),
         )
         return await self._begin(workflow, record, {})
+
+    def code_hashes(self, workflow: Workflow) -> dict[str, str]:
+        """Fingerprints of the callables that ``code:`` and ``skill:`` steps resolve to."""
+        hashes = {}
+        for step_id, step in workflow.steps.items():
+            if isinstance(step.spec, CodeSpec):
+                hashes[step_id] = fingerprint(self.resolve_code(step.spec.target))
+            elif isinstance(step.spec, SkillSpec) and (found := find_skill(step.spec.target)):
+                hashes[step_id] = fingerprint(found.fn)
+        return hashes
 
     async def _begin(
         self,
@@ -339,6 +364,13 @@ class Engine:
         workflow = await self._definition(record)
         self.check_runnable(workflow)
         restored = latest_attempts(await self.store.get_steps(run_id=run_id))
+        now_hashes = self.code_hashes(workflow)
+        changed = sorted(  # steps that will run again, with other code than before
+            step_id
+            for step_id, digest in record.code_hashes.items()
+            if now_hashes.get(step_id, digest) != digest
+            and (step_id not in restored or restored[step_id].status is not StepStatus.COMPLETED)
+        )
         record = replace(
             record,
             status=RunStatus.PENDING,
@@ -346,8 +378,14 @@ class Engine:
             error=None,
             failed_step=None,
             owner=self.owner,
+            code_hashes=now_hashes,
         )
-        return await self._begin(workflow, record, restored)
+        handle = await self._begin(workflow, record, restored)
+        for step_id in changed:
+            note = f"step {step_id!r} will run code that changed since the run started"
+            handle._live.notes.append(note)
+            log.warning("run %s: %s", run_id, note)
+        return handle
 
     async def rerun(self, run_id: str, from_step: str) -> RunHandle:
         """A new run that reuses the old run's checkpoints except ``from_step`` and

@@ -8,6 +8,7 @@ model of its own per kind, so each step module gets a typed spec.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -208,13 +209,10 @@ class Step(BaseModel):
             return {**data, kind: {}}
         return data
 
-    _kind: str = PrivateAttr(default="")
-
     @model_validator(mode="after")
     def _not_own_need(self) -> Step:
         if self.id in self.needs:
             raise ValueError(f"step {self.id!r} cannot need itself")
-        self._kind = next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
         return self
 
     @field_validator("needs", mode="before")
@@ -222,11 +220,12 @@ class Step(BaseModel):
     def _single_need(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @property
+    # Cached: read on the engine's hot path, and a step does not change kind.
+    @functools.cached_property
     def kind(self) -> str:
-        return self._kind
+        return next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
 
-    @property
+    @functools.cached_property
     def spec(self) -> StepSpec:
         return getattr(self, self.kind)  # type: ignore[no-any-return]
 

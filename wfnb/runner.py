@@ -119,6 +119,7 @@ class LiveRun:
                 if step.status is StepStatus.COMPLETED:
                     self.outputs[instance] = step.output
         self.failure: tuple[str, str] | None = None
+        self.notes: list[str] = []
         self.stop_reason: str | None = None
         #: leaf steps now running (loop steps excluded: their body steps count)
         self.active: set[str] = set()
