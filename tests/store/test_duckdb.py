@@ -269,3 +269,31 @@ def test_importing_the_store_package_does_not_load_duckdb() -> None:
             "from wfnb.store import DuckDBStore; assert 'duckdb' in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_tables_duckdb_would_change_are_pickled_and_restored_exactly(store: DuckDBStore) -> None:
+    import datetime
+
+    import pyarrow as pa
+
+    from wfnb.testing import assert_same_value
+
+    odd = [
+        pa.table({"half": pa.array([1.5], pa.float16())}),  # DuckDB refuses float16
+        pa.table({"iv": pa.array([pa.MonthDayNano([1, 2, 3])], pa.month_day_nano_interval())}),
+        pa.table({"dict": pa.array([1, 2, 1]).dictionary_encode()}),
+        pa.table({"dur": pa.array([5], pa.duration("s"))}),
+    ]
+    fine = pa.table({"t": pa.array([datetime.time(1, 2)], pa.time32("s")),
+                     "d": pa.array([1], pa.decimal128(5, 2)), "l": pa.array([[1, 2]]),
+                     "s": pa.array([{"a": 1}]), "u": pa.array([2**63], pa.uint64())})
+    odd += [pd.DataFrame({"lists": [[1, 2], [3]]}),  # pandas would read back numpy arrays
+            pd.DataFrame({"td": pd.to_timedelta([1, 2], unit="s")})]
+    steps = [step_rec(f"odd{i}", output=t) for i, t in enumerate(odd)]
+    write(store, runs=[run_rec()], steps=[*steps, step_rec("fine", output=fine)])
+    kinds = dict(store.sql("SELECT step_id, output_kind FROM steps").values.tolist())
+    assert kinds == {**{f"odd{i}": "pickle" for i in range(len(odd))}, "fine": "table"}
+    got = {s.step_id: s.output for s in asyncio.run(store.get_steps(run_id="r1"))}
+    for i, table in enumerate(odd):
+        assert_same_value(got[f"odd{i}"], table)
+    assert_same_value(got["fine"], fine)

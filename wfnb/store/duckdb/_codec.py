@@ -108,20 +108,49 @@ def _json_exact(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _exact_in_duckdb(pa: Any, kind: Any, *, lists: bool = True) -> bool:
+    """Arrow types DuckDB keeps losslessly (checked by round trip; see the tests).
+    Others (float16, intervals, durations, dictionaries of non-strings, …) are
+    refused or changed by DuckDB, so such tables are pickled instead. ``lists`` is
+    False for DataFrames: pandas reads an Arrow list back as a numpy array, not the
+    Python list that went in."""
+    t = pa.types
+    if (t.is_integer(kind) or t.is_float32(kind) or t.is_float64(kind)
+            or t.is_boolean(kind) or t.is_string(kind) or t.is_large_string(kind)
+            or t.is_binary(kind) or t.is_large_binary(kind) or t.is_date32(kind)
+            or t.is_timestamp(kind) or t.is_time(kind) or t.is_decimal128(kind)
+            or t.is_null(kind)):
+        return True
+    if t.is_dictionary(kind):  # pandas categoricals of strings
+        return bool(t.is_string(kind.value_type) or t.is_large_string(kind.value_type))
+    if t.is_list(kind) or t.is_large_list(kind):
+        return lists and _exact_in_duckdb(pa, kind.value_type, lists=lists)
+    if t.is_struct(kind):
+        return all(_exact_in_duckdb(pa, kind.field(i).type, lists=lists)
+                   for i in range(kind.num_fields))
+    return False
+
+
 def _to_arrow(value: Any) -> tuple[Any, str] | None:
     """The value as a pyarrow Table DuckDB can hold, or None. Looks pandas and
     pyarrow up in ``sys.modules`` so plain values never import them."""
-    pd, pa = sys.modules.get("pandas"), sys.modules.get("pyarrow")
-    if pa is None:
-        return None
+    pd, loaded_pa = sys.modules.get("pandas"), sys.modules.get("pyarrow")
     if pd is not None and type(value) is pd.DataFrame:
+        import pyarrow as pa
+
+        if value.attrs:  # Arrow does not carry DataFrame.attrs: keep them by pickling
+            return None
         try:
             table, origin = pa.Table.from_pandas(value), "pandas.DataFrame"
         except (pa.ArrowException, TypeError, ValueError):
             return None  # e.g. an object column of mixed types: pickle it
-    elif type(value) is pa.Table:
+    elif loaded_pa is not None and type(value) is loaded_pa.Table:
+        pa = loaded_pa
         table, origin = value, "pyarrow.Table"
     else:
+        return None
+    lists = origin == "pyarrow.Table"
+    if not all(_exact_in_duckdb(pa, f.type, lists=lists) for f in table.schema):
         return None
     names = [n.lower() for n in table.schema.names]
     # DuckDB column names are case-insensitive and non-empty; a table without

@@ -264,8 +264,9 @@ class Writer:
         created: set[str] = set()
         dropped: set[str] = set()
         try:
+            verdicts = self._vet_tables(con, tables)
             con.execute("BEGIN")
-            steps = self._store_tables(con, steps, tables, created, dropped)
+            steps = self._store_tables(con, steps, tables, verdicts, created, dropped)
             _schema.upsert(con, workflows, runs, steps)
             if self._pending:
                 _schema.set_folded_seq(con, self._pending[-1][0])
@@ -285,37 +286,48 @@ class Writer:
             with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
                 self._journal.reset()
 
+    def _vet_tables(self, con: duckdb.DuckDBPyConnection,
+                    tables: list[PendingTable]) -> dict[str, bytes | None]:
+        """Before the transaction (a failed statement would abort it): for each table
+        output, None if DuckDB hands its columns back castable to the very same Arrow
+        schema, else the value pickled. Raises `StoreError` if it cannot be pickled."""
+        verdicts: dict[str, bytes | None] = {}
+        for table in tables:
+            try:
+                con.register("wfnb_incoming", table.arrow)
+                try:
+                    back = con.sql("SELECT * FROM wfnb_incoming LIMIT 0").to_arrow_table()
+                finally:
+                    con.unregister("wfnb_incoming")
+                exact = back.cast(table.arrow.schema).schema.equals(table.arrow.schema)
+            except Exception:  # duckdb or pyarrow: an unsupported or uncastable type
+                exact = False
+            verdicts[table.name] = None if exact else pickled(
+                table.value, what=f"output table {table.name}")
+        return verdicts
+
     def _store_tables(self, con: duckdb.DuckDBPyConnection, steps: list[Any],
-                      tables: list[PendingTable], created: set[str],
-                      dropped: set[str]) -> list[Any]:
+                      tables: list[PendingTable], verdicts: dict[str, bytes | None],
+                      created: set[str], dropped: set[str]) -> list[Any]:
         """Create the output tables of this transaction and drop those a later record
-        replaced; returns the step rows, with a table DuckDB cannot give back exactly
-        turned into a pickle."""
+        replaced; returns the step rows, a table `_vet_tables` refused as a pickle."""
         fresh = {t.name: t for t in tables}
         out = []
         for row in _schema.last_per_key(steps, 3):
             name = row[9]
             if name is None or name not in fresh:
                 out.append(row)
-                continue
-            table = fresh[name]
-            con.register("wfnb_incoming", table.arrow)
-            try:
-                con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM wfnb_incoming')
-            finally:
-                con.unregister("wfnb_incoming")
-            back = con.sql(f'SELECT * FROM "{name}" LIMIT 0').to_arrow_table()
-            try:
-                exact = back.cast(table.arrow.schema).schema.equals(table.arrow.schema)
-            except Exception:  # pyarrow raises ArrowInvalid/NotImplemented: not castable
-                exact = False
-            if exact:
+            elif (blob := verdicts[name]) is not None:
+                out.append((*row[:7], None, PICKLE, None, blob, None))
+            else:
+                con.register("wfnb_incoming", fresh[name].arrow)
+                try:
+                    con.execute(f'CREATE OR REPLACE TABLE "{name}" AS '
+                                "SELECT * FROM wfnb_incoming")
+                finally:
+                    con.unregister("wfnb_incoming")
                 created.add(name)
                 out.append(row)
-            else:
-                con.execute(f'DROP TABLE "{name}"')
-                blob = pickled(table.value, what=f"output of step {row[1]!r}")
-                out.append((*row[:7], None, PICKLE, None, blob, None))
         if self._tables:  # a record without a table replaces one that had a table
             for row in out:
                 if row[9] is None and (name := table_name(*row[:3])) in self._tables:
