@@ -4,6 +4,7 @@
     python _child.py write-forever DB       write checkpoints, print "acked I" after each
     python _child.py write-then-exit DB N   write N checkpoints, then os._exit without close
     python _child.py write-no-close DB N    write N checkpoints, then exit normally, no close
+    python _child.py two-stores DB          write through two stores on DB, flush one, os._exit
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ async def main(mode: str, path: str, arg: str | None) -> None:
     run = RunRecord(run_id="child", workflow="w", definition_hash="h",
                     status=RunStatus.RUNNING, inputs={}, created_at=time.time(),
                     owner=f"child:{os.getpid()}")
+    if mode == "two-stores":
+        other = DuckDBStore(path)
+        await store.write(Batch(runs=[run]))
+        await other.write(Batch(steps=[record(0)]))
+        await store.flush()  # folds and empties the journal: other's step must be in it
+        os._exit(0)
     if mode == "hold":
         await store.acquire()
         await store.write(Batch(runs=[run]))

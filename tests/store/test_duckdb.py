@@ -297,3 +297,28 @@ def test_tables_duckdb_would_change_are_pickled_and_restored_exactly(store: Duck
     for i, table in enumerate(odd):
         assert_same_value(got[f"odd{i}"], table)
     assert_same_value(got["fine"], fine)
+
+
+def test_stores_on_one_file_in_one_process_share_a_writer(db: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = DuckDBStore(db), DuckDBStore(db)
+    write(first, runs=[run_rec("a")])
+    write(second, runs=[run_rec("b")])
+    monkeypatch.setenv("WFNB_DB", str(db))
+    assert sorted(sql("SELECT run_id FROM runs")["run_id"]) == ["a", "b"]  # a third user
+    asyncio.run(first.close())
+    write(second, runs=[run_rec("c")])  # still open: first's close only let go of it
+    assert len(asyncio.run(second.list_runs())) == 3
+    asyncio.run(second.close())
+    assert db.with_name(db.name + ".journal").stat().st_size == 0
+    third = DuckDBStore(db)  # a fresh writer after the last close
+    assert len(asyncio.run(third.list_runs())) == 3
+    asyncio.run(third.close())
+
+
+def test_two_stores_on_one_file_never_lose_each_others_journal(db: Path) -> None:
+    child = spawn_child("two-stores", db)
+    assert child.wait(timeout=60) == 0
+    store = DuckDBStore(db)
+    assert [s.step_id for s in asyncio.run(store.get_steps(run_id="child"))] == ["s0"]
+    asyncio.run(store.close())

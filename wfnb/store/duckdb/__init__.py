@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -47,6 +48,37 @@ __all__ = ["DuckDBStore", "default_db_path", "sql"]
 
 T = TypeVar("T")
 DEFAULT_RELATIVE_PATH = Path(".wfnb") / "wfnb.duckdb"
+
+
+_SHARED_LOCK = threading.Lock()
+#: One writer per file per process. DuckDB hands a second ``connect`` to the same
+#: path in one process the same database, so no file lock would keep two writers
+#: apart, and two journals on one file would truncate each other's frames. Every
+#: DuckDBStore on a path therefore shares its writer (the first one's settings win);
+#: the writer closes with the last of them.
+_SHARED: dict[Path, tuple[Writer, int]] = {}
+
+
+def _attach(path: Path, **options: Any) -> Writer:
+    with _SHARED_LOCK:
+        writer, users = _SHARED.get(path, (None, 0))
+        if writer is None or writer.closed:
+            writer, users = Writer(path, **options), 0
+        _SHARED[path] = (writer, users + 1)
+        return writer
+
+
+def _detach(path: Path, writer: Writer) -> bool:
+    """Forget one user of ``writer``; True when it was the last one."""
+    with _SHARED_LOCK:
+        current, users = _SHARED.get(path, (None, 0))
+        if current is not writer:
+            return True
+        if users <= 1:
+            del _SHARED[path]
+            return True
+        _SHARED[path] = (writer, users - 1)
+        return False
 
 
 def default_db_path() -> Path:
@@ -75,9 +107,9 @@ class DuckDBStore:
                  fold_rows: int = 4000, fold_idle: float = 0.25) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = Writer(self.path.resolve(), lock_timeout=lock_timeout,
-                              idle_close=idle_close, journal=journal, fold_rows=fold_rows,
-                              fold_idle=fold_idle)
+        self._key = self.path.resolve()
+        self._writer = _attach(self._key, lock_timeout=lock_timeout, idle_close=idle_close,
+                               journal=journal, fold_rows=fold_rows, fold_idle=fold_idle)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -173,7 +205,8 @@ class DuckDBStore:
         if self._closed:
             return
         self._closed = True
-        await self._submit(self._writer.close)
+        if _detach(self._key, self._writer):
+            await self._submit(self._writer.close)
 
     # -- beyond the protocol ------------------------------------------------------
     async def acquire(self) -> None:
@@ -239,5 +272,6 @@ def sql(query: str, *, store: DuckDBStore | None = None) -> pd.DataFrame:
     finally:
         waiter = _SyncWaiter()
         own._closed = True
-        own._writer.close(waiter)
-        waiter.future.result()
+        if _detach(own._key, own._writer):
+            own._writer.close(waiter)
+            waiter.future.result()

@@ -129,6 +129,10 @@ class Writer:
         #: counters for benchmarks and tests: group commits, journal frames, folds
         self.stats = {"groups": 0, "frames": 0, "folds": 0, "opens": 0}
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # -- submission (any thread) --------------------------------------------------
     def submit(self, kind: int, payload: Any, waiter: Waiter) -> None:
         if self._closed:
