@@ -322,3 +322,50 @@ def test_two_stores_on_one_file_never_lose_each_others_journal(db: Path) -> None
     store = DuckDBStore(db)
     assert [s.step_id for s in asyncio.run(store.get_steps(run_id="child"))] == ["s0"]
     asyncio.run(store.close())
+
+
+@pytest.mark.parametrize("bad", [
+    run_rec(status="bogus"), run_rec(depth=2**40), run_rec(created_at=float("nan")),
+    run_rec(started_at=1e300), run_rec(run_id=None), run_rec(run_id="\ud800"),
+])
+def test_records_duckdb_would_refuse_are_refused_at_write(store: DuckDBStore,
+                                                          bad: RunRecord) -> None:
+    # Refused before the journal acknowledges them: a refused row found only when
+    # folding would be an acknowledged checkpoint that never reaches the tables.
+    with pytest.raises(StoreError):
+        write(store, runs=[bad])
+    write(store, runs=[run_rec("ok")])  # the writer lives on
+    assert [r.run_id for r in asyncio.run(store.list_runs())] == ["ok"]
+
+
+def test_error_text_that_is_not_utf8_is_escaped_not_refused(store: DuckDBStore) -> None:
+    write(store, runs=[run_rec(error="bad \udcff byte")])
+    got = asyncio.run(store.get_run(run_id="r1"))
+    assert got is not None and got.error == "bad \\udcff byte"
+
+
+def test_a_poison_journal_frame_is_set_aside_not_blocking(db: Path) -> None:
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    child = spawn_child("write-then-exit", db, "3")
+    assert child.wait(timeout=60) == 0
+    journal = Journal(db.with_name(db.name + ".journal"))
+    journal.open()
+    good = encode_batch(Batch(runs=[run_rec("after")]))
+    poison = encode_batch(Batch(runs=[run_rec("poison")]))
+    poison.runs[0] = (*poison.runs[0][:8], 2**40, *poison.runs[0][9:])  # depth: no INTEGER
+    journal.append(10**6, poison.rows)  # any seq above what the child used
+    journal.append(10**6 + 1, good.rows)
+    journal.close()
+
+    store = DuckDBStore(db)
+    ids = {r.run_id for r in asyncio.run(store.list_runs())}
+    assert ids == {"child", "after"}
+    assert len(asyncio.run(store.get_steps(run_id="child"))) == 3
+    assert db.with_name(db.name + ".rejected").stat().st_size > 0
+    write(store, runs=[run_rec("later")])
+    asyncio.run(store.close())
+    store = DuckDBStore(db)  # and nothing is replayed twice or lost on reopen
+    assert {r.run_id for r in asyncio.run(store.list_runs())} == {"child", "after", "later"}
+    asyncio.run(store.close())

@@ -7,6 +7,8 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 - ``_journal`` the fsync'd append-only journal that acknowledges checkpoints
 - ``_schema``  the SQL: schema v1 and its migrations, upserts, reads
 - ``_lock``    opening a file another process holds: retry, `StoreLocked` naming it
+- ``_tables``  which table outputs become DuckDB tables, and writing them
+- ``_waiters`` handing results back to the caller's thread (and loop)
 - ``_writer``  the writer thread: group commit, folding, connection lifetime
 
 Durability decision, by measurement (2-core dev box, duckdb 2.0.1, ``python
@@ -39,7 +41,8 @@ from wfnb.errors import StoreError
 from wfnb.model import RunStatus
 from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
 from wfnb.store.duckdb import _codec, _schema
-from wfnb.store.duckdb._writer import Writer, _AsyncWaiter, _SyncWaiter
+from wfnb.store.duckdb._waiters import AsyncWaiter, SyncWaiter
+from wfnb.store.duckdb._writer import Writer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,10 +124,10 @@ class DuckDBStore:
         return dict(self._writer.stats)
 
     # -- plumbing -----------------------------------------------------------------
-    async def _submit(self, send: Callable[[_AsyncWaiter], None]) -> Any:
+    async def _submit(self, send: Callable[[AsyncWaiter], None]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        send(_AsyncWaiter(loop, future))
+        send(AsyncWaiter(loop, future))
         return await future
 
     async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
@@ -132,7 +135,7 @@ class DuckDBStore:
         return result
 
     def _call_sync(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        waiter = _SyncWaiter()
+        waiter = SyncWaiter()
         self._writer.call(fn, waiter)
         result: T = waiter.future.result()
         return result
@@ -270,7 +273,7 @@ def sql(query: str, *, store: DuckDBStore | None = None) -> pd.DataFrame:
     try:
         return own.sql(query)
     finally:
-        waiter = _SyncWaiter()
+        waiter = SyncWaiter()
         own._closed = True
         if _detach(own._key, own._writer):
             own._writer.close(waiter)

@@ -71,8 +71,39 @@ def table_name(run_id: str, step_id: str, attempt: int) -> str:
     return "output_" + hashlib.sha1(key, usedforsecurity=False).hexdigest()[:20]
 
 
+#: DuckDB TIMESTAMPs end in the year 294247; checked here, not at fold time (see
+#: `encode_batch`).
+_MAX_EPOCH = 9e12
+
+
 def to_us(t: float | None) -> int | None:
-    return None if t is None else round(t * 1_000_000)
+    if t is None:
+        return None
+    if not -_MAX_EPOCH < t < _MAX_EPOCH:  # also refuses NaN
+        raise StoreError(f"time {t!r} is not an epoch time DuckDB can store")
+    return round(t * 1_000_000)
+
+
+def _key(value: str | None, what: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if type(value) is not str or not _utf8(value):
+        raise StoreError(f"{what} {value!r} must be a str of valid UTF-8")
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    """Free text (errors, definitions) made storable: DuckDB VARCHARs are UTF-8, so
+    lone surrogates become backslash escapes rather than failing the checkpoint."""
+    if value is None or _utf8(value):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _int32(value: int, what: str) -> int:
+    if type(value) is not int or not -(2**31) <= value < 2**31:
+        raise StoreError(f"{what} {value!r} must be an int that fits in 32 bits")
+    return value
 
 
 def from_us(us: int | None) -> float | None:
@@ -208,21 +239,30 @@ def decode_value(kind: str, text: str | None, blob: bytes | None, table: Any = N
 # -- records ------------------------------------------------------------------------
 def encode_batch(batch: Batch) -> EncodedBatch:
     """Rows for every record of ``batch``; raises `StoreError` before anything is
-    written if one value cannot be kept, which is what makes a batch all-or-nothing."""
+    written if one value cannot be kept, which is what makes a batch all-or-nothing.
+
+    Every field is checked here, at acknowledgement, against what DuckDB accepts:
+    a row that reached the journal but that DuckDB refused when folding would be an
+    acknowledged checkpoint that never reaches the tables."""
     out = EncodedBatch()
     for w in batch.workflows:
-        out.workflows.append((w.name, w.definition, w.definition_hash, to_us(w.created_at)))
+        out.workflows.append((_key(w.name, "workflow name"), _text(w.definition) or "",
+                              _key(w.definition_hash, "definition hash"),
+                              to_us(w.created_at)))
     for r in batch.runs:
         _, text, blob, _, _ = encode_value(r.inputs, table=None,
                                            what=f"inputs of run {r.run_id}")
         out.runs.append((
-            r.run_id, r.workflow, r.definition_hash, RunStatus(r.status).value,
-            text, blob, r.parent_run_id, r.parent_step_id, r.depth, r.owner,
-            to_us(r.created_at), to_us(r.started_at), to_us(r.ended_at), r.error,
-            r.failed_step,
+            _key(r.run_id, "run id"), _key(r.workflow, "workflow"),
+            _key(r.definition_hash, "definition hash"), RunStatus(r.status).value,
+            text, blob, _key(r.parent_run_id, "parent run id", optional=True),
+            _key(r.parent_step_id, "parent step id", optional=True), _int32(r.depth, "depth"),
+            _text(r.owner), to_us(r.created_at), to_us(r.started_at), to_us(r.ended_at),
+            _text(r.error), _key(r.failed_step, "failed step", optional=True),
         ))
     for s in batch.steps:
-        name = table_name(s.run_id, s.step_id, s.attempt)
+        name = table_name(_key(s.run_id, "run id") or "", _key(s.step_id, "step id") or "",
+                          _int32(s.attempt, "attempt"))
         if s.has_output:
             kind, text, blob, schema, pending = encode_value(
                 s.output, table=name, what=f"output of step {s.step_id!r} of run {s.run_id}")
@@ -232,7 +272,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
             out.tables.append(pending)
         out.steps.append((
             s.run_id, s.step_id, s.attempt, StepStatus(s.status).value,
-            to_us(s.started_at), to_us(s.ended_at), s.error, text, kind,
+            to_us(s.started_at), to_us(s.ended_at), _text(s.error), text, kind,
             name if kind == TABLE else None, blob, schema,
         ))
     return out

@@ -20,14 +20,13 @@ write that cannot get the lock is failed, never half-applied.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import concurrent.futures
 import contextlib
+import logging
+import os
+import pickle
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,70 +35,18 @@ import duckdb
 
 from wfnb.errors import StoreError, StoreLocked
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import _lock, _schema
+from wfnb.store.duckdb import _lock, _schema, _tables
 from wfnb.store.duckdb._codec import (
-    PICKLE,
     EncodedBatch,
     PendingTable,
     encode_batch,
-    pickled,
-    table_name,
 )
 from wfnb.store.duckdb._journal import Journal
+from wfnb.store.duckdb._waiters import LIVE, Waiter
 
+log = logging.getLogger("wfnb.store")
 _WRITE, _CALL, _HOLD, _CLOSE = range(4)
 Rows = tuple[list[Any], list[Any], list[Any]]
-
-
-class _AsyncWaiter:
-    __slots__ = ("loop", "future")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
-        self.loop, self.future = loop, future
-
-    def resolve(self, result: Any, exc: BaseException | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            self.loop.call_soon_threadsafe(_settle, self.future, result, exc)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-
-
-class _SyncWaiter:
-    __slots__ = ("future",)
-
-    def __init__(self) -> None:
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-    def resolve(self, result: Any, exc: BaseException | None) -> None:
-        if exc is not None:
-            self.future.set_exception(exc)
-        else:
-            self.future.set_result(result)
-
-
-Waiter = _AsyncWaiter | _SyncWaiter
-
-
-#: Writers with a live thread, folded and closed at interpreter exit so that the
-#: DuckDB file alone (read by another tool) has every acknowledged row. Not needed
-#: for durability: a process that dies without this leaves the journal to replay.
-_LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    for writer in list(_LIVE):
-        waiter = _SyncWaiter()
-        writer.close(waiter)
-        with contextlib.suppress(Exception):
-            waiter.future.result(timeout=5.0)
 
 
 class Writer:
@@ -144,7 +91,7 @@ class Writer:
                     self._thread = threading.Thread(target=self._main, daemon=True,
                                                     name=f"wfnb-store {self.path.name}")
                     self._thread.start()
-                    _LIVE.add(self)
+                    LIVE.add(self)
         self._queue.put((kind, payload, waiter))
 
     # -- the thread ---------------------------------------------------------------
@@ -159,22 +106,34 @@ class Writer:
             with contextlib.suppress(queue.Empty):
                 while True:
                     ops.append(self._queue.get_nowait())
-            i = 0
-            while i < len(ops):
-                j = i
-                while j < len(ops) and ops[j][0] == _WRITE:
-                    j += 1
-                if j > i:
-                    self._write_group(ops[i:j])
-                    i = j
-                    continue
-                kind, payload, waiter = ops[i]
-                i += 1
-                if kind == _CLOSE:
-                    self._shutdown(waiter, ops[i:])
+            try:
+                if self._process(ops):
                     return
-                self._run_call(kind, payload, waiter)
+            except Exception as exc:  # a bug must not kill the thread every caller waits on
+                log.exception("wfnb store writer: unexpected error")
+                error = StoreError(f"internal error in the store writer: {exc!r}")
+                for _, _, waiter in ops:
+                    waiter.resolve(None, error)  # no-op for those already resolved
             self._last_op = time.monotonic()
+
+    def _process(self, ops: list[tuple[int, Any, Waiter]]) -> bool:
+        """Run ``ops`` in order, consecutive writes as one group; True once closed."""
+        i = 0
+        while i < len(ops):
+            j = i
+            while j < len(ops) and ops[j][0] == _WRITE:
+                j += 1
+            if j > i:
+                self._write_group(ops[i:j])
+                i = j
+                continue
+            kind, payload, waiter = ops[i]
+            i += 1
+            if kind == _CLOSE:
+                self._shutdown(waiter, ops[i:])
+                return True
+            self._run_call(kind, payload, waiter)
+        return False
 
     def _next_wakeup(self) -> float | None:
         if self._con is None:
@@ -200,6 +159,8 @@ class Writer:
                 encoded.append((waiter, encode_batch(batch)))
             except StoreError as exc:
                 waiter.resolve(None, exc)
+            except Exception as exc:  # a malformed record (wrong type in a field)
+                waiter.resolve(None, StoreError(f"cannot store the batch: {exc!r}"))
         if not encoded:
             return
         self.stats["groups"] += 1
@@ -225,8 +186,9 @@ class Writer:
     def _persist(self, batches: list[EncodedBatch]) -> None:
         if not self.use_journal or any(b.tables for b in batches):
             # Table outputs go straight into DuckDB (a journal copy of a big table
-            # would double the bytes written); the journal is folded first in the
-            # same transaction so the order of records is kept.
+            # would double the bytes written); the journal is folded first so the
+            # order of records is kept.
+            self._fold()
             self._commit(batches)
             return
         rows: Rows = ([], [], [])
@@ -243,19 +205,66 @@ class Writer:
         self._pending.append((self._seq, rows))
         self._pending_rows += sum(len(r) for r in rows)
         if self._pending_rows >= self.fold_rows:
-            self._fold()
+            # The rows are durable already: a failed fold must not fail the write;
+            # the journal keeps them and the fold is retried when idle or on a read.
+            with contextlib.suppress(StoreError):
+                self._fold()
 
     def _fold(self) -> None:
-        if self._pending:
-            self._commit([])
+        """Fold the journal into DuckDB. Should that fail for a reason other than a
+        lost connection, frames are folded one by one and one DuckDB cannot take (a
+        poison frame, which would otherwise block every later fold and read) is
+        moved to ``<db>.rejected`` and logged as an error."""
+        if not self._pending:
+            return
+        try:
+            self._commit([], self._pending)
+        except StoreError:
+            if self._con is None:  # DuckDB went away: the journal is replayed on reopen
+                raise
+            for frame in list(self._pending):
+                try:
+                    self._commit([], [frame])
+                except StoreError as exc:
+                    if self._con is None:
+                        raise
+                    self._reject(frame, exc)
 
-    def _commit(self, batches: list[EncodedBatch]) -> None:
-        """One transaction: the unfolded journal, then ``batches``."""
+    def _reject(self, frame: tuple[int, Rows], exc: StoreError) -> None:
+        rejected = self.path.with_name(self.path.name + ".rejected")
+        log.error("wfnb store: journal frame %d cannot be folded into %s (%s); its rows "
+                  "are kept in %s", frame[0], self.path, exc, rejected)
+        with open(rejected, "ab") as fh:
+            pickle.dump(frame, fh, protocol=5)
+            fh.flush()
+            os.fsync(fh.fileno())
         con = self._connect()
+        try:
+            con.execute("BEGIN")
+            _schema.set_folded_seq(con, frame[0])
+            con.execute("COMMIT")
+        except duckdb.Error as err:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise _lock.translate(err, self.path) from err
+        self._forget_folded(frame[0])
+
+    def _forget_folded(self, seq: int) -> None:
+        self._pending = [f for f in self._pending if f[0] > seq]
+        self._pending_rows = sum(len(r) for _, rows in self._pending for r in rows)
+        if not self._pending:
+            with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
+                self._journal.reset()
+
+    def _commit(self, batches: list[EncodedBatch],
+                frames: list[tuple[int, Rows]] | None = None) -> None:
+        """One transaction: journal ``frames`` (oldest first), then ``batches``."""
+        con = self._connect()
+        frames = frames or []
         workflows: list[Any] = []
         runs: list[Any] = []
         steps: list[Any] = []
-        for _, (w, r, s) in self._pending:
+        for _, (w, r, s) in frames:
             workflows += w
             runs += r
             steps += s
@@ -268,76 +277,31 @@ class Writer:
         created: set[str] = set()
         dropped: set[str] = set()
         try:
-            verdicts = self._vet_tables(con, tables)
+            verdicts = _tables.vet(con, tables)
             con.execute("BEGIN")
-            steps = self._store_tables(con, steps, tables, verdicts, created, dropped)
+            steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
             _schema.upsert(con, workflows, runs, steps)
-            if self._pending:
-                _schema.set_folded_seq(con, self._pending[-1][0])
+            if frames:
+                _schema.set_folded_seq(con, frames[-1][0])
             con.execute("COMMIT")
-        except duckdb.Error as exc:
+        except StoreError:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        except Exception as exc:  # duckdb.Error, or a parameter Python could not convert
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
             if isinstance(exc, duckdb.FatalException):
                 # DuckDB invalidated the database: reopen on the next operation, which
                 # replays the journal, so acknowledged rows are not lost.
                 self._drop_connection()
-            raise _lock.translate(exc, self.path) from exc
+            if isinstance(exc, duckdb.Error):
+                raise _lock.translate(exc, self.path) from exc
+            raise StoreError(f"DuckDB store {self.path}: {exc!r}") from exc
         self._tables = (self._tables - dropped) | created
-        if self._pending:
+        if frames:
             self.stats["folds"] += 1
-            self._pending, self._pending_rows = [], 0
-            with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
-                self._journal.reset()
-
-    def _vet_tables(self, con: duckdb.DuckDBPyConnection,
-                    tables: list[PendingTable]) -> dict[str, bytes | None]:
-        """Before the transaction (a failed statement would abort it): for each table
-        output, None if DuckDB hands its columns back castable to the very same Arrow
-        schema, else the value pickled. Raises `StoreError` if it cannot be pickled."""
-        verdicts: dict[str, bytes | None] = {}
-        for table in tables:
-            try:
-                con.register("wfnb_incoming", table.arrow)
-                try:
-                    back = con.sql("SELECT * FROM wfnb_incoming LIMIT 0").to_arrow_table()
-                finally:
-                    con.unregister("wfnb_incoming")
-                exact = back.cast(table.arrow.schema).schema.equals(table.arrow.schema)
-            except Exception:  # duckdb or pyarrow: an unsupported or uncastable type
-                exact = False
-            verdicts[table.name] = None if exact else pickled(
-                table.value, what=f"output table {table.name}")
-        return verdicts
-
-    def _store_tables(self, con: duckdb.DuckDBPyConnection, steps: list[Any],
-                      tables: list[PendingTable], verdicts: dict[str, bytes | None],
-                      created: set[str], dropped: set[str]) -> list[Any]:
-        """Create the output tables of this transaction and drop those a later record
-        replaced; returns the step rows, a table `_vet_tables` refused as a pickle."""
-        fresh = {t.name: t for t in tables}
-        out = []
-        for row in _schema.last_per_key(steps, 3):
-            name = row[9]
-            if name is None or name not in fresh:
-                out.append(row)
-            elif (blob := verdicts[name]) is not None:
-                out.append((*row[:7], None, PICKLE, None, blob, None))
-            else:
-                con.register("wfnb_incoming", fresh[name].arrow)
-                try:
-                    con.execute(f'CREATE OR REPLACE TABLE "{name}" AS '
-                                "SELECT * FROM wfnb_incoming")
-                finally:
-                    con.unregister("wfnb_incoming")
-                created.add(name)
-                out.append(row)
-        if self._tables:  # a record without a table replaces one that had a table
-            for row in out:
-                if row[9] is None and (name := table_name(*row[:3])) in self._tables:
-                    con.execute(f'DROP TABLE IF EXISTS "{name}"')
-                    dropped.add(name)
-        return out
+            self._forget_folded(frames[-1][0])
 
     def _run_call(self, kind: int, payload: Any, waiter: Waiter) -> None:
         try:
