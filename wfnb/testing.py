@@ -201,7 +201,8 @@ class StoreConformance:
         full = self.run_record(
             "child", status=RunStatus.FAILED, inputs={"a": [1, {"b": None}]}, created_at=now,
             started_at=now + 0.001, ended_at=now + 1.5, error="boom", failed_step="load",
-            parent_run_id="parent", parent_step_id="sub", depth=2, owner="host:123")
+            parent_run_id="parent", parent_step_id="sub", depth=2, owner="host:123:99",
+            code_hashes={"load": "3f2a9c", "fetch": "b71e00"})
         self.write(store, runs=[full, self.run_record("bare", started_at=None)])
         _assert_same_record(_run(store.get_run(run_id="child")), full)
         got = _run(store.get_run(run_id="child"))

@@ -69,8 +69,30 @@ def test_reopen_keeps_everything_and_setup_is_idempotent(db: Path) -> None:
         assert asyncio.run(store.get_run(run_id="r1")) is not None
         (step,) = asyncio.run(store.get_steps(run_id="r1"))
         pd.testing.assert_frame_equal(step.output, pd.DataFrame({"a": [1]}))
-        assert store.sql("SELECT version FROM schema_version")["version"].tolist() == [1]
+        versions = store.sql("SELECT version FROM schema_version ORDER BY version")
+        assert versions["version"].tolist() == [1, 2]
         asyncio.run(store.close())
+
+
+def test_a_v1_file_is_migrated_keeping_its_rows(db: Path) -> None:
+    from wfnb.store.duckdb import _schema
+
+    con = duckdb.connect(str(db))
+    _schema.migrate(con, target=1)  # a file as the first release wrote it
+    con.execute("INSERT INTO runs (run_id, workflow, definition_hash, status, inputs, depth, "
+                "created_at) VALUES ('old', 'etl', 'h', 'completed', '{\"a\": 1}', 0, "
+                "TIMESTAMP '2025-01-01 00:00:00')")
+    con.close()
+    store = DuckDBStore(db)
+    old = asyncio.run(store.get_run(run_id="old"))
+    assert old is not None and old.inputs == {"a": 1} and old.code_hashes == {}
+    assert old.created_at == 1735689600.0
+    write(store, runs=[run_rec(code_hashes={"s": "abc"})])
+    got = asyncio.run(store.get_run(run_id="r1"))
+    assert got is not None and got.code_hashes == {"s": "abc"}
+    versions = store.sql("SELECT version FROM schema_version ORDER BY version")
+    assert versions["version"].tolist() == [1, 2]
+    asyncio.run(store.close())
 
 
 def test_a_newer_schema_is_refused_clearly(db: Path) -> None:
@@ -368,4 +390,22 @@ def test_a_poison_journal_frame_is_set_aside_not_blocking(db: Path) -> None:
     asyncio.run(store.close())
     store = DuckDBStore(db)  # and nothing is replayed twice or lost on reopen
     assert {r.run_id for r in asyncio.run(store.list_runs())} == {"child", "after", "later"}
+    asyncio.run(store.close())
+
+
+def test_journal_rows_of_an_older_release_are_replayed(db: Path) -> None:
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    first = DuckDBStore(db)
+    asyncio.run(first.flush())  # creates the file
+    asyncio.run(first.close())
+    old = encode_batch(Batch(runs=[run_rec("v1-row")]))
+    journal = Journal(db.with_name(db.name + ".journal"))
+    journal.open()
+    journal.append(10**6, ([], [old.runs[0][:15]], []))  # v1 run rows had 15 fields
+    journal.close()
+    store = DuckDBStore(db)
+    got = asyncio.run(store.get_run(run_id="v1-row"))
+    assert got is not None and got.code_hashes == {}
     asyncio.run(store.close())

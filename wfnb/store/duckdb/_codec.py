@@ -100,6 +100,12 @@ def _text(value: str | None) -> str | None:
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _code_hashes(hashes: dict[str, str]) -> str:
+    if not (type(hashes) is dict and _json_exact(hashes)):
+        raise StoreError(f"code_hashes must map str to str, not {hashes!r}")
+    return json.dumps(hashes)
+
+
 def _int32(value: int, what: str) -> int:
     if type(value) is not int or not -(2**31) <= value < 2**31:
         raise StoreError(f"{what} {value!r} must be an int that fits in 32 bits")
@@ -259,6 +265,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
             _key(r.parent_step_id, "parent step id", optional=True), _int32(r.depth, "depth"),
             _text(r.owner), to_us(r.created_at), to_us(r.started_at), to_us(r.ended_at),
             _text(r.error), _key(r.failed_step, "failed step", optional=True),
+            _code_hashes(r.code_hashes),
         ))
     for s in batch.steps:
         name = table_name(_key(s.run_id, "run id") or "", _key(s.step_id, "step id") or "",
@@ -286,7 +293,7 @@ def decode_workflow(row: tuple[Any, ...]) -> WorkflowRecord:
 
 def decode_run(row: tuple[Any, ...]) -> RunRecord:
     (run_id, workflow, definition_hash, status, text, blob, parent_run_id, parent_step_id,
-     depth, owner, created, started, ended, error, failed_step) = row
+     depth, owner, created, started, ended, error, failed_step, code_hashes) = row
     return RunRecord(
         run_id=run_id, workflow=workflow, definition_hash=definition_hash,
         status=RunStatus(status),
@@ -294,6 +301,7 @@ def decode_run(row: tuple[Any, ...]) -> RunRecord:
         created_at=from_us(created) or 0.0, started_at=from_us(started),
         ended_at=from_us(ended), error=error, failed_step=failed_step,
         parent_run_id=parent_run_id, parent_step_id=parent_step_id, depth=depth, owner=owner,
+        code_hashes=json.loads(code_hashes) if code_hashes else {},
     )
 
 

@@ -1,12 +1,12 @@
 """The SQL: schema and its migrations, the batched upserts, and the reads.
 
-Schema v1 — tables a user may query (times are UTC ``TIMESTAMP``s):
+Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
 
 ``workflows``  name, definition (the YAML), definition_hash, created_at
 ``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
                pickled into inputs_pickle), parent_run_id, parent_step_id, depth,
-               owner ("host:pid"), created_at, started_at, ended_at, duration_ms,
-               error, failed_step
+               owner ("host:pid:start"), created_at, started_at, ended_at,
+               duration_ms, error, failed_step, code_hashes (JSON, since v2)
 ``steps``      one row per attempt: run_id, step_id, attempt, status, started_at,
                ended_at, duration_ms, error, output (JSON; for a table, a reference
                ``{"table": …, "type": …, "rows": …}``), output_kind
@@ -79,13 +79,19 @@ def _v1(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
+def _v2(con: duckdb.DuckDBPyConnection) -> None:
+    """``runs.code_hashes``: step id -> fingerprint of its callable at start."""
+    con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS code_hashes JSON")
+
+
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Bring the file to `SCHEMA_VERSION`, one transaction per step (idempotent)."""
+def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> None:
+    """Bring the file to ``target`` (`SCHEMA_VERSION`), one transaction per step;
+    running it again does nothing."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_version ("
                 "version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
     row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
@@ -93,7 +99,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
     if current > SCHEMA_VERSION:
         raise StoreError(f"the store file has schema version {current}, newer than this "
                          f"wfnb understands ({SCHEMA_VERSION}); upgrade wfnb")
-    for version in range(current + 1, SCHEMA_VERSION + 1):
+    for version in range(current + 1, target + 1):
         con.execute("BEGIN")
         try:
             MIGRATIONS[version - 1](con)
@@ -132,13 +138,15 @@ _UPSERT_WORKFLOWS = (
     "created_at = excluded.created_at")
 
 _RUN_COLS = ("run_id, workflow, definition_hash, status, inputs, inputs_pickle, parent_run_id, "
-             "parent_step_id, depth, owner, created_at, started_at, ended_at, error, failed_step")
+             "parent_step_id, depth, owner, created_at, started_at, ended_at, error, failed_step, "
+             "code_hashes")
 _UPSERT_RUNS = (
     f"INSERT INTO runs ({_RUN_COLS}, duration_ms) SELECT *, "
     "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), "
     "unnest($2), unnest($3), unnest($4), unnest($5)::JSON, unnest($6), unnest($7), "
     f"unnest($8), unnest($9), unnest($10), {_ts(11)}, {_ts(12)} AS started_at, "
-    f"{_ts(13)} AS ended_at, unnest($14), unnest($15)) ON CONFLICT DO UPDATE SET "
+    f"{_ts(13)} AS ended_at, unnest($14), unnest($15), unnest($16)::JSON) "
+    "ON CONFLICT DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in [*_RUN_COLS.split(", ")[1:], "duration_ms"]))
 
 _STEP_COLS = ("run_id, step_id, attempt, status, started_at, ended_at, error, output, "
@@ -161,7 +169,10 @@ def last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any,
     return list(latest.values())
 
 
-def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Column lists for ``unnest``. Rows journalled by an older wfnb are shorter:
+    columns added since are NULL for them."""
+    rows = [row + (None,) * (width - len(row)) if len(row) < width else row for row in rows]
     return [list(col) for col in zip(*rows, strict=True)]
 
 
@@ -169,11 +180,11 @@ def upsert(con: duckdb.DuckDBPyConnection, workflows: Sequence[tuple[Any, ...]],
            runs: Sequence[tuple[Any, ...]], steps: Sequence[tuple[Any, ...]]) -> None:
     """Upsert rows, inside the caller's transaction."""
     if workflows:
-        con.execute(_UPSERT_WORKFLOWS, _columns(last_per_key(workflows, 2)))
+        con.execute(_UPSERT_WORKFLOWS, _columns(last_per_key(workflows, 2), 4))
     if runs:
-        con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1)))
+        con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
     if steps:
-        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3)))
+        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 12))
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -185,7 +196,7 @@ WORKFLOW_SELECT = f"SELECT name, definition, definition_hash, {_us('created_at')
 RUN_SELECT = (
     "SELECT run_id, workflow, definition_hash, status, inputs::VARCHAR, inputs_pickle, "
     f"parent_run_id, parent_step_id, depth, owner, {_us('created_at')}, {_us('started_at')}, "
-    f"{_us('ended_at')}, error, failed_step FROM runs")
+    f"{_us('ended_at')}, error, failed_step, code_hashes::VARCHAR FROM runs")
 STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
     "output::VARCHAR, output_kind, output_table, output_pickle, output_schema FROM steps "
