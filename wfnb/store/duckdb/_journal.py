@@ -4,7 +4,7 @@ Why it exists (measured on the 2-core dev box, duckdb 2.0.1, ``python
 benchmarks/bench_store.py``): one DuckDB transaction upserting 2 rows costs
 ≈ 1.8 ms (≈ 4.3 ms per chain step through the store), while ``write`` + ``fsync``
 of a small frame costs ≈ 0.13 ms. The chain goal is ≤ 600 µs per step, so a
-checkpoint is acknowledged once its frame is fsync'd here (≈ 180 µs per chain
+checkpoint is acknowledged once its frame is fsync'd here (≈ 180–270 µs per chain
 step end to end) and the writer folds the journal into DuckDB in batches.
 
 Frame: ``seq u64 | length u32 | crc32 u32 | payload`` where the payload is the
