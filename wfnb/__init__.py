@@ -36,11 +36,29 @@ from wfnb.store import MemoryStore, Store
 
 __version__ = "0.1.0"
 
+# Loaded on first use, so `import wfnb` (and the engine) does not load duckdb.
+_LAZY = {"DuckDBStore": "wfnb.store.duckdb", "sql": "wfnb.store.duckdb"}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wfnb' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
     "ApprovalRejected",
     "Backend",
     "CycleError",
     "DefinitionError",
+    "DuckDBStore",
     "Engine",
     "Event",
     "EventKind",
@@ -77,4 +95,5 @@ __all__ = [
     "ready_steps",
     "skill",
     "skills",
+    "sql",
 ]
