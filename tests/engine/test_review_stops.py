@@ -174,12 +174,12 @@ def test_cancel_while_an_approval_is_being_checkpointed_leaves_no_approval_open(
         def __init__(self):
             super().__init__()
             self.holding = asyncio.Event()
-            self.release = asyncio.Event()
+            self.go = asyncio.Event()
 
         async def write(self, batch):
             if any(s.status.value == "waiting_approval" for s in batch.steps):
                 self.holding.set()
-                await self.release.wait()
+                await self.go.wait()
             await super().write(batch)
 
     store = HoldingStore()
