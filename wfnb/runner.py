@@ -22,7 +22,7 @@ import functools
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -363,9 +363,9 @@ class LiveRun:
         cancelling = getattr(main, "cancelling", None)
         return main is not None and cancelling is not None and bool(cancelling())
 
-    def finish_after(self, other: LiveRun) -> None:
-        """Do not write this run's end before ``other`` (a child run) has ended."""
-        task = asyncio.get_running_loop().create_task(other.done())
+    def finish_after(self, work: Coroutine[Any, Any, None]) -> None:
+        """Do not write this run's end before ``work`` (stopping a child run) is done."""
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -131,17 +131,18 @@ class StepServices:
                 step_id=ctx.step_id,
             )
         engine = run.engine
-        child = await engine._child_run(
-            workflow,
-            inputs,
-            run_id=f"{run.id}.{ctx.step_id}",
-            parent=run,
-            parent_step=ctx.step_id,
-            depth=depth,
+        child_id = f"{run.id}.{ctx.step_id}"
+        # Starting the child writes its record: a stop meanwhile must not leave it
+        # half started (recorded, never driven), so the start is seen through.
+        starting = asyncio.ensure_future(
+            engine._child_run(
+                workflow, inputs, run_id=child_id, parent=run, parent_step=ctx.step_id, depth=depth
+            )
         )
         try:
+            await asyncio.shield(starting)
             while True:
-                live = engine._live.get(child.id)
+                live = engine._live.get(child_id)
                 if live is None:
                     break
                 await live.settled()
@@ -158,21 +159,19 @@ class StepServices:
         except asyncio.CancelledError:
             # This step was stopped (cancel, timeout, fail-fast): so is its child run,
             # which is part of this run, and this run ends only after it.
-            live = engine._live.get(child.id)
-            if live is not None and not run.shutting_down():
-                live.request_stop("cancelled")
-                run.finish_after(live)
+            if not run.shutting_down():
+                run.finish_after(_stop_child(engine, starting, child_id))
             raise
-        ended = engine._live.get(child.id) or engine._finished.get(child.id)
+        ended = engine._live.get(child_id) or engine._finished.get(child_id)
         if ended is not None:  # its real outputs: they are this step's output
             result = engine._snapshot(ended, masked=False)
         else:
-            result = await engine.result(child.id)
+            result = await engine.result(child_id)
         if result.status is not RunStatus.COMPLETED:
             path, cause = _failure_path(result.failed_step, result.error or result.status.value)
             where = f" at {path}" if path else ""
             raise SubWorkflowError(
-                f"sub-workflow {workflow!r} (run {child.id}) {result.status.value}{where}: {cause}",
+                f"sub-workflow {workflow!r} (run {child_id}) {result.status.value}{where}: {cause}",
                 step_id=ctx.step_id,
             )
         return result.outputs
@@ -249,3 +248,15 @@ def _failure_path(step_id: str | None, error: str) -> tuple[str, str]:
         deeper_path, _, rest = rest.split(") failed at ", 1)[1].partition(": ")
         path = f"{path} > {deeper_path}"
     return path, rest
+
+
+async def _stop_child(engine: Any, starting: asyncio.Future[Any], child_id: str) -> None:
+    """Stop a child run once its start is through, and wait for its end."""
+    try:
+        await starting
+    except Exception:  # noqa: BLE001 - it never started: nothing to stop
+        return
+    live = engine._live.get(child_id)
+    if live is not None:
+        live.request_stop("cancelled")
+        await live.done()

@@ -117,3 +117,40 @@ def test_a_failed_sub_workflow_names_the_step_that_failed_in_it():
     assert result.status is RunStatus.FAILED and result.failed_step == "outer"
     assert "disk full" in result.error
     assert "'load'" in result.error  # where it failed, not only why
+
+
+def test_a_stop_while_the_child_run_is_being_created_leaves_no_child_pending():
+    class HoldingStore(wfnb.MemoryStore):
+        """Holds the write that creates the child run until released; like a real
+        store, a write once submitted completes even if its caller is cancelled."""
+
+        def __init__(self):
+            super().__init__()
+            self.holding = asyncio.Event()
+            self.go = asyncio.Event()
+
+        async def write(self, batch):
+            async def commit():
+                if any(run.parent_run_id for run in batch.runs) and not self.go.is_set():
+                    self.holding.set()
+                    await self.go.wait()
+                await wfnb.MemoryStore.write(self, batch)
+
+            await asyncio.shield(asyncio.ensure_future(commit()))
+
+    store = HoldingStore()
+    engine = wfnb.Engine(store=store, namespace={"work": lambda: 1})
+    engine.register(wf("steps:\n  x: {code: work}\n", name="child"))
+
+    async def main():
+        handle = await engine.start(wf("steps:\n  s: {workflow: child}\n", name="parent"))
+        await asyncio.wait_for(store.holding.wait(), 10)
+        cancelling = asyncio.ensure_future(engine.cancel(handle.id))
+        await asyncio.sleep(0.05)
+        store.go.set()
+        result = await asyncio.wait_for(cancelling, 10)
+        return result, await store.get_run(run_id=f"{handle.id}.s")
+
+    result, child = arun(main())
+    assert result.status is RunStatus.CANCELLED
+    assert child is not None and child.status.finished, child.status
