@@ -36,6 +36,21 @@ from wfnb.store import MemoryStore, Store
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext wfnb``: register the magics (IPython is imported only now)."""
+    from wfnb.notebook.magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: object) -> None:
+    """``%unload_ext wfnb`` (and the first half of ``%reload_ext wfnb``)."""
+    from wfnb.notebook.magics import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 __all__ = [
     "ApprovalRejected",
     "Backend",
@@ -74,7 +89,9 @@ __all__ = [
     "WorkflowTimeout",
     "YamlError",
     "build_plan",
+    "load_ipython_extension",
     "ready_steps",
     "skill",
     "skills",
+    "unload_ipython_extension",
 ]
