@@ -101,6 +101,16 @@ def _sql_options() -> None:
     """%%wfsql [-o VAR]"""
 
 
+def _parse(spec: Callable[[], None], line: str) -> Any:
+    """magic_arguments keeps the quotes around a quoted value (IPython splits with
+    posix=False); a user who quotes ``--comment "looks good"`` means the words."""
+    args = parse_argstring(spec, line)
+    for key, value in vars(args).items():
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] in "'\"":
+            setattr(args, key, value[1:-1])
+    return args
+
+
 def _split_inputs(line: str) -> tuple[str, str | None]:
     """``--inputs`` takes a Python expression; unquoted, it is the rest of the line."""
     head, sep, rest = line.partition("--inputs")
@@ -221,7 +231,7 @@ class WorkflowMagics(Magics):
 
     def _cell(self, line: str, cell: str, local_ns: Any) -> None:
         options, expression = _split_inputs(line)
-        args = parse_argstring(_cell_options, options)
+        args = _parse(_cell_options, options)
         expression = expression or args.inputs
         inputs = None
         if expression:
@@ -298,7 +308,7 @@ class WorkflowMagics(Magics):
         return run
 
     def _decision(self, rest: str, approved: bool) -> None:
-        args = parse_argstring(_decide_options, rest)
+        args = _parse(_decide_options, rest)
         verb = "approved" if approved else "rejected"
         self._later(
             self.engine.approve(args.run, args.step, approved=approved, comment=args.comment),
@@ -343,14 +353,14 @@ class WorkflowMagics(Magics):
         return run
 
     def _cmd_rerun(self, rest: str) -> NotebookRun | None:
-        args = parse_argstring(_rerun_options, rest)
+        args = _parse(_rerun_options, rest)
         rerun = getattr(self.engine, "rerun", None)
         if rerun is None:
             raise UsageError("this version of the engine has no Engine.rerun(run_id, from_step)")
         return self._start(rerun(args.run, args.step), f"rerun of {args.run}")
 
     def _cmd_prune(self, rest: str) -> None:
-        args = parse_argstring(_prune_options, rest)
+        args = _parse(_prune_options, rest)
         try:
             before = commands.older_than(args.age)
         except ValueError as exc:
@@ -372,7 +382,7 @@ class WorkflowMagics(Magics):
         if cell is None:
             query = line
         else:
-            args = parse_argstring(_sql_options, line)
+            args = _parse(_sql_options, line)
             var, query = args.var or args.var_pos, cell
         sql = getattr(self.engine.store, "sql", None)
         if sql is None:

@@ -1,0 +1,203 @@
+"""The magics in a real IPython shell, with cells run on a running loop as
+ipykernel runs them: option parsing, definition errors, binding, reprs, reload."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wfnb.model import RunStatus
+from wfnb.notebook.commands import parse_age
+from wfnb.notebook.runs import NotebookRun
+
+from ..conftest import arun
+from .conftest import Shell
+
+FUNCS = """
+import asyncio
+async def work(x=0, delay=0.0):
+    await asyncio.sleep(delay)
+    return x
+"""
+
+
+async def loaded(shell: Shell) -> None:
+    cell = await shell.run("%load_ext wfnb")
+    assert cell.error is None, cell.stderr
+    assert (await shell.run(FUNCS)).error is None
+
+
+def test_cell_magic_returns_before_the_run_ends_and_binds_the_run(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow slow --timeout 30 --concurrency 2 --schedule eager -o mine\n"
+            "steps:\n"
+            "  a: {code: work, with: {x: 1, delay: 0.3}}\n"
+            "  b: {code: work, needs: [a], with: {x: '{{ steps.a.output + 1 }}'}}\n"
+        )
+        assert cell.error is None and cell.result is None, cell.stderr
+        run = shell.ns["_wf_run"]
+        assert isinstance(run, NotebookRun) and shell.ns["mine"] is run
+        assert not run.status.finished, "the cell must return while the run goes on"
+        result = (await shell.run("await _wf_run")).result
+        assert result.status is RunStatus.COMPLETED and result.outputs["b"] == 2
+        wf = run.engine.workflows["slow"]
+        assert (wf.timeout, wf.concurrency, wf.schedule) == (30, 2, "eager")
+
+    arun(go())
+
+
+def test_inputs_expression_with_spaces_braces_and_dollars(shell):
+    async def go():
+        await loaded(shell)
+        shell.ns["base"] = 40
+        cell = await shell.run(
+            "%%workflow calc --inputs {'n': base + 2, 'tag': '$x {y}'}\n"
+            "steps:\n  a: {code: work, with: {x: '{{ inputs.n }}'}}\n"
+        )
+        assert cell.error is None, cell.stderr
+        result = await shell.ns["_wf_run"]
+        assert result.outputs["a"] == 42
+        assert shell.ns["_wf_run"].engine.store  # the run went through the store
+
+    arun(go())
+
+
+def test_definition_errors_are_one_short_message_naming_step_and_line(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow broken\nsteps:\n  a: {code: work}\n  b: {code: work, needs: [aa]}\n"
+        )
+        assert cell.error is None
+        assert "step 'b', line 4" in cell.stderr and "'aa'" in cell.stderr
+        assert "did you mean 'a'" in cell.stderr
+        assert "b: {code: work, needs: [aa]}" in cell.stderr
+        assert "Traceback" not in cell.stderr + cell.stdout
+        assert "_wf_run" not in shell.ns
+        cell = await shell.run("%%workflow nofunc\nsteps:\n  a: {code: wrok}\n")
+        assert "step 'a', line 3" in cell.stderr and "did you mean 'work'" in cell.stderr
+        cell = await shell.run("%%workflow yaml\nsteps:\n  a: {code: work\n")
+        assert "line" in cell.stderr and "Traceback" not in cell.stderr
+
+    arun(go())
+
+
+def test_no_run_registers_and_draws_without_running(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run("%%workflow later --no-run\nsteps:\n  a: {code: not_defined_yet}\n")
+        assert cell.error is None and "registered workflow later (1 steps)" in cell.text
+        assert "_wf_run" not in shell.ns
+        listed = await shell.run("%workflow list")
+        assert "later" in listed.text
+        graph = await shell.run("%workflow graph later")
+        assert "1 steps" in graph.text
+
+    arun(go())
+
+
+def test_approve_from_the_line_magic_keeps_braces_and_dollars(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run(
+            "%%workflow gate\nsteps:\n  ok: {approval: {prompt: 'go?'}}\n"
+            "  after: {code: work, needs: [ok], with: {x: 5}}\n"
+        )
+        run = shell.ns["_wf_run"]
+        paused = await run
+        assert paused.status is RunStatus.PAUSED
+        cell = await shell.run(f'%workflow approve {run.id} ok --comment "{{x}} $y"')
+        assert cell.error is None, cell.stderr
+        result = await run.wait()
+        assert result.status is RunStatus.COMPLETED
+        assert result.outputs["ok"]["comment"] == "{x} $y"
+
+    arun(go())
+
+
+def test_awaiting_cell_cancelled_means_run_cancelled_background_run_untouched(shell):
+    """What a kernel interrupt does (ipykernel cancels the awaiting cell's coroutine)."""
+
+    async def go():
+        await loaded(shell)
+        for name in ("awaited", "background"):
+            await shell.run(
+                f"%%workflow {name} -o {name}\nsteps:\n  a: {{code: work, with: {{delay: 0.5}}}}\n"
+            )
+        waiter = asyncio.ensure_future(shell.ns["awaited"]._await())
+        await asyncio.sleep(0.1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        done = await shell.ns["awaited"].wait()
+        assert done.status is RunStatus.CANCELLED
+        assert (await shell.ns["background"]).status is RunStatus.COMPLETED
+        resumed = await shell.run(f"%workflow resume {shell.ns['awaited'].id}")
+        assert resumed.error is None
+        assert (await shell.ns["_wf_run"]).status is RunStatus.COMPLETED
+
+    arun(go())
+
+
+def test_rich_repr_of_runs_and_results(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow shown\nsteps:\n  a: {code: work}\n")
+        result = await shell.ns["_wf_run"]
+        formatter = shell.ip.display_formatter
+        for obj in (shell.ns["_wf_run"], shell.ns["_wf_run"].handle, result):
+            html = formatter.format(obj)[0]["text/html"]
+            assert "shown" in html and "completed" in html and "1/1 steps" in html
+
+    arun(go())
+
+
+def test_subcommand_errors_are_usage_errors(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run("%workflow frobnicate")
+        assert cell.error is not None and "unknown %workflow command" in str(cell.error)
+        cell = await shell.run("%workflow prune --older-than soon")
+        assert cell.error is not None and "cannot read age" in str(cell.error)
+        cell = await shell.run("%workflow approve onlyrun")
+        assert cell.error is not None
+
+    arun(go())
+
+
+def test_reload_keeps_the_engine_and_its_live_runs(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow long\nsteps:\n  a: {code: work, with: {delay: 0.3}}\n")
+        run = shell.ns["_wf_run"]
+        engine = run.engine
+        assert (await shell.run("%reload_ext wfnb")).error is None
+        assert "workflow" in shell.ip.magics_manager.magics["cell"]
+        assert shell.ip.magics_manager.magics["line"]["workflow"].__self__.engine is engine
+        assert (await run).status is RunStatus.COMPLETED
+        assert (await shell.run("%unload_ext wfnb")).error is None
+        assert "workflow" not in shell.ip.magics_manager.magics["cell"]
+        assert "wfsql" not in shell.ip.magics_manager.magics["line"]
+
+    arun(go())
+
+
+def test_config_db_is_a_traitlets_setting(shell, tmp_path):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(f"%config Wfnb.db = {str(tmp_path / 'x.duckdb')!r}")
+        assert cell.error is None, cell.stderr
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        assert magics.settings.db.endswith("x.duckdb")
+
+    arun(go())
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("5", 5)]
+)
+def test_ages(text, seconds):
+    assert parse_age(text) == seconds
