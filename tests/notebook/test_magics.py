@@ -127,7 +127,7 @@ def test_awaiting_cell_cancelled_means_run_cancelled_background_run_untouched(sh
             await shell.run(
                 f"%%workflow {name} -o {name}\nsteps:\n  a: {{code: work, with: {{delay: 0.5}}}}\n"
             )
-        waiter = asyncio.ensure_future(shell.ns["awaited"]._await())
+        waiter = asyncio.ensure_future(shell.ns["awaited"]._await("settled"))
         await asyncio.sleep(0.1)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -84,12 +84,13 @@ class NotebookRun:
         return handle.step_statuses if handle is not None else {}
 
     def __await__(self) -> Generator[Any, None, RunResult]:
-        return self._await().__await__()
+        return self._await(self.until).__await__()
 
-    async def _await(self) -> RunResult:
+    async def _await(self, until: str) -> RunResult:
         handle = await asyncio.shield(self.started)
+        ticker = asyncio.ensure_future(_tick())
         try:
-            if self.until == "done":
+            if until == "done":
                 return await handle.wait()
             return await handle
         except asyncio.CancelledError:
@@ -99,11 +100,12 @@ class NotebookRun:
                 task = asyncio.ensure_future(self.engine.cancel(handle.id))
                 task.add_done_callback(_retrieve)
             raise
+        finally:
+            ticker.cancel()
 
     async def wait(self) -> RunResult:
-        """Wait past any pause until the run is finished."""
-        handle = await asyncio.shield(self.started)
-        return await handle.wait()
+        """Wait past any pause until the run is finished (interrupts as above)."""
+        return await self._await("done")
 
     def result(self) -> RunResult | None:
         handle = self.handle
@@ -135,6 +137,15 @@ class NotebookRun:
         error = self.start_error
         state = f"failed to start: {error}" if error is not None else "starting"
         return f"<NotebookRun {self.workflow_name} {state}>"
+
+
+async def _tick() -> None:
+    """Wake the loop every 0.1 s while a cell awaits a run. ipykernel 7.4 turns an
+    interrupt into the cancellation of the awaiting cell only when its loop next
+    wakes up (measured: ``await asyncio.sleep(6)`` interrupted after 1 s ends after
+    6 s), and a run waiting for a slow step or a person may not wake it for minutes."""
+    while True:
+        await asyncio.sleep(0.1)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
