@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from wfnb.dag import build_plan
 from wfnb.errors import RunNotFound, WfnbError
 from wfnb.model import RunStatus, Workflow
-from wfnb.notebook.state import RunState, StepView, base_id, iteration_of
+from wfnb.notebook.state import RunState, StepView, base_id, iteration_of, plan_of
 from wfnb.store.base import RunRecord, latest_attempts
 
 if TYPE_CHECKING:
@@ -31,12 +30,12 @@ def parse_age(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
-def state_of_handle(handle: RunHandle) -> RunState:
+def state_of_handle(engine: Engine, handle: RunHandle) -> RunState:
     result = handle.result()
     state = RunState.from_statuses(
         run_id=handle.id,
         workflow=handle.workflow.name,
-        plan=build_plan(handle.workflow),
+        plan=plan_of(engine, handle.workflow),
         status=handle.status,
         statuses=handle.step_statuses,
         error=result.error,
@@ -51,14 +50,14 @@ def state_of_result(engine: Engine, result: RunResult) -> RunState | None:
     else rebuilt from the outputs and the failed step."""
     handle = engine.handle(result.run_id)
     if handle is not None:
-        return state_of_handle(handle)
+        return state_of_handle(engine, handle)
     workflow = engine.workflows.get(result.workflow)
     if workflow is None:
         return None
     state = RunState(
         run_id=result.run_id,
         workflow=result.workflow,
-        plan=build_plan(workflow),
+        plan=plan_of(engine, workflow),
         status=result.status,
         error=result.error,
     )
@@ -89,7 +88,7 @@ async def state_from_store(engine: Engine, run_id: str) -> RunState:
     state = RunState(
         run_id=run_id,
         workflow=record.workflow,
-        plan=build_plan(workflow),
+        plan=plan_of(engine, workflow),
         status=record.status,
         error=record.error,
     )

@@ -34,7 +34,7 @@ from wfnb.model import RunResult
 from wfnb.notebook import commands, view
 from wfnb.notebook.config import Wfnb, make_store
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState
+from wfnb.notebook.state import RunState, plan_of
 from wfnb.notebook.widgets import LiveView
 from wfnb.parse import parse_workflow
 
@@ -258,7 +258,7 @@ class WorkflowMagics(Magics):
             print(_definition_message(args.name, line, cell, exc), file=sys.stderr)
             return None
         if args.no_run:
-            state = RunState(run_id="-", workflow=wf.name, plan=self.engine._plan(wf))
+            state = RunState(run_id="-", workflow=wf.name, plan=plan_of(self.engine, wf))
             _show(
                 view.picture_html(state), f"registered workflow {wf.name} ({len(wf.steps)} steps)"
             )
@@ -277,7 +277,7 @@ class WorkflowMagics(Magics):
         run_id = _one(rest, "show RUN")
         handle = self.engine.handle(run_id)
         if handle is not None:
-            state = commands.state_of_handle(handle)
+            state = commands.state_of_handle(self.engine, handle)
             _show(view.summary_html(state), f"{state.workflow} {run_id}: {state.status.value}")
             return
         self._later(
@@ -291,7 +291,7 @@ class WorkflowMagics(Magics):
         if wf is None:
             known = ", ".join(sorted(self.engine.workflows)) or "none"
             raise UsageError(f"no workflow named {name!r} in this kernel (known: {known})")
-        state = RunState(run_id="-", workflow=name, plan=self.engine._plan(wf))
+        state = RunState(run_id="-", workflow=name, plan=plan_of(self.engine, wf))
         _show(view.picture_html(state), f"workflow {name}: {len(wf.steps)} steps")
 
     def _cmd_resume(self, rest: str) -> NotebookRun:
@@ -409,7 +409,7 @@ class WorkflowMagics(Magics):
             if obj is None:
                 return None
         if isinstance(obj, RunHandle):
-            state = commands.state_of_handle(obj)
+            state = commands.state_of_handle(self.engine, obj)
         else:
             state = commands.state_of_result(self.engine, obj)
         return None if state is None else view.summary_html(state)

@@ -309,7 +309,9 @@ class Throttle(Generic[P, R]):
         self.deliver = deliver
         self.interval = interval
         self.redraws = 0
-        self._last = -float("inf")
+        # The first redraw waits one interval too: a short run finishes before it,
+        # and its only picture is the final one, drawn after the run has ended.
+        self._last = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._inflight: asyncio.Future[R] | None = None
         self._dirty = False

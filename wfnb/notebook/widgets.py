@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import ipywidgets as w
 
-from wfnb.dag import build_plan
 from wfnb.events import Event
 from wfnb.model import RunStatus
 from wfnb.notebook import view
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState, short
+from wfnb.notebook.state import RunState, plan_of, short
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -111,7 +110,7 @@ class LiveView:
         self.state = RunState.from_statuses(
             run_id=handle.id,
             workflow=handle.workflow.name,
-            plan=build_plan(handle.workflow),
+            plan=plan_of(self.engine, handle.workflow),
             status=handle.status,
             statuses=handle.step_statuses,
         )
