@@ -201,3 +201,53 @@ def test_config_db_is_a_traitlets_setting(shell, tmp_path):
 )
 def test_ages(text, seconds):
     assert parse_age(text) == seconds
+
+
+def test_runs_show_cancel_and_prune_from_the_line_magic(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow quick\nsteps:\n  a: {code: work, with: {x: 1}}\n")
+        done = shell.ns["_wf_run"]
+        await done
+        await shell.run("%%workflow hang\nsteps:\n  a: {code: work, with: {delay: 60}}\n")
+        hang = shell.ns["_wf_run"]
+        await asyncio.sleep(0.05)
+        wait = "\nimport asyncio\nawait asyncio.sleep(0.2)"
+        cancelled = await shell.run(f"%workflow cancel {hang.id}{wait}")
+        assert f"{hang.id}: cancelled" in cancelled.text
+        runs = await shell.run(f"%workflow runs{wait}")
+        assert done.id in runs.text and hang.id in runs.text and "cancelled" in runs.text
+        only = await shell.run(f"%workflow runs quick{wait}")
+        assert done.id in only.text and hang.id not in only.text
+        shown = await shell.run(f"%workflow show {done.id}")
+        assert f"quick {done.id}: completed" in shown.text
+        missing = await shell.run(f"%workflow show nosuchrun{wait}")
+        assert "RunNotFound" in missing.text
+        pruned = await shell.run(f"%workflow prune --older-than 0s{wait}")
+        assert "pruned 2 runs" in pruned.text
+
+    arun(go())
+
+
+def test_rerun_from_a_step_reuses_what_is_upstream(shell):
+    from wfnb.engine import Engine
+
+    if not hasattr(Engine, "rerun"):
+        pytest.skip("Engine.rerun(run_id, from_step) is not in the engine yet")
+
+    async def go():
+        await loaded(shell)
+        await shell.run("calls = []\ndef note(name):\n    calls.append(name)\n    return name\n")
+        await shell.run(
+            "%%workflow edit\nsteps:\n  a: {code: note, with: {name: a}}\n"
+            "  b: {code: note, needs: [a], with: {name: b}}\n"
+            "  c: {code: note, needs: [b], with: {name: c}}\n"
+        )
+        first = await shell.ns["_wf_run"]
+        cell = await shell.run(f"%workflow rerun {first.run_id} --from b")
+        assert cell.error is None, cell.stderr
+        second = await shell.ns["_wf_run"]
+        assert second.status is RunStatus.COMPLETED and second.outputs["a"] == "a"
+        assert shell.ns["calls"] == ["a", "b", "c", "b", "c"]
+
+    arun(go())

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from wfnb.errors import RunNotFound, WfnbError
+from wfnb.errors import DefinitionError, RunNotFound, WfnbError
 from wfnb.model import RunStatus, Workflow
 from wfnb.notebook.state import RunState, StepView, base_id, iteration_of, plan_of
 from wfnb.store.base import RunRecord, latest_attempts
@@ -163,3 +163,20 @@ def older_than(age: str) -> float:
 
 
 FINISHED = tuple(s for s in RunStatus if s.finished)
+
+
+def split_inputs(line: str) -> tuple[str, str | None]:
+    """``--inputs`` takes a Python expression; unquoted, it is the rest of the line."""
+    head, sep, rest = line.partition("--inputs")
+    if not sep or rest.lstrip().startswith(("'", '"')):
+        return line, None
+    return head, rest.strip()
+
+
+def definition_message(name: str, line: str, cell: str, exc: DefinitionError) -> str:
+    """``%%workflow etl: step 'b', line 4: ...`` and the line itself: short, no traceback."""
+    text = f"%%workflow {name}: {exc}"
+    lines = [line, *cell.splitlines()]
+    if exc.line is not None and 1 <= exc.line <= len(lines):
+        text += f"\n  {exc.line:>3} | {lines[exc.line - 1]}"
+    return text

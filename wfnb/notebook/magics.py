@@ -111,14 +111,6 @@ def _parse(spec: Callable[[], None], line: str) -> Any:
     return args
 
 
-def _split_inputs(line: str) -> tuple[str, str | None]:
-    """``--inputs`` takes a Python expression; unquoted, it is the rest of the line."""
-    head, sep, rest = line.partition("--inputs")
-    if not sep or rest.lstrip().startswith(("'", '"')):
-        return line, None
-    return head, rest.strip()
-
-
 @magics_class
 class WorkflowMagics(Magics):
     """``%%workflow``, ``%workflow`` and ``%wfsql``."""
@@ -149,7 +141,7 @@ class WorkflowMagics(Magics):
             )
             return
         self._engine = None
-        self._spawn(old.store.close())
+        self._spawn(old.close())
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = _loop().create_task(coro)
@@ -230,7 +222,7 @@ class WorkflowMagics(Magics):
             return None
 
     def _cell(self, line: str, cell: str, local_ns: Any) -> None:
-        options, expression = _split_inputs(line)
+        options, expression = commands.split_inputs(line)
         args = _parse(_cell_options, options)
         expression = expression or args.inputs
         inputs = None
@@ -255,7 +247,7 @@ class WorkflowMagics(Magics):
                 self.engine.check_runnable(wf)
             self.engine.register(wf)
         except DefinitionError as exc:
-            print(_definition_message(args.name, line, cell, exc), file=sys.stderr)
+            print(commands.definition_message(args.name, line, cell, exc), file=sys.stderr)
             return None
         if args.no_run:
             state = RunState(run_id="-", workflow=wf.name, plan=plan_of(self.engine, wf))
@@ -336,18 +328,9 @@ class WorkflowMagics(Magics):
         next line awaits (``r = %workflow wait RUN`` then ``await r``)."""
         run_id = _one(rest, "wait RUN")
         handle = self.engine.handle(run_id)
-        if handle is not None:
-            run = NotebookRun.of(self.engine, handle, until="done")
-        else:
-
-            async def stored() -> RunHandle:
-                raise WfnbError(
-                    f"run {run_id} is not live in this kernel: `%workflow show {run_id}`"
-                )
-
-            run = NotebookRun(
-                self.engine, asyncio.ensure_future(stored()), workflow=run_id, until="done"
-            )
+        if handle is None:
+            raise UsageError(f"run {run_id} is not live in this kernel: `%workflow show {run_id}`")
+        run = NotebookRun.of(self.engine, handle, until="done")
         self._bind(run)
         print(f"`await _wf_run` waits for run {run_id} to end")
         return run
@@ -442,15 +425,6 @@ def _one(rest: str, usage: str) -> str:
     if len(parts) != 1:
         raise UsageError(f"usage: %workflow {usage}")
     return parts[0]
-
-
-def _definition_message(name: str, line: str, cell: str, exc: DefinitionError) -> str:
-    """``%%workflow etl: step 'b', line 4: ...`` and the line itself: short, no traceback."""
-    text = f"%%workflow {name}: {exc}"
-    lines = [line, *cell.splitlines()]
-    if exc.line is not None and 1 <= exc.line <= len(lines):
-        text += f"\n  {exc.line:>3} | {lines[exc.line - 1]}"
-    return text
 
 
 _KEPT: dict[int, Engine] = {}
