@@ -129,18 +129,20 @@ def build_plan(workflow: Workflow) -> Plan:
                     step_id=step_id,
                     line=line(step_id),
                 )
-            child, level = step_id, scope
-            target = lift(need, level)
-            while target is None:
-                child, level = level, scope_of(level)  # type: ignore[arg-type]
-                target = lift(need, level)
-            if target == child:
+            child: str = step_id
+            level: str | None = scope
+            member = lift(need, level)
+            while member is None and level is not None:
+                child, level = level, scope_of(level)
+                member = lift(need, level)
+            assert member is not None  # every chain of loops ends at the top level
+            if member == child:
                 raise DefinitionError(
                     f"loop {step_id!r} cannot need {need!r}, a step of its own body",
                     step_id=step_id,
                     line=line(step_id),
                 )
-            needs[child].add(target)
+            needs[child].add(member)
         if step_id in branch_of:
             conditional = branch_of[step_id]
             if scope_of(conditional) != scope:
@@ -239,8 +241,8 @@ def _check_references(
             continue
         for ref in sorted(refs):
             enclosing = ref
-            while scope_of(enclosing) is not None:
-                enclosing = scope_of(enclosing)
+            while (outer := scope_of(enclosing)) is not None:
+                enclosing = outer
             if enclosing not in upstream:
                 raise DefinitionError(
                     f"a template reads steps.{ref} but {step_id!r} does not need "

@@ -21,6 +21,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+import networkx as nx
+
 from wfnb.backends.base import Backend
 from wfnb.backends.local import LocalBackend
 from wfnb.dag import Plan, build_plan
@@ -29,14 +31,24 @@ from wfnb.errors import (
     NotResumable,
     RunNotFound,
     UnknownCallableError,
+    UnknownStepError,
     WfnbError,
 )
 from wfnb.events import EventBus, RunObserver, Subscription
-from wfnb.model import RunResult, RunStatus, SkillSpec, StepStatus, Workflow, WorkflowSpec
+from wfnb.model import (
+    CodeSpec,
+    RunResult,
+    RunStatus,
+    SkillSpec,
+    StepStatus,
+    Workflow,
+    WorkflowSpec,
+)
 from wfnb.owner import current_owner, owner_alive
 from wfnb.redact import Redactor
 from wfnb.runner import CrashPoints, LiveRun
 from wfnb.steps.base import executor_for
+from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
 from wfnb.store.base import Batch, RunRecord, StepRecord, Store, WorkflowRecord, latest_attempts
 from wfnb.store.memory import MemoryStore
@@ -70,6 +82,11 @@ class RunHandle:
     @property
     def step_statuses(self) -> dict[str, StepStatus]:
         return dict(self._live.statuses)
+
+    @property
+    def notes(self) -> list[str]:
+        """Things worth telling the user about this run (e.g. code changed on resume)."""
+        return list(self._live.notes)
 
     @property
     def waiting_approvals(self) -> list[str]:
@@ -235,14 +252,30 @@ class Engine:
             inputs={**workflow.inputs, **(inputs or {})},
             created_at=time.time(),
             owner=self.owner,
+            code_hashes=self.code_hashes(workflow),
         )
         return await self._begin(workflow, record, {})
 
+    def code_hashes(self, workflow: Workflow) -> dict[str, str]:
+        """Fingerprints of the callables that ``code:`` and ``skill:`` steps resolve to."""
+        hashes = {}
+        for step_id, step in workflow.steps.items():
+            if isinstance(step.spec, CodeSpec):
+                hashes[step_id] = fingerprint(self.resolve_code(step.spec.target))
+            elif isinstance(step.spec, SkillSpec) and (found := find_skill(step.spec.target)):
+                hashes[step_id] = fingerprint(found.fn)
+        return hashes
+
     async def _begin(
-        self, workflow: Workflow, record: RunRecord, restored: Mapping[str, StepRecord]
+        self,
+        workflow: Workflow,
+        record: RunRecord,
+        restored: Mapping[str, StepRecord],
+        *,
+        copied: tuple[StepRecord, ...] = (),
     ) -> RunHandle:
         key = (workflow.name, workflow.definition_hash)
-        definitions = ()
+        definitions: tuple[WorkflowRecord, ...] = ()
         if key not in self._saved_definitions:
             definitions = (
                 WorkflowRecord(
@@ -250,7 +283,7 @@ class Engine:
                 ),
             )
         stored = replace(record, inputs=self.redact(record.inputs)) if self.redact else record
-        await self.store.write(Batch(workflows=definitions, runs=(stored,)))
+        await self.store.write(Batch(workflows=definitions, runs=(stored,), steps=copied))
         self._saved_definitions.add(key)
         live = LiveRun(self, workflow, self._plan(workflow), record, restored)
         self._live[record.run_id] = live
@@ -331,6 +364,13 @@ class Engine:
         workflow = await self._definition(record)
         self.check_runnable(workflow)
         restored = latest_attempts(await self.store.get_steps(run_id=run_id))
+        now_hashes = self.code_hashes(workflow)
+        changed = sorted(  # steps that will run again, with other code than before
+            step_id
+            for step_id, digest in record.code_hashes.items()
+            if now_hashes.get(step_id, digest) != digest
+            and (step_id not in restored or restored[step_id].status is not StepStatus.COMPLETED)
+        )
         record = replace(
             record,
             status=RunStatus.PENDING,
@@ -338,8 +378,52 @@ class Engine:
             error=None,
             failed_step=None,
             owner=self.owner,
+            code_hashes=now_hashes,
         )
-        return await self._begin(workflow, record, restored)
+        handle = await self._begin(workflow, record, restored)
+        for step_id in changed:
+            note = f"step {step_id!r} will run code that changed since the run started"
+            handle._live.notes.append(note)
+            log.warning("run %s: %s", run_id, note)
+        return handle
+
+    async def rerun(self, run_id: str, from_step: str) -> RunHandle:
+        """A new run that reuses the old run's checkpoints except ``from_step`` and
+        everything downstream of it, which run again: the edit-and-retry loop of
+        notebook work. The workflow as registered now is used (that is the edit),
+        or the old run's definition when none is registered."""
+        old = await self.store.get_run(run_id=run_id)
+        if old is None:
+            raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
+        workflow = self.workflows.get(old.workflow) or await self._definition(old)
+        plan = self._plan(workflow)
+        top = _top_level_owner(plan)
+        if from_step not in top:
+            raise UnknownStepError(
+                f"workflow {workflow.name!r} has no step {from_step!r}", step_id=from_step
+            )
+        self.check_runnable(workflow)
+        graph = plan.graph
+        redo = {top[from_step], *nx.descendants(graph, top[from_step])}
+        new_id = uuid.uuid4().hex[:12]
+        copied = tuple(
+            replace(step, run_id=new_id)
+            for instance, step in latest_attempts(await self.store.get_steps(run_id=run_id)).items()
+            if step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED)
+            and top.get(instance.split("[", 1)[0]) not in redo | {None}
+        )
+        record = RunRecord(
+            run_id=new_id,
+            workflow=workflow.name,
+            definition_hash=workflow.definition_hash,
+            status=RunStatus.PENDING,
+            inputs=dict(old.inputs),
+            created_at=time.time(),
+            owner=self.owner,
+        )
+        self.register(workflow)
+        restored = {step.step_id: step for step in copied}
+        return await self._begin(workflow, record, restored, copied=copied)
 
     async def _definition(self, record: RunRecord) -> Workflow:
         """The definition the run started with, even if the cell was edited since."""
@@ -581,6 +665,20 @@ class Engine:
 
     def _log_internal_error(self, live: LiveRun, exc: BaseException) -> None:
         log.error("run %s failed inside wfnb", live.id, exc_info=exc)
+
+
+def _top_level_owner(plan: Plan) -> dict[str, str]:
+    """Each step id -> the top-level step it runs under (itself, or its loop)."""
+    owner: dict[str, str] = {}
+
+    def visit(scope: Plan, top: str | None) -> None:
+        for sid in scope.steps:
+            owner[sid] = top or sid
+            if sid in scope.bodies:
+                visit(scope.bodies[sid], top or sid)
+
+    visit(plan, None)
+    return owner
 
 
 def _whoami() -> str:

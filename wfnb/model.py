@@ -8,6 +8,7 @@ model of its own per kind, so each step module gets a typed spec.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -208,13 +209,10 @@ class Step(BaseModel):
             return {**data, kind: {}}
         return data
 
-    _kind: str = PrivateAttr(default="")
-
     @model_validator(mode="after")
     def _not_own_need(self) -> Step:
         if self.id in self.needs:
             raise ValueError(f"step {self.id!r} cannot need itself")
-        self._kind = next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
         return self
 
     @field_validator("needs", mode="before")
@@ -222,11 +220,12 @@ class Step(BaseModel):
     def _single_need(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @property
+    # Cached: read on the engine's hot path, and a step does not change kind.
+    @functools.cached_property
     def kind(self) -> str:
-        return self._kind
+        return next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
 
-    @property
+    @functools.cached_property
     def spec(self) -> StepSpec:
         return getattr(self, self.kind)  # type: ignore[no-any-return]
 
@@ -272,7 +271,7 @@ class Workflow(BaseModel):
     @classmethod
     def _steps_by_id(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            out = {}
+            out: dict[str, Any] = {}
             for step_id, body in value.items():
                 if isinstance(body, Step):
                     out[str(step_id)] = body
@@ -282,13 +281,13 @@ class Workflow(BaseModel):
                     raise ValueError(f"step {step_id!r} must be a mapping of step keys")
             return out
         if isinstance(value, (list, tuple)):
-            out = {}
+            by_id: dict[str, Step] = {}
             for body in value:
                 step = body if isinstance(body, Step) else Step.model_validate(body)
-                if step.id in out:
+                if step.id in by_id:
                     raise ValueError(f"step id {step.id!r} is used twice")
-                out[step.id] = step
-            return out
+                by_id[step.id] = step
+            return by_id
         return value
 
     @field_validator("steps")

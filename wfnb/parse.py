@@ -33,7 +33,7 @@ MAX_SOURCE_CHARS = 1_000_000
 MAX_EXPANDED_NODES = 100_000
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     """SafeLoader with YAML 1.2 booleans: only true/false, so a step called `yes`,
     `no`, `on` or `off` stays a string (YAML 1.1 would make it a bool)."""
 

@@ -18,6 +18,7 @@ what happened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections import deque
@@ -118,6 +119,7 @@ class LiveRun:
                 if step.status is StepStatus.COMPLETED:
                     self.outputs[instance] = step.output
         self.failure: tuple[str, str] | None = None
+        self.notes: list[str] = []
         self.stop_reason: str | None = None
         #: leaf steps now running (loop steps excluded: their body steps count)
         self.active: set[str] = set()
@@ -211,6 +213,7 @@ class LiveRun:
                 timer.cancel()
 
     async def _finish(self) -> None:
+        error: str | None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self.stop_reason == "cancelled":
@@ -224,8 +227,10 @@ class LiveRun:
         ):
             status = RunStatus.FAILED
             if self.failure is None:
-                failed = next(sid for sid, s in self.statuses.items() if s is StepStatus.FAILED)
-                self.failure = (failed, self.errors.get(failed, "failed"))
+                failed_step = next(
+                    sid for sid, s in self.statuses.items() if s is StepStatus.FAILED
+                )
+                self.failure = (failed_step, self.errors.get(failed_step, "failed"))
             error = self.error_text()
         else:
             status, error = RunStatus.COMPLETED, None
@@ -397,7 +402,7 @@ class LiveRun:
                 error=self._cancel_text(),
             )
         elif isinstance(future.exception(), StoreError):
-            scope.store_error = future.exception()  # type: ignore[assignment]
+            scope.store_error = future.exception()
             return
         else:
             outcome = future.result()
@@ -456,7 +461,7 @@ class LiveRun:
         for sid in starts:
             # Reserve the step's place now, so the driver knows it is in flight.
             slot: asyncio.Future[Outcome] = loop.create_future()
-            slot.add_done_callback(lambda _f, sid=sid: scope.step_done(sid))
+            slot.add_done_callback(functools.partial(scope.step_done_callback, sid))
             scope.running[sid] = slot
             slots[sid] = slot
 
@@ -661,7 +666,7 @@ class _Scope:
         self.failed = False
         self.store_error: BaseException | None = None
 
-    def step_done(self, sid: str) -> None:
+    def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
         self.finished.append(sid)
         self.wake.set()
 

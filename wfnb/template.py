@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from wfnb.errors import TemplateError, TemplateRenderError
 
@@ -138,12 +139,16 @@ def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:
         except TemplateSyntaxError:
             continue
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            target = node.node
-            if isinstance(target, nodes.Name) and target.name == "steps":
-                if isinstance(node, nodes.Getattr):
-                    found.add(node.attr)
-                elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                    found.add(node.arg.value)
+            if not (isinstance(node.node, nodes.Name) and node.node.name == "steps"):  # type: ignore[attr-defined]
+                continue
+            if isinstance(node, nodes.Getattr):
+                found.add(node.attr)
+            elif (
+                isinstance(node, nodes.Getitem)
+                and isinstance(node.arg, nodes.Const)
+                and isinstance(node.arg.value, str)
+            ):
+                found.add(node.arg.value)
     return found
 
 

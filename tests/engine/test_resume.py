@@ -107,3 +107,67 @@ def test_a_run_driven_by_a_live_process_is_not_resumed_twice():
     else:
         raise AssertionError("expected NotResumable")
     assert arun(engine.interrupted_runs()) == []
+
+
+def test_rerun_from_a_step_reuses_upstream_and_reruns_downstream():
+    calls = []
+
+    def step(name):
+        calls.append(name)
+        return f"{name}{len(calls)}"
+
+    text = "steps:\n  a: {code: step, with: {name: a}}\n  side: {code: step, with: {name: side}}\n  b: {code: step, needs: [a], with: {name: b}}\n  c: {code: step, needs: [b], with: {name: c}}\n"
+    engine = wfnb.Engine(namespace={"step": step})
+
+    async def main():
+        first = await (await engine.start(wf(text, name="edit"))).wait()
+        calls.clear()
+        second = await (await engine.rerun(first.run_id, "b")).wait()
+        return first, second, await engine.store.get_steps(run_id=second.run_id)
+
+    first, second, steps = arun(main())
+    assert sorted(calls) == ["b", "c"]
+    assert second.run_id != first.run_id and second.status is RunStatus.COMPLETED
+    assert (
+        second.outputs["a"] == first.outputs["a"]
+        and second.outputs["side"] == first.outputs["side"]
+    )
+    assert second.outputs["b"] != first.outputs["b"]
+    assert {s.step_id for s in steps} == {"a", "side", "b", "c"}  # the new run's history is whole
+    try:
+        arun(engine.rerun(first.run_id, "nope"))
+    except wfnb.UnknownStepError as exc:
+        assert "nope" in str(exc)
+    else:
+        raise AssertionError("expected UnknownStepError")
+
+
+def test_resume_says_which_steps_will_run_changed_code():
+    workflow = wf(TEXT, name="chain")
+
+    def old_step(name):
+        return name
+
+    def new_step(name):
+        return name.upper()
+
+    store = crashed_store(workflow)
+    record = arun(store.get_run(run_id="r1"))
+    from dataclasses import replace
+
+    engine = wfnb.Engine(store=store, namespace={"step": old_step})
+    hashes = engine.code_hashes(workflow)
+    arun(store.write(Batch(runs=[replace(record, code_hashes=hashes)])))
+    edited = wfnb.Engine(store=store, namespace={"step": new_step})
+
+    async def main():
+        handle = await edited.resume("r1")
+        await handle.wait()
+        return handle.notes
+
+    notes = arun(main())
+    # a completed before the crash and is not re-run: only b and c run the new code
+    assert notes == [
+        "step 'b' will run code that changed since the run started",
+        "step 'c' will run code that changed since the run started",
+    ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from wfnb.model import CodeSpec, Step
@@ -14,3 +17,15 @@ async def execute(step: Step, ctx: StepContext) -> Any:
     fn = ctx.runtime.resolve_code(spec.target)
     kwargs = ctx.render(step.with_) if step.with_ else {}
     return await ctx.runtime.call(fn, kwargs, ctx)
+
+
+def fingerprint(fn: Callable[..., Any]) -> str:
+    """A short hash of a callable's source (its bytecode when the source is not
+    available), to notice that a step's code changed between start and resume."""
+    target = inspect.unwrap(fn)
+    try:
+        text = inspect.getsource(target)
+    except (OSError, TypeError):
+        code = getattr(target, "__code__", None)
+        text = repr((code.co_code, code.co_consts)) if code is not None else repr(target)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

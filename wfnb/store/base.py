@@ -44,8 +44,11 @@ class RunRecord:
     parent_run_id: str | None = None
     parent_step_id: str | None = None
     depth: int = 0
-    #: "host:pid" of the process driving the run, so a dead driver can be detected.
+    #: "host:pid:start" of the process driving the run, so a dead driver is detected.
     owner: str | None = None
+    #: step id -> fingerprint of its callable's source when the run started, so a
+    #: resume can say which steps will now run different code.
+    code_hashes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
