@@ -51,4 +51,5 @@ def make_store(db: str) -> Store:
 
         log.warning("wfnb: DuckDB store unavailable (%s); runs are kept in memory only", exc)
         return MemoryStore()
-    return DuckDBStore(store_path(db))
+    store: Store = DuckDBStore(store_path(db))
+    return store

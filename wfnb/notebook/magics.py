@@ -15,8 +15,9 @@ import html
 import shlex
 import sys
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from IPython.core import magic_arguments as _magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import (
     Magics,
@@ -25,8 +26,7 @@ from IPython.core.magic import (
     needs_local_scope,
     no_var_expand,
 )
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import display
+from IPython.display import display as _display
 
 from wfnb.engine import Engine, RunHandle
 from wfnb.errors import DefinitionError, WfnbError
@@ -39,6 +39,21 @@ from wfnb.notebook.widgets import LiveView
 from wfnb.parse import parse_workflow
 
 HTML_TYPES: tuple[type, ...] = (RunHandle, RunResult, NotebookRun)
+
+# IPython's magic helpers are untyped; these names give them the types they have.
+_Spec = Callable[[], None]
+_M = TypeVar("_M", bound=Callable[..., Any])
+magic_arguments: Callable[[], Callable[[_Spec], _Spec]] = _magic_arguments.magic_arguments
+argument: Callable[..., Callable[[_Spec], _Spec]] = _magic_arguments.argument
+parse_argstring: Callable[[_Spec, str], Any] = _magic_arguments.parse_argstring
+display: Callable[..., Any] = _display
+
+
+def _magic(fn: _M) -> _M:
+    """``@no_var_expand @needs_local_scope @line_cell_magic``, typed: ``{}`` and
+    ``$`` in the line reach us as written, and ``--inputs`` sees the caller's scope."""
+    register: Any = line_cell_magic
+    return cast(_M, no_var_expand(needs_local_scope(register(fn))))
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -124,10 +139,17 @@ class WorkflowMagics(Magics):
     # -- the engine --------------------------------------------------------------
 
     @property
+    def ns(self) -> dict[str, Any]:
+        """The user namespace (a Magics made by the extension always has a shell)."""
+        assert self.shell is not None
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
+    @property
     def engine(self) -> Engine:
         """Made at first use, so a ``%config Wfnb.db`` before it takes effect."""
         if self._engine is None:
-            self._engine = Engine(store=make_store(self.settings.db), namespace=self.shell.user_ns)
+            self._engine = Engine(store=make_store(self.settings.db), namespace=self.ns)
         return self._engine
 
     def _db_changed(self, change: Mapping[str, Any]) -> None:
@@ -170,9 +192,9 @@ class WorkflowMagics(Magics):
         return task
 
     def _bind(self, run: NotebookRun, var: str | None = None) -> None:
-        self.shell.user_ns["_wf_run"] = run
+        self.ns["_wf_run"] = run
         if var:
-            self.shell.user_ns[var] = run
+            self.ns[var] = run
 
     def _watch(self, run: NotebookRun) -> LiveView | None:
         if not self.settings.live_view:
@@ -194,9 +216,7 @@ class WorkflowMagics(Magics):
 
     # -- %%workflow and %workflow --------------------------------------------------
 
-    @no_var_expand
-    @needs_local_scope
-    @line_cell_magic
+    @_magic
     def workflow(self, line: str, cell: str | None = None, local_ns: Any = None) -> Any:
         """%%workflow NAME [--timeout S] [--concurrency N] [--schedule waves|eager]
         [--no-run] [--inputs EXPR] [-o VAR]: define a workflow (YAML body), start a
@@ -227,7 +247,7 @@ class WorkflowMagics(Magics):
         expression = expression or args.inputs
         inputs = None
         if expression:
-            namespace = {**self.shell.user_ns, **(local_ns or {})}
+            namespace = {**self.ns, **(local_ns or {})}
             try:
                 inputs = eval(expression, namespace)  # noqa: S307 - the user's own cell
             except Exception as exc:
@@ -355,9 +375,7 @@ class WorkflowMagics(Magics):
 
     # -- %wfsql ----------------------------------------------------------------------
 
-    @no_var_expand
-    @needs_local_scope
-    @line_cell_magic
+    @_magic
     def wfsql(self, line: str, cell: str | None = None, local_ns: Any = None) -> Any:
         """%wfsql SELECT ... | %%wfsql [-o VAR]: read-only SQL over the run history
         (tables workflows, runs, steps, events); returns a pandas DataFrame."""
@@ -379,7 +397,7 @@ class WorkflowMagics(Magics):
             print(f"%wfsql: {exc}", file=sys.stderr)
             return None
         if var:
-            self.shell.user_ns[var] = frame
+            self.ns[var] = frame
         return frame
 
     # -- rich reprs and the load report --------------------------------------------

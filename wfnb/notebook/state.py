@@ -150,7 +150,8 @@ def plan_of(engine: Engine, workflow: Workflow) -> Plan:
     """The engine's own (cached) plan of ``workflow``: planning a big workflow again
     costs milliseconds on the loop, which is exactly what the view must not do."""
     planner = getattr(engine, "plan", None) or engine._plan
-    return planner(workflow)  # type: ignore[no-any-return]
+    plan: Plan = planner(workflow)
+    return plan
 
 
 def base_id(instance: str) -> str:

@@ -106,7 +106,8 @@ def dot_source(state: RunState) -> str:
     big = len(state.steps) > MAX_NODES
     shown = _draw_plan(graph, state, state.plan, summarize=big)
     _draw_edges(graph, state.plan, shown)
-    return graph.source
+    source: str = graph.source
+    return source
 
 
 def _draw_edges(graph: Any, plan: Plan, shown: dict[str, str]) -> None:
@@ -201,7 +202,7 @@ def svg_from_dot(source: str) -> str:
     """Run ``dot`` (blocking: call it off the loop). Raises graphviz.ExecutableNotFound."""
     import graphviz
 
-    svg = graphviz.pipe("dot", "svg", source.encode(), quiet=True).decode()
+    svg: str = graphviz.pipe("dot", "svg", source.encode(), quiet=True).decode()
     # Drop the XML prolog and doctype so the SVG embeds in HTML.
     start = svg.find("<svg")
     return svg[start:] if start >= 0 else svg

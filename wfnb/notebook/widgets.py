@@ -235,7 +235,7 @@ class LiveView:
     def _decide(self, step_id: str, approved: bool, comment: str | None) -> None:
         row = self._approval_rows.get(step_id)
         if row is not None:
-            for child in row.children:  # type: ignore[attr-defined]
+            for child in row.children:
                 if isinstance(child, w.Button | w.Text):
                     child.disabled = True
         handle = self.run.handle
