@@ -179,7 +179,7 @@ def test_a_run_cut_short_by_a_dead_kernel_resumes_in_the_next(kernel_factory):
     first.until(lambda: not first.km.is_alive(), what="the kernel to die")
 
     second = kernel_factory()
-    reply = second.run(SETUP.replace("delay=0.0", "delay=0.0, **_"))
+    reply = second.run(SETUP)
     assert reply.status == "ok", reply.error
     second.until(
         lambda: any(
@@ -196,11 +196,19 @@ def test_a_run_cut_short_by_a_dead_kernel_resumes_in_the_next(kernel_factory):
         and run_id in m["content"]["data"].get("text/plain", "")
     )
     assert "1 interrupted run" in report and f"%workflow resume {run_id}" in report
-    assert second.widgets("ButtonModel", description="Resume")
+    [resume] = second.widgets("ButtonModel", description="Resume")
     # b sleeps 600 s as written: the resumed run must use a fast `work`.
     second.run("async def work(x=0, delay=0.0):\n    return x")
-    reply = second.run(
-        f"%workflow resume {run_id}\nr = await _wf_run\nprint(r.status.value, r.outputs)"
+    second.click(resume)  # as the browser would
+    second.until(
+        lambda: second.value("globals().get('_wf_run') and _wf_run.id") == run_id,
+        what="the Resume click to bind the resumed run",
     )
+    reply = second.run("r = await _wf_run\nprint(r.status.value, r.outputs)")
     assert reply.status == "ok", reply.error
     assert reply.stdout.startswith("completed") and "'b': 2" in reply.stdout
+    # The history in SQL shows b's two attempts: the one the dead kernel started, and the rerun.
+    query = f"SELECT count(*) AS n FROM steps WHERE run_id = '{run_id}' AND step_id = 'b'"
+    reply = second.run(f"n = %wfsql {query}\nprint(int(n['n'][0]))")
+    assert reply.status == "ok", reply.error
+    assert reply.stdout.strip() == "2"
