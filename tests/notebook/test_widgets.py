@@ -148,3 +148,31 @@ def test_cancel_button_cancels_and_a_failed_step_shows_its_error():
         await engine.close()
 
     arun(go())
+
+
+def test_approvals_inside_a_loop_are_decided_per_iteration():
+    text = """
+steps:
+  each: {loop: {for_each: "[1, 2]", body: [ok]}}
+  ok: {approval: {prompt: "item {{ loop.item }}?"}}
+"""
+
+    async def go():
+        engine = wfnb.Engine()
+        run, live = start(engine, wf(text))
+        for expected in ("ok[0]", "ok[1]"):
+            assert (await run).status is RunStatus.PAUSED
+            await asyncio.sleep(0.01)
+            [row] = live.approvals.children
+            assert expected in row.children[0].value
+            [approve] = buttons(live.box, "Approve")
+            approve.click()
+            for _ in range(100):  # the run goes on: wait until it leaves the pause
+                await asyncio.sleep(0.01)
+                if run.status is not RunStatus.PAUSED:
+                    break
+        result = await asyncio.wait_for(run.wait(), 5)
+        assert result.status is RunStatus.COMPLETED
+        await engine.close()
+
+    arun(go())

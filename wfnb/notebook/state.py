@@ -68,7 +68,8 @@ class RunState:
     status: RunStatus = RunStatus.PENDING
     error: str | None = None
     steps: dict[str, StepView] = field(default_factory=dict)
-    #: step id -> approval prompt, for the steps now waiting for a person
+    #: step instance (``b`` or ``b[2]``) -> approval prompt, for the steps now
+    #: waiting for a person
     waiting: dict[str, str] = field(default_factory=dict)
     version: int = 0
 
@@ -92,6 +93,8 @@ class RunState:
         for instance, step_status in statuses.items():
             view = state.steps.setdefault(base_id(instance), StepView())
             view.status = step_status
+            if step_status is StepStatus.WAITING_APPROVAL:
+                state.waiting[instance] = f"Approve {instance}?"
             if instance != base_id(instance):
                 view.iterations = max(view.iterations, iteration_of(instance) + 1)
         return state
@@ -122,10 +125,12 @@ class RunState:
             view.error = event.error
         view.status = status
         view.attempt = event.attempt or view.attempt
+        # Keyed by instance: approving a step inside a loop names its iteration.
         if status is StepStatus.WAITING_APPROVAL:
-            self.waiting[sid] = str(event.data.get("prompt") or f"Approve {sid}?")
+            prompt = event.data.get("prompt") or f"Approve {event.step_id}?"
+            self.waiting[event.step_id] = str(prompt)
         else:
-            self.waiting.pop(sid, None)
+            self.waiting.pop(event.step_id, None)
         return True
 
     @property
