@@ -102,6 +102,8 @@ def test_a_large_dag_collapses_waves_but_keeps_failing_steps():
     source = view.dot_source(state)
     assert source.count("[label=") < 10
     assert "s_s7 [" in source and "399 steps" in source
+    edges = [line for line in source.splitlines() if "->" in line]
+    assert edges and not any(":" in line for line in edges), "a ':' in a node id is a DOT port"
     if view.has_dot():
         start = time.perf_counter()
         view.svg_from_dot(source)

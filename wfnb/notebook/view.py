@@ -118,12 +118,13 @@ def _draw_edges(graph: Any, plan: Plan, shown: dict[str, str]) -> None:
             pair = (shown[need], shown[sid])
             if pair[0] != pair[1] and pair not in seen:
                 seen.add(pair)
-                graph.edge(_id(pair[0]), _id(pair[1]))
+                graph.edge(pair[0], pair[1])
 
 
 def _draw_plan(graph: Any, state: RunState, plan: Plan, *, summarize: bool) -> dict[str, str]:
-    """Draw ``plan``'s nodes into ``graph``; returns step id -> the node drawn for it
-    (itself, or its wave's summary node)."""
+    """Draw ``plan``'s nodes into ``graph``; returns step id -> the id of the node
+    drawn for it (its own, or its wave's summary node). Node ids are ``s_<step>``
+    (step ids are ``[A-Za-z0-9_-]``, so never a DOT port like ``a:b``)."""
     shown: dict[str, str] = {}
     for index, wave in enumerate(plan.waves):
         with graph.subgraph(name=f"wave_{plan.steps[0]}_{index}") as rank:
@@ -139,15 +140,17 @@ def _draw_plan(graph: Any, state: RunState, plan: Plan, *, summarize: bool) -> d
                 rest = [s for s in plain if s not in keep]
                 for sid in keep:
                     rank.node(_id(sid), **_node_attrs(sid, state.steps[sid]))
-                    shown[sid] = sid
+                    shown[sid] = _id(sid)
                 if rest:
+                    # Not an "s_" id, so it can never collide with a step's node.
+                    node = f"w_{plan.steps[0]}_{index}"
                     name = f"wave {index + 1}: {len(rest)} steps"
-                    rank.node(_id(name), **_summary_attrs(name, [state.steps[s] for s in rest]))
-                    shown.update(dict.fromkeys(rest, name))
+                    rank.node(node, **_summary_attrs(name, [state.steps[s] for s in rest]))
+                    shown.update(dict.fromkeys(rest, node))
             else:
                 for sid in plain:
                     rank.node(_id(sid), **_node_attrs(sid, state.steps[sid]))
-                    shown[sid] = sid
+                    shown[sid] = _id(sid)
         for sid in wave:
             body = plan.bodies.get(sid)
             if body is None:
@@ -168,8 +171,8 @@ def _draw_plan(graph: Any, state: RunState, plan: Plan, *, summarize: bool) -> d
                 inner = _draw_plan(cluster, state, body, summarize=summarize)
                 _draw_edges(cluster, body, inner)
                 for first in body.waves[0]:
-                    cluster.edge(_id(sid), _id(inner[first]), style="dotted")
-            shown[sid] = sid
+                    cluster.edge(_id(sid), inner[first], style="dotted")
+            shown[sid] = _id(sid)
     return shown
 
 
