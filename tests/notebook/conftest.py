@@ -71,6 +71,9 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
     monkeypatch.delenv("WFNB_DB", raising=False)
     ip = InteractiveShell.instance()
     ip.reset(new_session=True)
+    # `%config Wfnb.db = ...` lives on in the shell's config (so it survives
+    # %reload_ext); each test starts without it.
+    ip.config.pop("Wfnb", None)
     yield Shell(ip)
     if "wfnb" in ip.extension_manager.loaded:
         ip.extension_manager.unload_extension("wfnb")

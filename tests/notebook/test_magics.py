@@ -4,6 +4,7 @@ ipykernel runs them: option parsing, definition errors, binding, reprs, reload."
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 
 import pytest
 
@@ -16,6 +17,7 @@ from .conftest import Shell
 
 FUNCS = """
 import asyncio
+import importlib.util
 async def work(x=0, delay=0.0):
     await asyncio.sleep(delay)
     return x
@@ -188,10 +190,16 @@ def test_reload_keeps_the_engine_and_its_live_runs(shell):
 def test_config_db_is_a_traitlets_setting(shell, tmp_path):
     async def go():
         await loaded(shell)
+        await shell.run("%%workflow before\nsteps:\n  a: {code: work}\n")
+        await shell.ns["_wf_run"]
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        first = magics.engine
         cell = await shell.run(f"%config Wfnb.db = {str(tmp_path / 'x.duckdb')!r}")
         assert cell.error is None, cell.stderr
-        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
         assert magics.settings.db.endswith("x.duckdb")
+        assert magics.engine is not first, "no live run: the next run uses the new file"
+        if hasattr(magics.engine.store, "path"):
+            assert magics.engine.store.path == tmp_path / "x.duckdb"
 
     arun(go())
 
@@ -249,5 +257,29 @@ def test_rerun_from_a_step_reuses_what_is_upstream(shell):
         second = await shell.ns["_wf_run"]
         assert second.status is RunStatus.COMPLETED and second.outputs["a"] == "a"
         assert shell.ns["calls"] == ["a", "b", "c", "b", "c"]
+
+    arun(go())
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("wfnb.store.duckdb") is None,
+    reason="the DuckDB store (branch `store`) is not merged yet",
+)
+def test_wfsql_line_and_cell_forms_bind_dataframes(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow sq\nsteps:\n  a: {code: work, with: {x: 3}}\n")
+        await shell.ns["_wf_run"]
+        line = await shell.run(
+            "%wfsql -o n SELECT count(*) AS n FROM runs WHERE status = 'completed'"
+        )
+        assert line.error is None, line.stderr
+        assert int(shell.ns["n"]["n"][0]) == 1
+        cell = await shell.run("%%wfsql steps_df\nSELECT step_id, status FROM steps")
+        assert cell.error is None, cell.stderr
+        assert shell.ns["steps_df"].to_dict("records") == [{"step_id": "a", "status": "completed"}]
+        refused = await shell.run("%wfsql DROP TABLE runs")
+        assert "read-only" in refused.stderr
+        await shell.ns["_wf_run"].engine.close()
 
     arun(go())

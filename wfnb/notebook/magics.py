@@ -377,11 +377,13 @@ class WorkflowMagics(Magics):
 
     @_magic
     def wfsql(self, line: str, cell: str | None = None, local_ns: Any = None) -> Any:
-        """%wfsql SELECT ... | %%wfsql [-o VAR]: read-only SQL over the run history
+        """%wfsql [-o VAR] SELECT ... | %%wfsql [-o VAR]: read-only SQL over the history
         (tables workflows, runs, steps, events); returns a pandas DataFrame."""
         var = None
         if cell is None:
             query = line
+            if line.lstrip().startswith(("-o ", "--output ")):
+                _flag, var, query = line.split(None, 2)
         else:
             args = _parse(_sql_options, line)
             var, query = args.var or args.var_pos, cell
