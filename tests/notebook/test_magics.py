@@ -283,3 +283,30 @@ def test_wfsql_line_and_cell_forms_bind_dataframes(shell):
         await shell.ns["_wf_run"].engine.close()
 
     arun(go())
+
+
+@pytest.mark.parametrize(
+    ("line", "options", "expression"),
+    [
+        ("etl --timeout 5", "etl --timeout 5", None),
+        ("etl --inputs {'a': 1, 'b': [1, 2]}", "etl ", "{'a': 1, 'b': [1, 2]}"),
+        ("etl -o r --inputs dict(n=base + 1)", "etl -o r ", "dict(n=base + 1)"),
+        ("etl --inputs \"{'a': 1}\" -o r", "etl --inputs \"{'a': 1}\" -o r", None),
+    ],
+)
+def test_inputs_is_the_rest_of_the_line_unless_quoted(line, options, expression):
+    from wfnb.notebook.commands import split_inputs
+
+    assert split_inputs(line) == (options, expression)
+
+
+def test_quoted_inputs_followed_by_options(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow q --inputs \"{'n': 4}\" -o mine\nsteps:\n  a: {code: work, with: {x: '{{ inputs.n }}'}}\n"
+        )
+        assert cell.error is None, cell.stderr
+        assert (await shell.ns["mine"]).outputs["a"] == 4
+
+    arun(go())
