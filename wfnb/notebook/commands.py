@@ -8,10 +8,11 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wfnb.errors import DefinitionError, RunNotFound, WfnbError
 from wfnb.model import RunStatus, Workflow
+from wfnb.notebook import view
 from wfnb.notebook.state import RunState, StepView, base_id, iteration_of, plan_of
 from wfnb.store.base import RunRecord, latest_attempts
 
@@ -70,6 +71,22 @@ def state_of_result(engine: Engine, result: RunResult) -> RunState | None:
         failed = state.steps[base_id(result.failed_step)]
         failed.status, failed.error = StepStatus.FAILED, result.error
     return state
+
+
+def html_of(engine: Engine, obj: Any) -> str | None:
+    """The HTML repr of a `RunHandle`, `RunResult` or `NotebookRun`: summary + DAG."""
+    from wfnb.engine import RunHandle
+    from wfnb.notebook.runs import NotebookRun
+
+    if isinstance(obj, NotebookRun):
+        obj = obj.handle
+        if obj is None:
+            return None
+    if isinstance(obj, RunHandle):
+        state: RunState | None = state_of_handle(engine, obj)
+    else:
+        state = state_of_result(engine, obj)
+    return None if state is None else view.summary_html(state)
 
 
 async def state_from_store(engine: Engine, run_id: str) -> RunState:

@@ -406,16 +406,7 @@ class WorkflowMagics(Magics):
 
     def html_repr(self, obj: Any) -> str | None:
         """``_repr_html_`` of runs and results: a compact summary and the DAG."""
-        state: RunState | None
-        if isinstance(obj, NotebookRun):
-            obj = obj.handle
-            if obj is None:
-                return None
-        if isinstance(obj, RunHandle):
-            state = commands.state_of_handle(self.engine, obj)
-        else:
-            state = commands.state_of_result(self.engine, obj)
-        return None if state is None else view.summary_html(state)
+        return commands.html_of(self.engine, obj)
 
     def report_interrupted(self) -> None:
         """Show runs a dead kernel left running, each with a Resume button."""
@@ -429,7 +420,11 @@ class WorkflowMagics(Magics):
         task = loop.create_task(self.engine.interrupted_runs())
 
         def done(t: asyncio.Task[Any]) -> None:
-            if t.cancelled() or t.exception() is not None or not t.result():
+            if t.cancelled() or not (t.exception() is not None or t.result()):
+                return
+            if t.exception() is not None:  # e.g. another kernel holds the store
+                text = f"wfnb: could not look for interrupted runs: {t.exception()}"
+                handle.update({"text/plain": text}, raw=True)
                 return
             runs = t.result()
             panel = resume_panel(runs, loop, on_resume=lambda rid: self._resume(rid, watch=False))
