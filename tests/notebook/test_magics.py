@@ -8,7 +8,8 @@ import importlib.util
 
 import pytest
 
-from wfnb.model import RunStatus
+import wfnb
+from wfnb.model import RunStatus, StepStatus
 from wfnb.notebook.commands import parse_age
 from wfnb.notebook.runs import NotebookRun
 
@@ -308,5 +309,81 @@ def test_quoted_inputs_followed_by_options(shell):
         )
         assert cell.error is None, cell.stderr
         assert (await shell.ns["mine"]).outputs["a"] == 4
+
+    arun(go())
+
+
+def test_load_reports_interrupted_runs_and_resume_button_resumes(shell):
+    """A run whose driver died (its owner is a process that no longer exists) is
+    reported with the command and a Resume button; the click resumes it."""
+    import socket
+    import time
+
+    import ipywidgets as w
+
+    from wfnb.engine import Engine
+    from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
+    from wfnb.store.memory import MemoryStore
+
+    async def go():
+        await loaded(shell)
+        workflow = wfnb.Workflow.from_yaml(
+            "steps:\n  a: {code: work, with: {x: 1}}\n  b: {code: work, needs: [a], with: {x: 2}}\n",
+            name="crashed",
+        )
+        now = time.time()
+        dead = f"{socket.gethostname()}:999999999:0"
+        store = MemoryStore()
+        await store.write(
+            Batch(
+                workflows=(
+                    WorkflowRecord("crashed", workflow.to_yaml(), workflow.definition_hash, now),
+                ),
+                runs=(
+                    RunRecord(
+                        "deadbeef0001",
+                        "crashed",
+                        workflow.definition_hash,
+                        RunStatus.RUNNING,
+                        {},
+                        now,
+                        started_at=now,
+                        owner=dead,
+                    ),
+                ),
+                steps=(
+                    StepRecord(
+                        "deadbeef0001",
+                        "a",
+                        1,
+                        StepStatus.COMPLETED,
+                        now,
+                        now,
+                        output=1,
+                        has_output=True,
+                    ),
+                    StepRecord("deadbeef0001", "b", 1, StepStatus.RUNNING, now),
+                ),
+            )
+        )
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        magics._engine = Engine(store=store, namespace=shell.ns)
+        from IPython.utils.capture import capture_output
+
+        with capture_output() as captured:
+            panel = await magics.report_interrupted()
+        [update] = [o.data for o in captured.outputs if "interrupted" in o.data["text/plain"]]
+        assert "1 interrupted run" in update["text/plain"]
+        assert "`%workflow resume deadbeef0001`" in update["text/plain"]
+        assert update["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.model_id
+        [resume] = [
+            b for row in panel.children[1:] for b in row.children if isinstance(b, w.Button)
+        ]
+        resume.click()
+        await asyncio.sleep(0.05)
+        run = shell.ns["_wf_run"]
+        result = await run
+        assert result.status is RunStatus.COMPLETED and result.outputs == {"a": 1, "b": 2}
+        assert len(panel.children) == 3, "the resumed run's live view joins the panel"
 
     arun(go())

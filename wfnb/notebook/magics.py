@@ -408,31 +408,36 @@ class WorkflowMagics(Magics):
         """``_repr_html_`` of runs and results: a compact summary and the DAG."""
         return commands.html_of(self.engine, obj)
 
-    def report_interrupted(self) -> None:
-        """Show runs a dead kernel left running, each with a Resume button."""
+    def report_interrupted(self) -> asyncio.Task[Any] | None:
+        """Show runs a dead kernel left running, each with a Resume button. Returns
+        the task that looks them up (its result: the panel, or None)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # not in a kernel: nothing can be resumed from here anyway
+            return None  # not in a kernel: nothing can be resumed from here anyway
         from wfnb.notebook.widgets import resume_panel
 
         handle = display({"text/plain": ""}, raw=True, display_id=True)
-        task = loop.create_task(self.engine.interrupted_runs())
+        engine = self.engine  # the engine of this moment, even if the task starts later
 
-        def done(t: asyncio.Task[Any]) -> None:
-            if t.cancelled() or not (t.exception() is not None or t.result()):
-                return
-            if t.exception() is not None:  # e.g. another kernel holds the store
-                text = f"wfnb: could not look for interrupted runs: {t.exception()}"
+        async def report() -> Any:
+            try:
+                runs = await engine.interrupted_runs()
+            except WfnbError as exc:  # e.g. another kernel holds the store
+                text = f"wfnb: could not look for interrupted runs: {exc}"
                 handle.update({"text/plain": text}, raw=True)
-                return
-            runs = t.result()
+                return None
+            if not runs:
+                return None
             panel = resume_panel(runs, loop, on_resume=lambda rid: self._resume(rid, watch=False))
             bundle = dict(panel._repr_mimebundle_() or {})
             bundle["text/plain"] = commands.interrupted_text(runs)
             handle.update(bundle, raw=True)
+            return panel
 
-        task.add_done_callback(done)
+        task = loop.create_task(report())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
 
 
 def _one(rest: str, usage: str) -> str:
