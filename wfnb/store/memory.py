@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import ClassVar
 
 from wfnb.model import RunStatus
 from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
@@ -16,6 +17,10 @@ from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
 class MemoryStore:
     """Keeps records in dicts. Outputs are kept by reference (not copied): this store
     is for speed and tests, and nothing else holds the values it is given."""
+
+    #: Outputs are never serialized, so an unpicklable one (a lambda, a lock) is kept
+    #: as is; `wfnb.testing.StoreConformance` reads this to know what to expect.
+    serializes_outputs: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._workflows: dict[tuple[str, str], WorkflowRecord] = {}

@@ -1,0 +1,315 @@
+"""Records <-> rows: how each Python value is kept so that it comes back *equal*.
+
+Outputs (and run inputs) take one of four forms, recorded in ``output_kind``:
+
+``json``
+    The value survives ``json.dumps``/``json.loads`` unchanged in value *and* type:
+    only None, bool, int, finite float, str (valid UTF-8), list, and dict with str
+    keys, of exactly those types. JSON cannot tell a tuple from a list, ``1.0`` from
+    ``1`` in every reader, keep a non-str key or a NaN, so anything else is not JSON.
+``table``
+    A pandas DataFrame or pyarrow Table becomes a real DuckDB table (``SELECT * FROM
+    output_…`` works); its Arrow schema, with the pandas metadata (index, dtypes), is
+    kept beside it so the read casts back to the very same types.
+``pickle``
+    Everything else, pickled (protocol 5). Only values this process wrote are ever
+    unpickled, as with any pickle-based checkpointer.
+``none``
+    The record has no output.
+
+This module is pure (no DuckDB): rows are tuples of str/int/float/bytes/None that
+both the journal and the SQL upsert take as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import pickle
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfnb.errors import StoreError
+from wfnb.model import RunStatus, StepStatus
+from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
+
+JSON, TABLE, PICKLE, NONE = "json", "table", "pickle", "none"
+_MAX_JSON_DEPTH = 200
+
+WorkflowRow = tuple[Any, ...]
+RunRow = tuple[Any, ...]
+StepRow = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class PendingTable:
+    """A table output on its way into DuckDB; ``value`` is kept to pickle it instead
+    if DuckDB cannot give its types back exactly."""
+
+    name: str
+    arrow: Any  # pyarrow.Table
+    value: Any
+
+
+@dataclass(slots=True)
+class EncodedBatch:
+    workflows: list[WorkflowRow] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
+    tables: list[PendingTable] = field(default_factory=list)
+
+    @property
+    def rows(self) -> tuple[list[WorkflowRow], list[RunRow], list[StepRow]]:
+        return self.workflows, self.runs, self.steps
+
+
+def table_name(run_id: str, step_id: str, attempt: int) -> str:
+    """Deterministic per step attempt, so an upsert replaces the same table."""
+    key = f"{run_id}\x00{step_id}\x00{attempt}".encode()
+    return "output_" + hashlib.sha1(key, usedforsecurity=False).hexdigest()[:20]
+
+
+#: DuckDB TIMESTAMPs end in the year 294247; checked here, not at fold time (see
+#: `encode_batch`).
+_MAX_EPOCH = 9e12
+
+
+def to_us(t: float | None) -> int | None:
+    if t is None:
+        return None
+    if not -_MAX_EPOCH < t < _MAX_EPOCH:  # also refuses NaN
+        raise StoreError(f"time {t!r} is not an epoch time DuckDB can store")
+    return round(t * 1_000_000)
+
+
+def _key(value: str | None, what: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if type(value) is not str or not _utf8(value):
+        raise StoreError(f"{what} {value!r} must be a str of valid UTF-8")
+    return value
+
+
+def _text(value: str | None) -> str | None:
+    """Free text (errors, definitions) made storable: DuckDB VARCHARs are UTF-8, so
+    lone surrogates become backslash escapes rather than failing the checkpoint."""
+    if value is None or _utf8(value):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _code_hashes(hashes: dict[str, str]) -> str:
+    if not (type(hashes) is dict and _json_exact(hashes)):
+        raise StoreError(f"code_hashes must map str to str, not {hashes!r}")
+    return json.dumps(hashes)
+
+
+def _int32(value: int, what: str) -> int:
+    if type(value) is not int or not -(2**31) <= value < 2**31:
+        raise StoreError(f"{what} {value!r} must be an int that fits in 32 bits")
+    return value
+
+
+def from_us(us: int | None) -> float | None:
+    return None if us is None else us / 1_000_000
+
+
+# -- values -------------------------------------------------------------------------
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: JSON text would not be valid UTF-8
+        return False
+    return True
+
+
+def _json_exact(value: Any, depth: int = 0) -> bool:
+    kind = type(value)
+    if value is None or kind is bool or kind is int:
+        return True
+    if kind is str:
+        return _utf8(value)
+    if kind is float:
+        return math.isfinite(value)
+    if depth > _MAX_JSON_DEPTH:
+        return False
+    if kind is list:
+        return all(_json_exact(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(type(k) is str and _utf8(k) and _json_exact(v, depth + 1)
+                   for k, v in value.items())
+    return False
+
+
+def _exact_in_duckdb(pa: Any, kind: Any, *, lists: bool = True) -> bool:
+    """Arrow types DuckDB keeps losslessly (checked by round trip; see the tests).
+    Others (float16, intervals, durations, dictionaries of non-strings, …) are
+    refused or changed by DuckDB, so such tables are pickled instead. ``lists`` is
+    False for DataFrames: pandas reads an Arrow list back as a numpy array, not the
+    Python list that went in."""
+    t = pa.types
+    if (t.is_integer(kind) or t.is_float32(kind) or t.is_float64(kind)
+            or t.is_boolean(kind) or t.is_string(kind) or t.is_large_string(kind)
+            or t.is_binary(kind) or t.is_large_binary(kind) or t.is_date32(kind)
+            or t.is_timestamp(kind) or t.is_time(kind) or t.is_decimal128(kind)
+            or t.is_null(kind)):
+        return True
+    if t.is_dictionary(kind):  # pandas categoricals of strings
+        return bool(t.is_string(kind.value_type) or t.is_large_string(kind.value_type))
+    if t.is_list(kind) or t.is_large_list(kind):
+        return lists and _exact_in_duckdb(pa, kind.value_type, lists=lists)
+    if t.is_struct(kind):
+        return all(_exact_in_duckdb(pa, kind.field(i).type, lists=lists)
+                   for i in range(kind.num_fields))
+    return False
+
+
+def _to_arrow(value: Any) -> tuple[Any, str] | None:
+    """The value as a pyarrow Table DuckDB can hold, or None. Looks pandas and
+    pyarrow up in ``sys.modules`` so plain values never import them."""
+    pd, loaded_pa = sys.modules.get("pandas"), sys.modules.get("pyarrow")
+    if pd is not None and type(value) is pd.DataFrame:
+        import pyarrow as pa
+
+        if value.attrs:  # Arrow does not carry DataFrame.attrs: keep them by pickling
+            return None
+        try:
+            table, origin = pa.Table.from_pandas(value), "pandas.DataFrame"
+        except (pa.ArrowException, TypeError, ValueError):
+            return None  # e.g. an object column of mixed types: pickle it
+    elif loaded_pa is not None and type(value) is loaded_pa.Table:
+        pa = loaded_pa
+        table, origin = value, "pyarrow.Table"
+    else:
+        return None
+    lists = origin == "pyarrow.Table"
+    if not all(_exact_in_duckdb(pa, f.type, lists=lists) for f in table.schema):
+        return None
+    names = [n.lower() for n in table.schema.names]
+    # DuckDB column names are case-insensitive and non-empty; a table without
+    # columns cannot be created. Such tables are pickled instead.
+    if not names or "" in names or len(set(names)) != len(names):
+        return None
+    return table, origin
+
+
+def encode_value(value: Any, *, table: str | None, what: str) -> tuple[Any, ...]:
+    """``(kind, json_text, pickle_bytes, schema_bytes, PendingTable | None)``.
+
+    Raises `StoreError` if the value can be kept in none of the forms."""
+    if _json_exact(value):
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (ValueError, RecursionError):  # e.g. an int past the str-digits limit
+            pass
+        else:
+            return JSON, text, None, None, None
+    if table is not None and (arrow := _to_arrow(value)) is not None:
+        tbl, origin = arrow
+        ref = json.dumps({"table": table, "type": origin, "rows": tbl.num_rows,
+                          "columns": tbl.schema.names})
+        schema = tbl.schema.serialize().to_pybytes()
+        return TABLE, ref, None, schema, PendingTable(table, tbl, value)
+    return PICKLE, None, pickled(value, what=what), None, None
+
+
+def pickled(value: Any, *, what: str) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception as exc:  # pickle raises many types (TypeError, PicklingError, …)
+        raise StoreError(f"{what}: a {type(value).__name__} cannot be stored "
+                         f"(not JSON, not a table, not picklable: {exc})") from exc
+
+
+def decode_value(kind: str, text: str | None, blob: bytes | None, table: Any = None,
+                 schema: bytes | None = None) -> Any:
+    if kind == JSON:
+        return json.loads(text) if text is not None else None
+    if kind == PICKLE:
+        return pickle.loads(blob) if blob is not None else None
+    if kind == TABLE:
+        import pyarrow as pa
+
+        want = pa.ipc.read_schema(pa.py_buffer(schema))
+        restored = table.cast(want)
+        if json.loads(text or "{}").get("type") == "pandas.DataFrame":
+            return restored.to_pandas()
+        return restored
+    return None
+
+
+# -- records ------------------------------------------------------------------------
+def encode_batch(batch: Batch) -> EncodedBatch:
+    """Rows for every record of ``batch``; raises `StoreError` before anything is
+    written if one value cannot be kept, which is what makes a batch all-or-nothing.
+
+    Every field is checked here, at acknowledgement, against what DuckDB accepts:
+    a row that reached the journal but that DuckDB refused when folding would be an
+    acknowledged checkpoint that never reaches the tables."""
+    out = EncodedBatch()
+    for w in batch.workflows:
+        out.workflows.append((_key(w.name, "workflow name"), _text(w.definition) or "",
+                              _key(w.definition_hash, "definition hash"),
+                              to_us(w.created_at)))
+    for r in batch.runs:
+        _, text, blob, _, _ = encode_value(r.inputs, table=None,
+                                           what=f"inputs of run {r.run_id}")
+        out.runs.append((
+            _key(r.run_id, "run id"), _key(r.workflow, "workflow"),
+            _key(r.definition_hash, "definition hash"), RunStatus(r.status).value,
+            text, blob, _key(r.parent_run_id, "parent run id", optional=True),
+            _key(r.parent_step_id, "parent step id", optional=True), _int32(r.depth, "depth"),
+            _text(r.owner), to_us(r.created_at), to_us(r.started_at), to_us(r.ended_at),
+            _text(r.error), _key(r.failed_step, "failed step", optional=True),
+            _code_hashes(r.code_hashes),
+        ))
+    for s in batch.steps:
+        name = table_name(_key(s.run_id, "run id") or "", _key(s.step_id, "step id") or "",
+                          _int32(s.attempt, "attempt"))
+        if s.has_output:
+            kind, text, blob, schema, pending = encode_value(
+                s.output, table=name, what=f"output of step {s.step_id!r} of run {s.run_id}")
+        else:
+            kind, text, blob, schema, pending = NONE, None, None, None, None
+        if pending is not None:
+            out.tables.append(pending)
+        out.steps.append((
+            s.run_id, s.step_id, s.attempt, StepStatus(s.status).value,
+            to_us(s.started_at), to_us(s.ended_at), _text(s.error), text, kind,
+            name if kind == TABLE else None, blob, schema,
+        ))
+    return out
+
+
+def decode_workflow(row: tuple[Any, ...]) -> WorkflowRecord:
+    name, definition, definition_hash, created = row
+    return WorkflowRecord(name=name, definition=definition, definition_hash=definition_hash,
+                          created_at=from_us(created) or 0.0)
+
+
+def decode_run(row: tuple[Any, ...]) -> RunRecord:
+    (run_id, workflow, definition_hash, status, text, blob, parent_run_id, parent_step_id,
+     depth, owner, created, started, ended, error, failed_step, code_hashes) = row
+    return RunRecord(
+        run_id=run_id, workflow=workflow, definition_hash=definition_hash,
+        status=RunStatus(status),
+        inputs=decode_value(JSON if blob is None else PICKLE, text, blob),
+        created_at=from_us(created) or 0.0, started_at=from_us(started),
+        ended_at=from_us(ended), error=error, failed_step=failed_step,
+        parent_run_id=parent_run_id, parent_step_id=parent_step_id, depth=depth, owner=owner,
+        code_hashes=json.loads(code_hashes) if code_hashes else {},
+    )
+
+
+def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
+    (run_id, step_id, attempt, status, started, ended, error, text, kind, _table_name, blob,
+     schema) = row
+    return StepRecord(
+        run_id=run_id, step_id=step_id, attempt=attempt, status=StepStatus(status),
+        started_at=from_us(started), ended_at=from_us(ended), error=error,
+        output=decode_value(kind, text, blob, table, schema), has_output=kind != NONE,
+    )

@@ -1,0 +1,229 @@
+"""The SQL: schema and its migrations, the batched upserts, and the reads.
+
+Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
+
+``workflows``  name, definition (the YAML), definition_hash, created_at
+``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
+               pickled into inputs_pickle), parent_run_id, parent_step_id, depth,
+               owner ("host:pid:start"), created_at, started_at, ended_at,
+               duration_ms, error, failed_step, code_hashes (JSON, since v2)
+``steps``      one row per attempt: run_id, step_id, attempt, status, started_at,
+               ended_at, duration_ms, error, output (JSON; for a table, a reference
+               ``{"table": …, "type": …, "rows": …}``), output_kind
+               ('json' | 'table' | 'pickle' | 'none'), output_table, output_pickle,
+               output_schema (the Arrow schema a table output is restored to)
+``output_…``   one real table per DataFrame/Arrow output, named in ``steps.output_table``
+
+Views: ``events`` (one row per run/step start and end, time ordered), ``run_timeline``
+(each attempt with its offsets from the run's start) and ``latest_steps`` (the last
+attempt of each step). ``schema_version`` and ``journal_state`` are bookkeeping.
+
+Multi-row writes are ``INSERT … SELECT unnest(list), …`` per table, never
+``executemany``: one statement for any number of rows (2.2 ms for 400 rows against
+79 ms with executemany, measured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import duckdb
+
+from wfnb.errors import StoreError
+
+_V1 = [
+    "CREATE SEQUENCE IF NOT EXISTS wfnb_row_seq",
+    """CREATE TABLE IF NOT EXISTS workflows (
+        name VARCHAR NOT NULL, definition VARCHAR NOT NULL, definition_hash VARCHAR NOT NULL,
+        created_at TIMESTAMP, PRIMARY KEY (name, definition_hash))""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY, workflow VARCHAR NOT NULL, definition_hash VARCHAR,
+        status VARCHAR NOT NULL, inputs JSON, inputs_pickle BLOB, parent_run_id VARCHAR,
+        parent_step_id VARCHAR, depth INTEGER, owner VARCHAR, created_at TIMESTAMP,
+        started_at TIMESTAMP, ended_at TIMESTAMP, duration_ms DOUBLE, error VARCHAR,
+        failed_step VARCHAR, seq BIGINT DEFAULT nextval('wfnb_row_seq'))""",
+    """CREATE TABLE IF NOT EXISTS steps (
+        run_id VARCHAR NOT NULL, step_id VARCHAR NOT NULL, attempt INTEGER NOT NULL,
+        status VARCHAR NOT NULL, started_at TIMESTAMP, ended_at TIMESTAMP,
+        duration_ms DOUBLE, error VARCHAR, output JSON, output_kind VARCHAR NOT NULL,
+        output_table VARCHAR, output_pickle BLOB, output_schema BLOB,
+        seq BIGINT DEFAULT nextval('wfnb_row_seq'), PRIMARY KEY (run_id, step_id, attempt))""",
+    """CREATE TABLE IF NOT EXISTS journal_state (
+        id INTEGER PRIMARY KEY, folded_seq BIGINT NOT NULL)""",
+    """CREATE OR REPLACE VIEW events AS
+        SELECT created_at AS ts, run_id, NULL::VARCHAR AS step_id, NULL::INTEGER AS attempt,
+               'run_created' AS event, status, NULL::VARCHAR AS error FROM runs
+        UNION ALL SELECT started_at, run_id, NULL, NULL, 'run_started', status, NULL
+            FROM runs WHERE started_at IS NOT NULL
+        UNION ALL SELECT ended_at, run_id, NULL, NULL, 'run_ended', status, error
+            FROM runs WHERE ended_at IS NOT NULL
+        UNION ALL SELECT started_at, run_id, step_id, attempt, 'step_started', status, NULL
+            FROM steps WHERE started_at IS NOT NULL
+        UNION ALL SELECT ended_at, run_id, step_id, attempt, 'step_ended', status, error
+            FROM steps WHERE ended_at IS NOT NULL""",
+    """CREATE OR REPLACE VIEW run_timeline AS
+        SELECT s.run_id, r.workflow, s.step_id, s.attempt, s.status,
+               epoch_ms(s.started_at) - epoch_ms(r.started_at) AS start_offset_ms,
+               epoch_ms(s.ended_at) - epoch_ms(r.started_at) AS end_offset_ms,
+               s.duration_ms, s.error
+        FROM steps s JOIN runs r USING (run_id)""",
+    """CREATE OR REPLACE VIEW latest_steps AS
+        SELECT * EXCLUDE (seq) FROM steps
+        QUALIFY row_number() OVER (PARTITION BY run_id, step_id ORDER BY attempt DESC) = 1""",
+]
+
+
+def _v1(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in _V1:
+        con.execute(ddl)
+
+
+def _v2(con: duckdb.DuckDBPyConnection) -> None:
+    """``runs.code_hashes``: step id -> fingerprint of its callable at start."""
+    con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS code_hashes JSON")
+
+
+#: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> None:
+    """Bring the file to ``target`` (`SCHEMA_VERSION`), one transaction per step;
+    running it again does nothing."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise StoreError(f"the store file has schema version {current}, newer than this "
+                         f"wfnb understands ({SCHEMA_VERSION}); upgrade wfnb")
+    for version in range(current + 1, target + 1):
+        con.execute("BEGIN")
+        try:
+            MIGRATIONS[version - 1](con)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+def folded_seq(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT folded_seq FROM journal_state WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_folded_seq(con: duckdb.DuckDBPyConnection, seq: int) -> None:
+    con.execute("INSERT INTO journal_state VALUES (1, ?) ON CONFLICT DO UPDATE "
+                "SET folded_seq = excluded.folded_seq", [seq])
+
+
+def output_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("SELECT table_name FROM duckdb_tables() "
+                       "WHERE schema_name = 'main' AND table_name LIKE 'output\\_%' ESCAPE '\\'"
+                       ).fetchall()
+    return {r[0] for r in rows}
+
+
+# -- writes ---------------------------------------------------------------------------
+def _ts(i: int) -> str:
+    return f"make_timestamp(unnest(${i}))"
+
+
+_UPSERT_WORKFLOWS = (
+    "INSERT INTO workflows SELECT unnest($1), unnest($2), unnest($3), " + _ts(4)
+    + " ON CONFLICT DO UPDATE SET definition = excluded.definition, "
+    "created_at = excluded.created_at")
+
+_RUN_COLS = ("run_id, workflow, definition_hash, status, inputs, inputs_pickle, parent_run_id, "
+             "parent_step_id, depth, owner, created_at, started_at, ended_at, error, failed_step, "
+             "code_hashes")
+_UPSERT_RUNS = (
+    f"INSERT INTO runs ({_RUN_COLS}, duration_ms) SELECT *, "
+    "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), "
+    "unnest($2), unnest($3), unnest($4), unnest($5)::JSON, unnest($6), unnest($7), "
+    f"unnest($8), unnest($9), unnest($10), {_ts(11)}, {_ts(12)} AS started_at, "
+    f"{_ts(13)} AS ended_at, unnest($14), unnest($15), unnest($16)::JSON) "
+    "ON CONFLICT DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in [*_RUN_COLS.split(", ")[1:], "duration_ms"]))
+
+_STEP_COLS = ("run_id, step_id, attempt, status, started_at, ended_at, error, output, "
+              "output_kind, output_table, output_pickle, output_schema")
+_UPSERT_STEPS = (
+    f"INSERT INTO steps ({_STEP_COLS}, duration_ms) SELECT *, "
+    "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), unnest($2), "
+    f"unnest($3), unnest($4), {_ts(5)} AS started_at, {_ts(6)} AS ended_at, unnest($7), "
+    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12)) "
+    "ON CONFLICT DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in [*_STEP_COLS.split(", ")[3:], "duration_ms"]))
+
+
+def last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    """DuckDB refuses to update one row twice in one statement: keep the last record
+    of each key, in first-seen order."""
+    latest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for row in rows:
+        latest[row[:width]] = row
+    return list(latest.values())
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Column lists for ``unnest``. Rows journalled by an older wfnb are shorter:
+    columns added since are NULL for them."""
+    rows = [row + (None,) * (width - len(row)) if len(row) < width else row for row in rows]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def upsert(con: duckdb.DuckDBPyConnection, workflows: Sequence[tuple[Any, ...]],
+           runs: Sequence[tuple[Any, ...]], steps: Sequence[tuple[Any, ...]]) -> None:
+    """Upsert rows, inside the caller's transaction."""
+    if workflows:
+        con.execute(_UPSERT_WORKFLOWS, _columns(last_per_key(workflows, 2), 4))
+    if runs:
+        con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
+    if steps:
+        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 12))
+
+
+# -- reads ----------------------------------------------------------------------------
+def _us(col: str) -> str:
+    return f"epoch_us({col})"
+
+
+WORKFLOW_SELECT = f"SELECT name, definition, definition_hash, {_us('created_at')} FROM workflows"
+RUN_SELECT = (
+    "SELECT run_id, workflow, definition_hash, status, inputs::VARCHAR, inputs_pickle, "
+    f"parent_run_id, parent_step_id, depth, owner, {_us('created_at')}, {_us('started_at')}, "
+    f"{_us('ended_at')}, error, failed_step, code_hashes::VARCHAR FROM runs")
+STEP_SELECT = (
+    f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
+    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema FROM steps "
+    "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq")
+
+
+def list_runs_query(*, workflow: str | None, statuses: Sequence[str] | None,
+                    parent_run_id: str | None, limit: int | None) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if workflow is not None:
+        where.append("workflow = ?")
+        params.append(workflow)
+    if statuses is not None:
+        where.append("list_contains(?::VARCHAR[], status)")
+        params.append(list(statuses))
+    if parent_run_id is not None:
+        where.append("parent_run_id = ?")
+        params.append(parent_run_id)
+    sql = RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY created_at DESC, seq"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
+
+
+PRUNE_DOOMED = (
+    "SELECT run_id FROM runs WHERE created_at < make_timestamp(?) "
+    "AND status IN ('completed', 'failed', 'cancelled') AND (NOT ? OR status <> 'failed')")

@@ -1,0 +1,399 @@
+"""The writer thread: the only thread that touches the DuckDB connection and the journal.
+
+Everything the store does is an operation queued to this thread, so the kernel's
+event loop never waits on disk, and the connection (which is not shared across
+threads) has a single owner. When the thread picks up work it drains the queue:
+every write waiting at that moment goes into ONE journal frame + fsync (or one
+DuckDB transaction) — that is the group commit. Each caller is resolved with
+``loop.call_soon_threadsafe`` (see ``_AsyncWaiter``), the one safe way to finish an
+asyncio future from another thread.
+
+Connection lifetime: DuckDB lets one process at a time open a file for writing, and
+a second kernel on the same store must be able to get in. So the connection (and
+with it the file lock) is opened on the first operation and closed once the store
+has been idle for ``idle_close`` seconds, unless holds are taken with
+`DuckDBStore.acquire` (the engine holds one while runs are active). Opening retries
+with backoff while another process holds the lock and gives up after
+``lock_timeout`` seconds with `StoreLocked` naming the holder (see ``_lock``). A
+write that cannot get the lock is failed, never half-applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from wfnb.errors import StoreError, StoreLocked
+from wfnb.store.base import Batch
+from wfnb.store.duckdb import _lock, _schema, _tables
+from wfnb.store.duckdb._codec import (
+    EncodedBatch,
+    PendingTable,
+    encode_batch,
+)
+from wfnb.store.duckdb._journal import Journal
+from wfnb.store.duckdb._waiters import LIVE, Waiter
+
+log = logging.getLogger("wfnb.store")
+_WRITE, _CALL, _HOLD, _CLOSE = range(4)
+Rows = tuple[list[Any], list[Any], list[Any]]
+
+
+class Writer:
+    def __init__(self, path: Path, *, lock_timeout: float, idle_close: float,
+                 journal: bool, fold_rows: int, fold_idle: float) -> None:
+        self.path = path
+        self.lock_timeout, self.idle_close = lock_timeout, idle_close
+        self.fold_rows, self.fold_idle = fold_rows, fold_idle
+        self.owner_path = _lock.owner_path(path)
+        # The journal is always replayed on open (a store opened with journal=False
+        # must still recover what a journalling process acknowledged); it is only
+        # appended to when ``use_journal``.
+        self._journal = Journal(path.with_name(path.name + ".journal"))
+        self.use_journal = journal
+        self._queue: queue.SimpleQueue[tuple[int, Any, Waiter]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._pending: list[tuple[int, Rows]] = []
+        self._pending_rows = 0
+        self._seq = 0
+        self._tables: set[str] = set()
+        self._holds = 0
+        self._last_op = time.monotonic()
+        self._owner = ""
+        #: counters for benchmarks and tests: group commits, journal frames, folds
+        self.stats = {"groups": 0, "frames": 0, "folds": 0, "opens": 0}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- submission (any thread) --------------------------------------------------
+    def submit(self, kind: int, payload: Any, waiter: Waiter) -> None:
+        if self._closed:
+            waiter.resolve(None, StoreError(f"the store {self.path} is closed"))
+            return
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._main, daemon=True,
+                                                    name=f"wfnb-store {self.path.name}")
+                    self._thread.start()
+                    LIVE.add(self)
+        self._queue.put((kind, payload, waiter))
+
+    # -- the thread ---------------------------------------------------------------
+    def _main(self) -> None:
+        while True:
+            try:
+                op = self._queue.get(timeout=self._next_wakeup())
+            except queue.Empty:
+                self._on_idle()
+                continue
+            ops = [op]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    ops.append(self._queue.get_nowait())
+            try:
+                if self._process(ops):
+                    return
+            except Exception as exc:  # a bug must not kill the thread every caller waits on
+                log.exception("wfnb store writer: unexpected error")
+                error = StoreError(f"internal error in the store writer: {exc!r}")
+                for _, _, waiter in ops:
+                    waiter.resolve(None, error)  # no-op for those already resolved
+            self._last_op = time.monotonic()
+
+    def _process(self, ops: list[tuple[int, Any, Waiter]]) -> bool:
+        """Run ``ops`` in order, consecutive writes as one group; True once closed."""
+        i = 0
+        while i < len(ops):
+            j = i
+            while j < len(ops) and ops[j][0] == _WRITE:
+                j += 1
+            if j > i:
+                self._write_group(ops[i:j])
+                i = j
+                continue
+            kind, payload, waiter = ops[i]
+            i += 1
+            if kind == _CLOSE:
+                self._shutdown(waiter, ops[i:])
+                return True
+            self._run_call(kind, payload, waiter)
+        return False
+
+    def _next_wakeup(self) -> float | None:
+        if self._con is None:
+            return None
+        if self._pending:
+            return self.fold_idle
+        return None if self._holds else self.idle_close
+
+    def _on_idle(self) -> None:
+        try:
+            if self._pending:
+                self._fold()
+            elif (self._con is not None and not self._holds
+                  and time.monotonic() - self._last_op >= self.idle_close):
+                self._disconnect()
+        except StoreError:
+            pass  # the journal still holds the rows; the next operation retries
+
+    def _write_group(self, ops: list[tuple[int, Any, Waiter]]) -> None:
+        encoded: list[tuple[Waiter, EncodedBatch]] = []
+        for _, batch, waiter in ops:
+            try:
+                encoded.append((waiter, encode_batch(batch)))
+            except StoreError as exc:
+                waiter.resolve(None, exc)
+            except Exception as exc:  # a malformed record (wrong type in a field)
+                waiter.resolve(None, StoreError(f"cannot store the batch: {exc!r}"))
+        if not encoded:
+            return
+        self.stats["groups"] += 1
+        try:
+            self._connect()
+            self._persist([e for _, e in encoded])
+        except StoreError as exc:
+            if len(encoded) == 1 or isinstance(exc, StoreLocked):
+                for waiter, _ in encoded:
+                    waiter.resolve(None, exc)
+                return
+            for waiter, one in encoded:  # find the culprit: the others still commit
+                try:
+                    self._persist([one])
+                except StoreError as single:
+                    waiter.resolve(None, single)
+                else:
+                    waiter.resolve(None, None)
+            return
+        for waiter, _ in encoded:
+            waiter.resolve(None, None)
+
+    def _persist(self, batches: list[EncodedBatch]) -> None:
+        if not self.use_journal or any(b.tables for b in batches):
+            # Table outputs go straight into DuckDB (a journal copy of a big table
+            # would double the bytes written); the journal is folded first so the
+            # order of records is kept.
+            self._fold()
+            self._commit(batches)
+            return
+        rows: Rows = ([], [], [])
+        for b in batches:
+            for acc, part in zip(rows, b.rows, strict=True):
+                acc.extend(part)
+        self._seq += 1
+        try:
+            self._journal.append(self._seq, rows)
+        except OSError as exc:
+            self._seq -= 1
+            raise StoreError(f"cannot write the journal {self._journal.path}: {exc}") from exc
+        self.stats["frames"] += 1
+        self._pending.append((self._seq, rows))
+        self._pending_rows += sum(len(r) for r in rows)
+        if self._pending_rows >= self.fold_rows:
+            # The rows are durable already: a failed fold must not fail the write;
+            # the journal keeps them and the fold is retried when idle or on a read.
+            with contextlib.suppress(StoreError):
+                self._fold()
+
+    def _fold(self) -> None:
+        """Fold the journal into DuckDB. Should that fail for a reason other than a
+        lost connection, frames are folded one by one and one DuckDB cannot take (a
+        poison frame, which would otherwise block every later fold and read) is
+        moved to ``<db>.rejected`` and logged as an error."""
+        if not self._pending:
+            return
+        try:
+            self._commit([], self._pending)
+        except StoreError:
+            if self._con is None:  # DuckDB went away: the journal is replayed on reopen
+                raise
+            for frame in list(self._pending):
+                try:
+                    self._commit([], [frame])
+                except StoreError as exc:
+                    if self._con is None:
+                        raise
+                    self._reject(frame, exc)
+
+    def _reject(self, frame: tuple[int, Rows], exc: StoreError) -> None:
+        rejected = self.path.with_name(self.path.name + ".rejected")
+        log.error("wfnb store: journal frame %d cannot be folded into %s (%s); its rows "
+                  "are kept in %s", frame[0], self.path, exc, rejected)
+        with open(rejected, "ab") as fh:
+            pickle.dump(frame, fh, protocol=5)
+            fh.flush()
+            os.fsync(fh.fileno())
+        con = self._connect()
+        try:
+            con.execute("BEGIN")
+            _schema.set_folded_seq(con, frame[0])
+            con.execute("COMMIT")
+        except duckdb.Error as err:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise _lock.translate(err, self.path) from err
+        self._forget_folded(frame[0])
+
+    def _forget_folded(self, seq: int) -> None:
+        self._pending = [f for f in self._pending if f[0] > seq]
+        self._pending_rows = sum(len(r) for _, rows in self._pending for r in rows)
+        if not self._pending:
+            with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
+                self._journal.reset()
+
+    def _commit(self, batches: list[EncodedBatch],
+                frames: list[tuple[int, Rows]] | None = None) -> None:
+        """One transaction: journal ``frames`` (oldest first), then ``batches``."""
+        con = self._connect()
+        frames = frames or []
+        workflows: list[Any] = []
+        runs: list[Any] = []
+        steps: list[Any] = []
+        for _, (w, r, s) in frames:
+            workflows += w
+            runs += r
+            steps += s
+        tables: list[PendingTable] = []
+        for b in batches:
+            workflows += b.workflows
+            runs += b.runs
+            steps += b.steps
+            tables += b.tables
+        created: set[str] = set()
+        dropped: set[str] = set()
+        try:
+            verdicts = _tables.vet(con, tables)
+            con.execute("BEGIN")
+            steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
+            _schema.upsert(con, workflows, runs, steps)
+            if frames:
+                _schema.set_folded_seq(con, frames[-1][0])
+            con.execute("COMMIT")
+        except StoreError:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        except Exception as exc:  # duckdb.Error, or a parameter Python could not convert
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            if isinstance(exc, duckdb.FatalException):
+                # DuckDB invalidated the database: reopen on the next operation, which
+                # replays the journal, so acknowledged rows are not lost.
+                self._drop_connection()
+            if isinstance(exc, duckdb.Error):
+                raise _lock.translate(exc, self.path) from exc
+            raise StoreError(f"DuckDB store {self.path}: {exc!r}") from exc
+        self._tables = (self._tables - dropped) | created
+        if frames:
+            self.stats["folds"] += 1
+            self._forget_folded(frames[-1][0])
+
+    def _run_call(self, kind: int, payload: Any, waiter: Waiter) -> None:
+        try:
+            if kind == _HOLD:
+                if payload > 0:
+                    self._connect()  # may raise StoreLocked: then nothing is held
+                self._holds = max(0, self._holds + payload)
+                waiter.resolve(None, None)
+                return
+            con = self._connect()
+            self._fold()
+            result = payload(con)
+        except duckdb.Error as exc:
+            waiter.resolve(None, _lock.translate(exc, self.path))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, not swallowed
+            waiter.resolve(None, exc)
+        else:
+            waiter.resolve(result, None)
+
+    def _shutdown(self, waiter: Waiter, rest: list[tuple[int, Any, Waiter]]) -> None:
+        self._closed = True
+        error: BaseException | None = None
+        try:
+            self._disconnect()
+        except StoreError as exc:
+            error = exc
+        waiter.resolve(None, error)
+        for _, _, other in rest:
+            other.resolve(None, StoreError(f"the store {self.path} is closed"))
+        while True:  # anything queued between our _closed check and now
+            try:
+                _, _, other = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            other.resolve(None, StoreError(f"the store {self.path} is closed"))
+
+    # -- connection and lock ------------------------------------------------------
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None:
+            return self._con
+        con = _lock.connect_with_retry(self.path, self.lock_timeout)
+        try:
+            _schema.migrate(con)
+            self._tables = _schema.output_tables(con)
+            folded = _schema.folded_seq(con)
+            self._pending, self._pending_rows, self._seq = [], 0, folded
+            for seq, rows in self._journal.open():
+                self._seq = max(self._seq, seq)
+                if seq > folded:
+                    self._pending.append((seq, rows))
+                    self._pending_rows += sum(len(r) for r in rows)
+            self._owner = _lock.write_owner(self.owner_path)
+        except BaseException as exc:
+            con.close()
+            self._journal.close()
+            if isinstance(exc, duckdb.Error):
+                raise _lock.translate(exc, self.path) from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot open the journal of {self.path}: {exc}") from exc
+            raise
+        self._con = con
+        self.stats["opens"] += 1
+        self._fold()  # a crashed predecessor's acknowledged rows, now in DuckDB
+        return con
+
+    def _disconnect(self) -> None:
+        if self._con is None:
+            return
+        try:
+            self._fold()
+        finally:
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            self._con = None
+        self._journal.close()
+        self._pending, self._pending_rows = [], 0  # still in the journal file
+        _lock.remove_owner(self.owner_path, self._owner)
+
+    # -- helpers for the store ----------------------------------------------------
+    def call(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], waiter: Waiter) -> None:
+        self.submit(_CALL, fn, waiter)
+
+    def write(self, batch: Batch, waiter: Waiter) -> None:
+        self.submit(_WRITE, batch, waiter)
+
+    def hold(self, delta: int, waiter: Waiter) -> None:
+        self.submit(_HOLD, delta, waiter)
+
+    def close(self, waiter: Waiter) -> None:
+        self.submit(_CLOSE, None, waiter)
+
