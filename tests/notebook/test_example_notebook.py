@@ -3,7 +3,6 @@ shows the run's result without any widget state (the HTML repr)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -20,9 +19,6 @@ def test_example_notebook_runs_and_saves_its_result(
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(REPO / "examples" / "notebook.ipynb", as_version=4)
-    if importlib.util.find_spec("wfnb.store.duckdb") is None:
-        # Until the DuckDB store is merged: everything but the %%wfsql cell.
-        notebook.cells = [c for c in notebook.cells if "%%wfsql" not in c.source]
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     )
@@ -42,7 +38,6 @@ def test_example_notebook_runs_and_saves_its_result(
     [shown] = [o for o in result_cell.outputs if o["output_type"] == "execute_result"]
     assert "completed" in shown["data"]["text/html"] and "4/4 steps" in shown["data"]["text/html"]
     assert "<svg" in shown["data"]["text/html"]
-    if any("%%wfsql" in c.source for c in notebook.cells):
-        sql_cell = next(c for c in notebook.cells if "%%wfsql" in c.source)
-        assert "review" in sql_cell.outputs[0]["data"]["text/plain"]
-    assert (tmp_path / ".wfnb").exists() or importlib.util.find_spec("wfnb.store.duckdb") is None
+    sql_cell = next(c for c in notebook.cells if "%%wfsql" in c.source)
+    assert "review" in sql_cell.outputs[0]["data"]["text/plain"]
+    assert (tmp_path / ".wfnb" / "wfnb.duckdb").exists()

@@ -3,7 +3,6 @@ requests, iopub messages, and widget clicks sent as comm messages."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import time
@@ -13,11 +12,6 @@ import pytest
 from .conftest import Kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(180)]
-
-needs_duckdb = pytest.mark.skipif(
-    importlib.util.find_spec("wfnb.store.duckdb") is None,
-    reason="the DuckDB store (branch `store`) is not merged yet",
-)
 
 SETUP = """
 %load_ext wfnb
@@ -140,7 +134,6 @@ def test_definition_error_in_a_kernel_is_short(kernel):
     assert "step 'a', line 3" in reply.stderr and "Traceback" not in reply.stderr
 
 
-@needs_duckdb
 def test_wfsql_queries_the_history(kernel):
     load(kernel)
     assert (
@@ -163,7 +156,6 @@ def test_wfsql_queries_the_history(kernel):
     assert kernel.value("len(runs_df)") == "1"
 
 
-@needs_duckdb
 def test_a_run_cut_short_by_a_dead_kernel_resumes_in_the_next(kernel_factory):
     first = kernel_factory()
     load(first)

@@ -4,7 +4,6 @@ ipykernel runs them: option parsing, definition errors, binding, reprs, reload."
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 
 import pytest
 
@@ -199,8 +198,7 @@ def test_config_db_is_a_traitlets_setting(shell, tmp_path):
         assert cell.error is None, cell.stderr
         assert magics.settings.db.endswith("x.duckdb")
         assert magics.engine is not first, "no live run: the next run uses the new file"
-        if hasattr(magics.engine.store, "path"):
-            assert magics.engine.store.path == tmp_path / "x.duckdb"
+        assert magics.engine.store.path == tmp_path / "x.duckdb"
 
     arun(go())
 
@@ -262,10 +260,6 @@ def test_rerun_from_a_step_reuses_what_is_upstream(shell):
     arun(go())
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("wfnb.store.duckdb") is None,
-    reason="the DuckDB store (branch `store`) is not merged yet",
-)
 def test_wfsql_line_and_cell_forms_bind_dataframes(shell):
     async def go():
         await loaded(shell)

@@ -6,16 +6,12 @@ the shell so ``%config Wfnb.db = "runs.duckdb"`` works, as jupysql does).
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 from traitlets import Bool, Float, Unicode
 from traitlets.config import Configurable
 
 from wfnb.store.base import Store
-
-log = logging.getLogger("wfnb.notebook")
 
 
 class Wfnb(Configurable):
@@ -33,23 +29,11 @@ class Wfnb(Configurable):
     live_view = Bool(True, help="Show the live view under %%workflow cells.").tag(config=True)
 
 
-def store_path(db: str) -> Path:
-    """Where the store lives: ``%config Wfnb.db``, else ``$WFNB_DB``, else the default."""
-    if db:
-        return Path(db).expanduser()
-    env = os.environ.get("WFNB_DB")
-    return Path(env).expanduser() if env else Path.cwd() / ".wfnb" / "wfnb.duckdb"
-
-
 def make_store(db: str) -> Store:
-    """The DuckDB store at `store_path`; the in-memory store (with a warning) where
-    the DuckDB store is not available, so the magics still work, without durability."""
-    try:
-        from wfnb.store.duckdb import DuckDBStore
-    except ImportError as exc:
-        from wfnb.store.memory import MemoryStore
+    """The DuckDB store: at ``db`` when set, else where `DuckDBStore` looks by
+    default (``$WFNB_DB``, else ``.wfnb/wfnb.duckdb`` under the working directory).
+    Imported here, lazily, so loading the extension does not load DuckDB."""
+    from wfnb.store.duckdb import DuckDBStore
 
-        log.warning("wfnb: DuckDB store unavailable (%s); runs are kept in memory only", exc)
-        return MemoryStore()
-    store: Store = DuckDBStore(store_path(db))
+    store: Store = DuckDBStore(Path(db).expanduser() if db else None)
     return store
