@@ -176,3 +176,23 @@ steps:
         await engine.close()
 
     arun(go())
+
+
+def test_the_view_comes_to_rest_with_the_true_statuses_even_if_it_missed_events():
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        run, live = start(
+            engine,
+            wf("steps:\n  a: {code: work, with: {delay: 0.05}}\n  b: {code: work, needs: [a]}\n"),
+        )
+        await asyncio.sleep(0)  # attached, nothing has run yet
+        await asyncio.sleep(0)
+        assert live.state is not None
+        live._subscription.close()  # as if every event were dropped
+        assert (await run).status is RunStatus.COMPLETED
+        await settled_view(live)
+        assert live.progress.value == 2 and "completed" in live.header.value
+        assert {v.status for v in live.state.steps.values()} == {StepStatus.COMPLETED}
+        await engine.close()
+
+    arun(go())

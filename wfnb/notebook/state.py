@@ -99,6 +99,17 @@ class RunState:
                 view.iterations = max(view.iterations, iteration_of(instance) + 1)
         return state
 
+    def sync(self, status: RunStatus, statuses: Mapping[str, StepStatus]) -> None:
+        """Take the run's and the steps' statuses as the engine has them now
+        (instances in start order, so a loop body shows its last iteration)."""
+        self.status = status
+        for instance, step_status in statuses.items():
+            self.steps.setdefault(base_id(instance), StepView()).status = step_status
+        self.waiting = {
+            k: v for k, v in self.waiting.items() if statuses.get(k) is StepStatus.WAITING_APPROVAL
+        }
+        self.version += 1
+
     def apply(self, event: Event) -> bool:
         """Fold one event in; False when it is about another run."""
         if event.run_id != self.run_id:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import ipywidgets as w
@@ -25,7 +26,7 @@ from wfnb.events import Event
 from wfnb.model import RunStatus
 from wfnb.notebook import view
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState, plan_of, short
+from wfnb.notebook.state import RunState, StepView, plan_of, short
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -119,6 +120,11 @@ class LiveView:
         self.throttle.poke()
         if handle.status.finished:
             self._finish()
+        else:
+            # The run's end, not its events, ends the view: a subscriber that falls
+            # too far behind loses events, and the view must still come to rest.
+            ended = self.loop.create_task(handle.wait())
+            ended.add_done_callback(self._ended)
 
     def _on_event(self, event: Event) -> None:
         state = self.state
@@ -131,6 +137,10 @@ class LiveView:
         else:
             self.throttle.poke()
 
+    def _ended(self, _task: asyncio.Task[Any]) -> None:
+        if not self.finished:
+            self._finish()
+
     def _finish(self) -> None:
         self.finished = True
         self.cancel_button.disabled = True
@@ -139,6 +149,10 @@ class LiveView:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _final(self) -> None:
+        handle = self.run.handle
+        if handle is not None and self.state is not None:
+            # The engine's statuses are the truth; events only kept us current.
+            self.state.sync(handle.status, handle.step_statuses)
         await self.throttle.flush()
         self._close()
         if self._display is not None:
@@ -267,9 +281,7 @@ def _picture(state: RunState) -> str:
     return view.picture_html(state)
 
 
-def _copy(step: Any) -> Any:
-    from dataclasses import replace
-
+def _copy(step: StepView) -> StepView:
     return replace(step)
 
 
