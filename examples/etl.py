@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pandas
+
 import wfnb
 
 WORKFLOW = """
@@ -64,21 +66,22 @@ def summarize(scores: list[float]) -> dict:
     return {"chunks": len(scores), "best": max(scores), "mean": round(sum(scores) / len(scores), 2)}
 
 
-def default_store() -> wfnb.Store:
-    try:
-        from wfnb.store.duckdb import DuckDBStore
-    except ImportError:  # the DuckDB store is not part of this checkout yet
-        return wfnb.MemoryStore()
-    return DuckDBStore()
-
-
 def main() -> None:
-    engine = wfnb.Engine(store=default_store(), namespace=globals())
+    store = wfnb.DuckDBStore()  # .wfnb/wfnb.duckdb here, or $WFNB_DB
+    engine = wfnb.Engine(store=store, namespace=globals())
     workflow = wfnb.Workflow.from_yaml(WORKFLOW, name="etl")
     result = engine.run_sync(workflow)
-    print(f"run {result.run_id}: {result.status.value}")
-    for step_id, output in result.outputs.items():
-        print(f"  {step_id:<11} {output}")
+    print(f"run {result.run_id} of workflow 'etl': {result.status.value}")
+    print(f"report: {result.outputs.get('report')}\n")
+    print(f"every attempt, from the history in {store.path}:")
+    timeline = store.sql(
+        "SELECT step_id, attempt, status, start_offset_ms, duration_ms, error "
+        f"FROM run_timeline WHERE run_id = '{result.run_id}' ORDER BY start_offset_ms, step_id"
+    )
+    with pandas.option_context("display.width", 120, "display.max_colwidth", 40):
+        print(timeline.fillna("").to_string(index=False))
+    runs = store.sql("SELECT count(*) AS runs FROM runs WHERE workflow = 'etl'")
+    print(f"\n{runs.runs[0]} run(s) of 'etl' in the history so far.")
     if not result.ok:
         raise SystemExit(result.error)
 

@@ -27,9 +27,19 @@ def test_every_error_derives_from_wfnb_error():
 
 def test_importing_the_engine_loads_no_notebook_or_storage_library():
     code = (
-        "import sys, wfnb.engine; "
+        "import sys, wfnb, wfnb.engine; "
         "print(','.join(m for m in ('IPython', 'ipywidgets', 'graphviz', 'duckdb', 'httpx') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_duckdb_names_load_on_first_use():
+    code = (
+        "import sys, wfnb; before = 'duckdb' in sys.modules; "
+        "store_cls = wfnb.DuckDBStore; "
+        "print(before, 'duckdb' in sys.modules, store_cls.__name__, callable(wfnb.sql))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "DuckDBStore", "True"]

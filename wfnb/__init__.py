@@ -36,6 +36,22 @@ from wfnb.store import MemoryStore, Store
 
 __version__ = "0.1.0"
 
+# Loaded on first use, so `import wfnb` (and the engine) does not load duckdb.
+_LAZY = {"DuckDBStore": "wfnb.store.duckdb", "sql": "wfnb.store.duckdb"}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wfnb' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 def load_ipython_extension(ip: object) -> None:
     """``%load_ext wfnb``: register the magics (IPython is imported only now)."""
@@ -56,6 +72,7 @@ __all__ = [
     "Backend",
     "CycleError",
     "DefinitionError",
+    "DuckDBStore",
     "Engine",
     "Event",
     "EventKind",
@@ -93,5 +110,6 @@ __all__ = [
     "ready_steps",
     "skill",
     "skills",
+    "sql",
     "unload_ipython_extension",
 ]

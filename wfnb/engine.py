@@ -155,6 +155,8 @@ class Engine:
         self._live: dict[str, LiveRun] = {}
         self._finished: OrderedDict[str, LiveRun] = OrderedDict()
         self._semaphores: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._holding = False
+        self._releasing: asyncio.Task[None] | None = None
 
     @property
     def owner(self) -> str:
@@ -283,6 +285,9 @@ class Engine:
                 ),
             )
         stored = replace(record, inputs=self.redact(record.inputs)) if self.redact else record
+        if not self._live and not self._holding:
+            await self.store.acquire()  # StoreLocked here means nothing was stored
+            self._holding = True
         await self.store.write(Batch(workflows=definitions, runs=(stored,), steps=copied))
         self._saved_definitions.add(key)
         live = LiveRun(self, workflow, self._plan(workflow), record, restored)
@@ -624,14 +629,26 @@ class Engine:
 
         async def go() -> RunResult:
             handle = await self.start(workflow, inputs)
-            return await handle
+            try:
+                return await handle
+            finally:
+                # Loop-bound state dies with the loop; a paused run lives on in the store.
+                await self._let_go()
 
         try:
             return asyncio.run(go())
         finally:
-            # Loop-bound state dies with the loop; a paused run lives on in the store.
-            self._live.clear()
             self._semaphores.clear()
+
+    async def _let_go(self) -> None:
+        """Forget live runs (their state is in the store) and release the store."""
+        self._live.clear()
+        if self._holding:
+            self._holding = False
+            await self.store.release()
+        if self._releasing is not None:
+            await self._releasing
+            self._releasing = None
 
     async def close(self) -> None:
         """Cancel live runs (recorded as cancelled, resumable), release the backend and store."""
@@ -639,6 +656,7 @@ class Engine:
             live.request_stop("cancelled")
         for live in list(self._live.values()):
             await live.done()
+        await self._let_go()
         await self.backend.close()
         await self.store.close()
 
@@ -659,6 +677,9 @@ class Engine:
     def _forget(self, live: LiveRun) -> None:
         if self._live.get(live.id) is live:
             del self._live[live.id]
+        if not self._live and self._holding:
+            self._holding = False
+            self._releasing = asyncio.get_running_loop().create_task(self.store.release())
         self._finished[live.id] = live
         while len(self._finished) > _KEEP_FINISHED:
             self._finished.popitem(last=False)

@@ -9,7 +9,7 @@ Keys: a `WorkflowRecord` by ``(name, definition_hash)``, a `RunRecord` by
 ``run_id``, a `StepRecord` by ``(run_id, step_id, attempt)``.
 
 Times are Unix epoch seconds (floats): cheap to take on the hot path; stores convert
-them for humans.
+them for humans and need only keep them to the microsecond.
 """
 
 from __future__ import annotations
@@ -132,6 +132,17 @@ class Store(Protocol):
         """Delete finished runs created before ``older_than`` (epoch seconds) with
         their steps and outputs; keep failed ones if asked. Returns how many runs
         were deleted. Runs that are pending, running or paused are never pruned."""
+        ...
+
+    async def acquire(self) -> None:
+        """Keep the store open (files, locks) until the matching `release`. The
+        engine holds it while any run is live, so a store that lets other processes
+        in when idle (DuckDB allows one writing process per file) does not reopen
+        between checkpoints. Raises `StoreLocked` when another process holds it."""
+        ...
+
+    async def release(self) -> None:
+        """Undo one `acquire`."""
         ...
 
     async def close(self) -> None:

@@ -78,5 +78,11 @@ class MemoryStore:
             self._steps.pop(run_id, None)
         return len(doomed)
 
+    async def acquire(self) -> None:
+        return None
+
+    async def release(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
