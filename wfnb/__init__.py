@@ -53,6 +53,20 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext wfnb``: register the magics (IPython is imported only now)."""
+    from wfnb.notebook.magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: object) -> None:
+    """``%unload_ext wfnb`` (and the first half of ``%reload_ext wfnb``)."""
+    from wfnb.notebook.magics import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 __all__ = [
     "ApprovalRejected",
     "Backend",
@@ -92,8 +106,10 @@ __all__ = [
     "WorkflowTimeout",
     "YamlError",
     "build_plan",
+    "load_ipython_extension",
     "ready_steps",
     "skill",
     "skills",
     "sql",
+    "unload_ipython_extension",
 ]

@@ -1,0 +1,104 @@
+"""The cost of the live view: the same workflow with the view attached vs headless.
+
+    python benchmarks/bench_view.py [--reps 7] [--width 20] [--depth 10] [--step-ms 2]
+    python benchmarks/bench_view.py --store duckdb     # durable: a DuckDB file per run
+
+A ``waves`` workflow (depth x width steps, each needing one step of the previous
+wave; every step sleeps ``step-ms``), run on one loop with the same store, so
+what differs between the two runs is only the view: an event subscriber updating
+a `RunState`, the throttled redraw (``dot`` on the render thread) and the widget
+updates (ipywidgets without a kernel: the comm messages go nowhere, everything
+else is real). Runs alternate headless/view; we report medians and their ratio
+(goal: <= 1.1), plus how many redraws the view made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import wfnb
+from wfnb.notebook.runs import NotebookRun
+from wfnb.notebook.widgets import LiveView
+
+
+def waves(width: int, depth: int) -> wfnb.Workflow:
+    steps: dict[str, Any] = {}
+    for d in range(depth):
+        for i in range(width):
+            body: dict[str, Any] = {"code": "step"}
+            if d:
+                body["needs"] = [f"w{d - 1}_{i}"]
+            steps[f"w{d}_{i}"] = body
+    return wfnb.Workflow(name="bench", steps=steps)
+
+
+def make_store(kind: str) -> wfnb.Store | None:
+    if kind == "memory":
+        return None
+    from wfnb.store.duckdb import DuckDBStore
+
+    return DuckDBStore(Path(tempfile.mkdtemp(prefix="wfnb-bench-")) / "runs.duckdb")
+
+
+async def once(
+    wf: wfnb.Workflow, step_s: float, with_view: bool, store: str = "memory"
+) -> tuple[float, int]:
+    async def step() -> None:
+        await asyncio.sleep(step_s)
+
+    engine = wfnb.Engine(store=make_store(store), namespace={"step": step})
+    start = time.perf_counter()
+    run = NotebookRun(engine, asyncio.ensure_future(engine.start(wf)), workflow=wf.name)
+    live = LiveView(engine, run) if with_view else None
+    result = await run
+    elapsed = time.perf_counter() - start
+    assert result.ok, result.error
+    redraws = 0
+    if live is not None:
+        while not live.finished or live.throttle._inflight is not None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the final flush
+        redraws = live.throttle.redraws
+    await engine.close()
+    return elapsed, redraws
+
+
+async def main(reps: int, width: int, depth: int, step_ms: float, store: str) -> None:
+    wf = waves(width, depth)
+    step_s = step_ms / 1000
+    await once(wf, step_s, True, store)  # warm-up: imports, first `dot`
+    headless: list[float] = []
+    viewed: list[float] = []
+    redraws: list[int] = []
+    for _ in range(reps):
+        headless.append((await once(wf, step_s, False, store))[0])
+        elapsed, n = await once(wf, step_s, True, store)
+        viewed.append(elapsed)
+        redraws.append(n)
+    h, v = statistics.median(headless), statistics.median(viewed)
+    print(
+        f"workflow: {depth} waves x {width} steps = {depth * width} steps, {step_ms:g} ms each, "
+        f"{store} store"
+    )
+    for label, runs, median in (("headless ", headless, h), ("with view", viewed, v)):
+        each = ", ".join(f"{x * 1000:.0f}" for x in runs)
+        print(f"{label} median {median * 1000:8.1f} ms   (runs: {each})")
+    print(f"redraws per run: {redraws}")
+    print(f"ratio view/headless: {v / h:.3f}  (goal <= 1.1)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--width", type=int, default=20)
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--step-ms", type=float, default=2.0)
+    parser.add_argument("--store", choices=["memory", "duckdb"], default="memory")
+    args = parser.parse_args()
+    asyncio.run(main(args.reps, args.width, args.depth, args.step_ms, args.store))

@@ -1,0 +1,206 @@
+"""Real kernels driven through jupyter_client, as JupyterLab drives them: execute
+requests, iopub messages, and widget clicks sent as comm messages."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from .conftest import Kernel
+
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(180)]
+
+SETUP = """
+%load_ext wfnb
+import asyncio
+async def work(x=0, delay=0.0):
+    await asyncio.sleep(delay)
+    return x
+"""
+
+GATED = """%%workflow gated
+steps:
+  prep: {code: work, with: {x: 1, delay: 0.3}}
+  review: {approval: {prompt: "Ship it?"}, needs: [prep]}
+  ship: {code: work, needs: [review], with: {x: 2}}
+"""
+
+
+def load(kernel: Kernel) -> None:
+    reply = kernel.run(SETUP)
+    assert reply.status == "ok", reply.error or reply.stderr
+
+
+def test_cell_returns_at_once_and_a_click_on_approve_finishes_the_run(kernel):
+    load(kernel)
+    started = time.monotonic()
+    reply = kernel.run(GATED)
+    assert reply.status == "ok", reply.error or reply.stderr
+    assert time.monotonic() - started < 5
+    assert kernel.value("_wf_run.status.value") in ("pending", "running")
+
+    # The Approve button appears (a comm_open on iopub) once the run pauses.
+    kernel.until(lambda: kernel.widgets("ButtonModel", description="Approve"), what="Approve")
+    assert kernel.value("_wf_run.status.value") == "paused"
+    [comment] = kernel.widgets("TextModel", placeholder="comment (optional)")
+    kernel.set_state(comment, value="lgtm")
+    [approve] = kernel.widgets("ButtonModel", description="Approve")
+    kernel.click(approve)
+
+    reply = kernel.run(
+        "r = await _wf_run.wait()\nprint(r.status.value, r.outputs['ship'], r.outputs['review']['comment'])"
+    )
+    assert reply.status == "ok", reply.error
+    assert reply.stdout.split() == ["completed", "2", "lgtm"]
+    # The view's picture was redrawn in place (comm updates to its HTML widget).
+    updates = [
+        m
+        for m in kernel.messages
+        if m["msg_type"] == "comm_msg"
+        and "<svg" in json.dumps(m["content"]["data"].get("state", {}))
+    ]
+    assert updates and "#a5d6a7" in json.dumps(updates[-1]["content"]["data"])
+    # At the end the display itself is updated in place: widget + final HTML copy.
+    kernel.until(
+        lambda: any(m["msg_type"] == "update_display_data" for m in kernel.messages), what="final"
+    )
+    final = [m for m in kernel.messages if m["msg_type"] == "update_display_data"][-1]
+    data = final["content"]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "completed" in data["text/html"] and "<svg" in data["text/html"]
+
+    # %reload_ext keeps working magics and the engine with its runs.
+    reply = kernel.run("%reload_ext wfnb\n%workflow show {}".format(kernel.value("_wf_run.id")))
+    assert reply.status == "ok", reply.error
+    shown = [m for m in reply.messages if m["msg_type"] == "display_data"]
+    assert any("completed" in m["content"]["data"]["text/plain"] for m in shown)
+
+
+def test_reject_click_fails_the_run_and_cancel_click_cancels(kernel):
+    load(kernel)
+    assert kernel.run(GATED).status == "ok"
+    kernel.until(lambda: kernel.widgets("ButtonModel", description="Reject"), what="Reject")
+    kernel.click(kernel.widgets("ButtonModel", description="Reject")[0])
+    reply = kernel.run("r = await _wf_run.wait()\nprint(r.status.value, r.failed_step)")
+    assert reply.stdout.split() == ["failed", "review"]
+
+    assert (
+        kernel.run("%%workflow long\nsteps:\n  a: {code: work, with: {delay: 60}}\n").status == "ok"
+    )
+    kernel.drain(0.5)
+    cancels = kernel.widgets("ButtonModel", description="Cancel")
+    kernel.click(cancels[-1])
+    reply = kernel.run("r = await _wf_run.wait()\nprint(r.status.value)")
+    assert reply.stdout.strip() == "cancelled"
+
+
+def test_interrupt_cancels_the_awaited_run_not_the_background_one(kernel):
+    load(kernel)
+    assert (
+        kernel.run("%%workflow bg -o bg\nsteps:\n  a: {code: work, with: {delay: 4}}\n").status
+        == "ok"
+    )
+    assert (
+        kernel.run("%%workflow fg\nsteps:\n  a: {code: work, with: {delay: 60}}\n").status == "ok"
+    )
+    msg_id = kernel.send("await _wf_run")
+    time.sleep(1.0)
+    interrupted = time.monotonic()
+    kernel.km.interrupt_kernel()
+    reply = kernel.wait_reply(msg_id, timeout=30)
+    assert reply.status == "error"
+    # ipykernel 7.4 delivers it at the loop's next wake-up; ours is within 0.1 s.
+    assert time.monotonic() - interrupted < 2.0
+    kernel.until(lambda: kernel.value("_wf_run.status.value") == "cancelled", what="cancelled")
+    assert kernel.value("bg.status.value") == "running"
+    reply = kernel.run("print((await bg).status.value)")
+    assert reply.stdout.strip() == "completed"
+    # The interrupted run is resumable.
+    run_id = kernel.value("_wf_run.id")
+    reply = kernel.run(
+        f"%workflow resume {run_id}\nawait asyncio.sleep(0.3)\nprint(_wf_run.status.value)"
+    )
+    assert reply.status == "ok", reply.error
+    assert reply.stdout.strip() == "running"
+
+
+def test_definition_error_in_a_kernel_is_short(kernel):
+    load(kernel)
+    reply = kernel.run("%%workflow bad\nsteps:\n  a: {code: work, needs: [b]}\n")
+    assert reply.status == "ok"
+    assert "step 'a', line 3" in reply.stderr and "Traceback" not in reply.stderr
+
+
+def test_wfsql_queries_the_history(kernel):
+    load(kernel)
+    assert (
+        kernel.run(
+            "%%workflow q\nsteps:\n  a: {code: work, with: {x: 7}}\n  b: {code: work, needs: [a]}\n"
+        ).status
+        == "ok"
+    )
+    assert kernel.run("r = await _wf_run").status == "ok"
+    reply = kernel.run(
+        "df = %wfsql SELECT status, count(*) AS n FROM steps GROUP BY status\nprint(df.to_dict('records'))"
+    )
+    assert reply.status == "ok", reply.error
+    assert "'completed'" in reply.stdout and "'n': 2" in reply.stdout
+    reply = kernel.run("%%wfsql -o runs_df\nSELECT workflow, status FROM runs")
+    assert reply.status == "ok", reply.error
+    assert kernel.value("runs_df.iloc[0]['status']") == "completed"
+    reply = kernel.run("%wfsql DELETE FROM runs")
+    assert "read-only" in reply.stderr + reply.error
+    assert kernel.value("len(runs_df)") == "1"
+
+
+def test_a_run_cut_short_by_a_dead_kernel_resumes_in_the_next(kernel_factory):
+    first = kernel_factory()
+    load(first)
+    first.run(
+        "%%workflow durable\nsteps:\n  a: {code: work, with: {x: 1}}\n  b: {code: work, needs: [a], with: {x: 2, delay: 600}}\n"
+    )
+    first.until(
+        lambda: first.value("_wf_run.step_statuses.get('b', '')") == "StepStatus.RUNNING",
+        what="b running",
+    )
+    run_id = first.value("_wf_run.id")
+    first.km.signal_kernel(signal.SIGKILL)  # a crash: no cleanup, no atexit
+    first.until(lambda: not first.km.is_alive(), what="the kernel to die")
+
+    second = kernel_factory()
+    reply = second.run(SETUP)
+    assert reply.status == "ok", reply.error
+    second.until(
+        lambda: any(
+            m["msg_type"] == "update_display_data"
+            and run_id in m["content"]["data"].get("text/plain", "")
+            for m in second.messages
+        ),
+        what="the interrupted-runs report",
+    )
+    report = next(
+        m["content"]["data"]["text/plain"]
+        for m in second.messages
+        if m["msg_type"] == "update_display_data"
+        and run_id in m["content"]["data"].get("text/plain", "")
+    )
+    assert "1 interrupted run" in report and f"%workflow resume {run_id}" in report
+    [resume] = second.widgets("ButtonModel", description="Resume")
+    # b sleeps 600 s as written: the resumed run must use a fast `work`.
+    second.run("async def work(x=0, delay=0.0):\n    return x")
+    second.click(resume)  # as the browser would
+    second.until(
+        lambda: second.value("globals().get('_wf_run') and _wf_run.id") == run_id,
+        what="the Resume click to bind the resumed run",
+    )
+    reply = second.run("r = await _wf_run\nprint(r.status.value, r.outputs)")
+    assert reply.status == "ok", reply.error
+    assert reply.stdout.startswith("completed") and "'b': 2" in reply.stdout
+    # The history in SQL shows b's two attempts: the one the dead kernel started, and the rerun.
+    query = f"SELECT count(*) AS n FROM steps WHERE run_id = '{run_id}' AND step_id = 'b'"
+    reply = second.run(f"n = %wfsql {query}\nprint(int(n['n'][0]))")
+    assert reply.status == "ok", reply.error
+    assert reply.stdout.strip() == "2"

@@ -1,0 +1,383 @@
+"""The magics in a real IPython shell, with cells run on a running loop as
+ipykernel runs them: option parsing, definition errors, binding, reprs, reload."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import wfnb
+from wfnb.model import RunStatus, StepStatus
+from wfnb.notebook.commands import parse_age
+from wfnb.notebook.runs import NotebookRun
+
+from ..conftest import arun
+from .conftest import Shell
+
+FUNCS = """
+import asyncio
+import importlib.util
+async def work(x=0, delay=0.0):
+    await asyncio.sleep(delay)
+    return x
+"""
+
+
+async def loaded(shell: Shell) -> None:
+    cell = await shell.run("%load_ext wfnb")
+    assert cell.error is None, cell.stderr
+    assert (await shell.run(FUNCS)).error is None
+
+
+def test_cell_magic_returns_before_the_run_ends_and_binds_the_run(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow slow --timeout 30 --concurrency 2 --schedule eager -o mine\n"
+            "steps:\n"
+            "  a: {code: work, with: {x: 1, delay: 0.3}}\n"
+            "  b: {code: work, needs: [a], with: {x: '{{ steps.a.output + 1 }}'}}\n"
+        )
+        assert cell.error is None and cell.result is None, cell.stderr
+        run = shell.ns["_wf_run"]
+        assert isinstance(run, NotebookRun) and shell.ns["mine"] is run
+        assert not run.status.finished, "the cell must return while the run goes on"
+        result = (await shell.run("await _wf_run")).result
+        assert result.status is RunStatus.COMPLETED and result.outputs["b"] == 2
+        wf = run.engine.workflows["slow"]
+        assert (wf.timeout, wf.concurrency, wf.schedule) == (30, 2, "eager")
+
+    arun(go())
+
+
+def test_inputs_expression_with_spaces_braces_and_dollars(shell):
+    async def go():
+        await loaded(shell)
+        shell.ns["base"] = 40
+        cell = await shell.run(
+            "%%workflow calc --inputs {'n': base + 2, 'tag': '$x {y}'}\n"
+            "steps:\n  a: {code: work, with: {x: '{{ inputs.n }}'}}\n"
+        )
+        assert cell.error is None, cell.stderr
+        result = await shell.ns["_wf_run"]
+        assert result.outputs["a"] == 42
+        assert shell.ns["_wf_run"].engine.store  # the run went through the store
+
+    arun(go())
+
+
+def test_definition_errors_are_one_short_message_naming_step_and_line(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow broken\nsteps:\n  a: {code: work}\n  b: {code: work, needs: [aa]}\n"
+        )
+        assert cell.error is None
+        assert "step 'b', line 4" in cell.stderr and "'aa'" in cell.stderr
+        assert "did you mean 'a'" in cell.stderr
+        assert "b: {code: work, needs: [aa]}" in cell.stderr
+        assert "Traceback" not in cell.stderr + cell.stdout
+        assert "_wf_run" not in shell.ns
+        cell = await shell.run("%%workflow nofunc\nsteps:\n  a: {code: wrok}\n")
+        assert "step 'a', line 3" in cell.stderr and "did you mean 'work'" in cell.stderr
+        cell = await shell.run("%%workflow yaml\nsteps:\n  a: {code: work\n")
+        assert "line" in cell.stderr and "Traceback" not in cell.stderr
+
+    arun(go())
+
+
+def test_no_run_registers_and_draws_without_running(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run("%%workflow later --no-run\nsteps:\n  a: {code: not_defined_yet}\n")
+        assert cell.error is None and "registered workflow later (1 steps)" in cell.text
+        assert "_wf_run" not in shell.ns
+        listed = await shell.run("%workflow list")
+        assert "later" in listed.text
+        graph = await shell.run("%workflow graph later")
+        assert "1 steps" in graph.text
+
+    arun(go())
+
+
+def test_approve_from_the_line_magic_keeps_braces_and_dollars(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run(
+            "%%workflow gate\nsteps:\n  ok: {approval: {prompt: 'go?'}}\n"
+            "  after: {code: work, needs: [ok], with: {x: 5}}\n"
+        )
+        run = shell.ns["_wf_run"]
+        paused = await run
+        assert paused.status is RunStatus.PAUSED
+        cell = await shell.run(f'%workflow approve {run.id} ok --comment "{{x}} $y"')
+        assert cell.error is None, cell.stderr
+        result = await run.wait()
+        assert result.status is RunStatus.COMPLETED
+        assert result.outputs["ok"]["comment"] == "{x} $y"
+
+    arun(go())
+
+
+def test_awaiting_cell_cancelled_means_run_cancelled_background_run_untouched(shell):
+    """What a kernel interrupt does (ipykernel cancels the awaiting cell's coroutine)."""
+
+    async def go():
+        await loaded(shell)
+        for name in ("awaited", "background"):
+            await shell.run(
+                f"%%workflow {name} -o {name}\nsteps:\n  a: {{code: work, with: {{delay: 0.5}}}}\n"
+            )
+        waiter = asyncio.ensure_future(shell.ns["awaited"]._await("settled"))
+        await asyncio.sleep(0.1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        done = await shell.ns["awaited"].wait()
+        assert done.status is RunStatus.CANCELLED
+        assert (await shell.ns["background"]).status is RunStatus.COMPLETED
+        resumed = await shell.run(f"%workflow resume {shell.ns['awaited'].id}")
+        assert resumed.error is None
+        assert (await shell.ns["_wf_run"]).status is RunStatus.COMPLETED
+
+    arun(go())
+
+
+def test_rich_repr_of_runs_and_results(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow shown\nsteps:\n  a: {code: work}\n")
+        result = await shell.ns["_wf_run"]
+        formatter = shell.ip.display_formatter
+        for obj in (shell.ns["_wf_run"], shell.ns["_wf_run"].handle, result):
+            html = formatter.format(obj)[0]["text/html"]
+            assert "shown" in html and "completed" in html and "1/1 steps" in html
+
+    arun(go())
+
+
+def test_subcommand_errors_are_usage_errors(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run("%workflow frobnicate")
+        assert cell.error is not None and "unknown %workflow command" in str(cell.error)
+        cell = await shell.run("%workflow prune --older-than soon")
+        assert cell.error is not None and "cannot read age" in str(cell.error)
+        cell = await shell.run("%workflow approve onlyrun")
+        assert cell.error is not None
+
+    arun(go())
+
+
+def test_reload_keeps_the_engine_and_its_live_runs(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow long\nsteps:\n  a: {code: work, with: {delay: 0.3}}\n")
+        run = shell.ns["_wf_run"]
+        engine = run.engine
+        assert (await shell.run("%reload_ext wfnb")).error is None
+        assert "workflow" in shell.ip.magics_manager.magics["cell"]
+        assert shell.ip.magics_manager.magics["line"]["workflow"].__self__.engine is engine
+        assert (await run).status is RunStatus.COMPLETED
+        assert (await shell.run("%unload_ext wfnb")).error is None
+        assert "workflow" not in shell.ip.magics_manager.magics["cell"]
+        assert "wfsql" not in shell.ip.magics_manager.magics["line"]
+
+    arun(go())
+
+
+def test_config_db_is_a_traitlets_setting(shell, tmp_path):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow before\nsteps:\n  a: {code: work}\n")
+        await shell.ns["_wf_run"]
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        first = magics.engine
+        cell = await shell.run(f"%config Wfnb.db = {str(tmp_path / 'x.duckdb')!r}")
+        assert cell.error is None, cell.stderr
+        assert magics.settings.db.endswith("x.duckdb")
+        assert magics.engine is not first, "no live run: the next run uses the new file"
+        assert magics.engine.store.path == tmp_path / "x.duckdb"
+
+    arun(go())
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("5", 5)]
+)
+def test_ages(text, seconds):
+    assert parse_age(text) == seconds
+
+
+def test_runs_show_cancel_and_prune_from_the_line_magic(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow quick\nsteps:\n  a: {code: work, with: {x: 1}}\n")
+        done = shell.ns["_wf_run"]
+        await done
+        await shell.run("%%workflow hang\nsteps:\n  a: {code: work, with: {delay: 60}}\n")
+        hang = shell.ns["_wf_run"]
+        await asyncio.sleep(0.05)
+        wait = "\nimport asyncio\nawait asyncio.sleep(0.2)"
+        cancelled = await shell.run(f"%workflow cancel {hang.id}{wait}")
+        assert f"{hang.id}: cancelled" in cancelled.text
+        runs = await shell.run(f"%workflow runs{wait}")
+        assert done.id in runs.text and hang.id in runs.text and "cancelled" in runs.text
+        only = await shell.run(f"%workflow runs quick{wait}")
+        assert done.id in only.text and hang.id not in only.text
+        shown = await shell.run(f"%workflow show {done.id}")
+        assert f"quick {done.id}: completed" in shown.text
+        missing = await shell.run(f"%workflow show nosuchrun{wait}")
+        assert "RunNotFound" in missing.text
+        pruned = await shell.run(f"%workflow prune --older-than 0s{wait}")
+        assert "pruned 2 runs" in pruned.text
+
+    arun(go())
+
+
+def test_rerun_from_a_step_reuses_what_is_upstream(shell):
+    from wfnb.engine import Engine
+
+    if not hasattr(Engine, "rerun"):
+        pytest.skip("Engine.rerun(run_id, from_step) is not in the engine yet")
+
+    async def go():
+        await loaded(shell)
+        await shell.run("calls = []\ndef note(name):\n    calls.append(name)\n    return name\n")
+        await shell.run(
+            "%%workflow edit\nsteps:\n  a: {code: note, with: {name: a}}\n"
+            "  b: {code: note, needs: [a], with: {name: b}}\n"
+            "  c: {code: note, needs: [b], with: {name: c}}\n"
+        )
+        first = await shell.ns["_wf_run"]
+        cell = await shell.run(f"%workflow rerun {first.run_id} --from b")
+        assert cell.error is None, cell.stderr
+        second = await shell.ns["_wf_run"]
+        assert second.status is RunStatus.COMPLETED and second.outputs["a"] == "a"
+        assert shell.ns["calls"] == ["a", "b", "c", "b", "c"]
+
+    arun(go())
+
+
+def test_wfsql_line_and_cell_forms_bind_dataframes(shell):
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow sq\nsteps:\n  a: {code: work, with: {x: 3}}\n")
+        await shell.ns["_wf_run"]
+        line = await shell.run(
+            "%wfsql -o n SELECT count(*) AS n FROM runs WHERE status = 'completed'"
+        )
+        assert line.error is None, line.stderr
+        assert int(shell.ns["n"]["n"][0]) == 1
+        cell = await shell.run("%%wfsql steps_df\nSELECT step_id, status FROM steps")
+        assert cell.error is None, cell.stderr
+        assert shell.ns["steps_df"].to_dict("records") == [{"step_id": "a", "status": "completed"}]
+        refused = await shell.run("%wfsql DROP TABLE runs")
+        assert "read-only" in refused.stderr
+        await shell.ns["_wf_run"].engine.close()
+
+    arun(go())
+
+
+@pytest.mark.parametrize(
+    ("line", "options", "expression"),
+    [
+        ("etl --timeout 5", "etl --timeout 5", None),
+        ("etl --inputs {'a': 1, 'b': [1, 2]}", "etl ", "{'a': 1, 'b': [1, 2]}"),
+        ("etl -o r --inputs dict(n=base + 1)", "etl -o r ", "dict(n=base + 1)"),
+        ("etl --inputs \"{'a': 1}\" -o r", "etl --inputs \"{'a': 1}\" -o r", None),
+    ],
+)
+def test_inputs_is_the_rest_of_the_line_unless_quoted(line, options, expression):
+    from wfnb.notebook.commands import split_inputs
+
+    assert split_inputs(line) == (options, expression)
+
+
+def test_quoted_inputs_followed_by_options(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow q --inputs \"{'n': 4}\" -o mine\nsteps:\n  a: {code: work, with: {x: '{{ inputs.n }}'}}\n"
+        )
+        assert cell.error is None, cell.stderr
+        assert (await shell.ns["mine"]).outputs["a"] == 4
+
+    arun(go())
+
+
+def test_load_reports_interrupted_runs_and_resume_button_resumes(shell):
+    """A run whose driver died (its owner is a process that no longer exists) is
+    reported with the command and a Resume button; the click resumes it."""
+    import socket
+    import time
+
+    import ipywidgets as w
+
+    from wfnb.engine import Engine
+    from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
+    from wfnb.store.memory import MemoryStore
+
+    async def go():
+        await loaded(shell)
+        workflow = wfnb.Workflow.from_yaml(
+            "steps:\n  a: {code: work, with: {x: 1}}\n  b: {code: work, needs: [a], with: {x: 2}}\n",
+            name="crashed",
+        )
+        now = time.time()
+        dead = f"{socket.gethostname()}:999999999:0"
+        store = MemoryStore()
+        await store.write(
+            Batch(
+                workflows=(
+                    WorkflowRecord("crashed", workflow.to_yaml(), workflow.definition_hash, now),
+                ),
+                runs=(
+                    RunRecord(
+                        "deadbeef0001",
+                        "crashed",
+                        workflow.definition_hash,
+                        RunStatus.RUNNING,
+                        {},
+                        now,
+                        started_at=now,
+                        owner=dead,
+                    ),
+                ),
+                steps=(
+                    StepRecord(
+                        "deadbeef0001",
+                        "a",
+                        1,
+                        StepStatus.COMPLETED,
+                        now,
+                        now,
+                        output=1,
+                        has_output=True,
+                    ),
+                    StepRecord("deadbeef0001", "b", 1, StepStatus.RUNNING, now),
+                ),
+            )
+        )
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        magics._engine = Engine(store=store, namespace=shell.ns)
+        from IPython.utils.capture import capture_output
+
+        with capture_output() as captured:
+            panel = await magics.report_interrupted()
+        [update] = [o.data for o in captured.outputs if "interrupted" in o.data["text/plain"]]
+        assert "1 interrupted run" in update["text/plain"]
+        assert "`%workflow resume deadbeef0001`" in update["text/plain"]
+        assert update["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.model_id
+        [resume] = [
+            b for row in panel.children[1:] for b in row.children if isinstance(b, w.Button)
+        ]
+        resume.click()
+        await asyncio.sleep(0.05)
+        run = shell.ns["_wf_run"]
+        result = await run
+        assert result.status is RunStatus.COMPLETED and result.outputs == {"a": 1, "b": 2}
+        assert len(panel.children) == 3, "the resumed run's live view joins the panel"
+
+    arun(go())

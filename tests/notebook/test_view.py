@@ -1,0 +1,171 @@
+"""The renderer and the throttle, without a kernel: colours, shapes, fallbacks and
+the bound on redraws that keeps the view from slowing a run."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+
+import pytest
+
+import wfnb
+from wfnb.events import Event, EventKind
+from wfnb.model import RunStatus, StepStatus
+from wfnb.notebook import view
+from wfnb.notebook.state import RunState
+
+from ..conftest import arun, wf
+
+
+def state_of(text: str, **statuses: StepStatus) -> RunState:
+    workflow = wf(text)
+    state = RunState(run_id="r1", workflow=workflow.name, plan=wfnb.build_plan(workflow))
+    for sid, status in statuses.items():
+        state.steps[sid].status = status
+    return state
+
+
+ALL = """
+steps:
+  a: {code: work}
+  b: {code: work, needs: [a]}
+  c: {code: work, needs: [a]}
+  d: {code: work, needs: [b, c]}
+  e: {code: work, needs: [d]}
+  f: {code: work, needs: [e]}
+  g: {code: work, needs: [f]}
+"""
+
+
+def node_line(source: str, sid: str) -> str:
+    return next(line for line in source.splitlines() if line.strip().startswith(f"s_{sid} ["))
+
+
+def test_each_status_has_its_own_colour_in_the_dot_source():
+    statuses = dict(zip("abcdefg", StepStatus, strict=True))
+    source = view.dot_source(state_of(ALL, **statuses))
+    for sid, status in statuses.items():
+        assert f'fillcolor="{view.STATUS_COLORS[status]}"' in node_line(source, sid), status
+    assert len(set(view.STATUS_COLORS.values())) == len(StepStatus)
+
+
+def test_waves_are_ranks_left_to_right():
+    source = view.dot_source(state_of(ALL))
+    assert "rankdir=LR" in source
+    ranks = re.findall(r"subgraph (wave_\w+) \{\s*rank=same((?:\s*s_\w+ \[[^\]]*\])*)", source)
+    members = [re.findall(r"s_(\w+) \[", body) for _name, body in ranks]
+    assert members[:3] == [["a"], ["b", "c"], ["d"]]
+
+
+def test_tooltips_carry_durations_attempts_and_errors():
+    state = state_of(ALL, a=StepStatus.COMPLETED, b=StepStatus.FAILED)
+    state.steps["a"].started, state.steps["a"].ended = 10.0, 11.5
+    state.steps["b"].attempt, state.steps["b"].error = 3, "ValueError: boom"
+    source = view.dot_source(state)
+    assert "a: completed · 1.5 s" in node_line(source, "a")
+    assert "attempt 3" in node_line(source, "b")
+    assert "error: ValueError: boom" in node_line(source, "b")
+
+
+def test_loop_bodies_are_clusters_with_iteration_counts():
+    text = """
+steps:
+  a: {code: work}
+  l: {loop: {for_each: "[1, 2, 3]", body: [x, y]}, needs: [a]}
+  x: {code: work}
+  y: {code: work, needs: [x]}
+"""
+    state = state_of(text)
+    for i in range(3):
+        state.apply(Event(EventKind.STEP_STARTED, "r1", "wf", f"x[{i}]", 1))
+    source = view.dot_source(state)
+    cluster = source[source.index("subgraph cluster_l") :]
+    assert "s_x [" in cluster and "s_y [" in cluster and "s_x -> s_y" in cluster
+    assert 'label="x ×3"' in node_line(source, "x")
+
+
+@pytest.mark.skipif(not view.has_dot(), reason="needs Graphviz's dot")
+def test_svg_is_embeddable_and_coloured():
+    svg = view.svg_from_dot(view.dot_source(state_of(ALL, a=StepStatus.FAILED)))
+    assert svg.startswith("<svg") and "<?xml" not in svg
+    assert view.STATUS_COLORS[StepStatus.FAILED] in svg
+
+
+def test_a_large_dag_collapses_waves_but_keeps_failing_steps():
+    steps = {"root": {"code": "work"}}
+    steps.update({f"s{i}": {"code": "work", "needs": ["root"]} for i in range(400)})
+    workflow = wfnb.Workflow(name="big", steps=steps)
+    state = RunState(run_id="r", workflow="big", plan=wfnb.build_plan(workflow))
+    state.steps["s7"].status = StepStatus.FAILED
+    source = view.dot_source(state)
+    assert source.count("[label=") < 10
+    assert "s_s7 [" in source and "399 steps" in source
+    edges = [line for line in source.splitlines() if "->" in line]
+    assert edges and not any(":" in line for line in edges), "a ':' in a node id is a DOT port"
+    if view.has_dot():
+        start = time.perf_counter()
+        view.svg_from_dot(source)
+        assert time.perf_counter() - start < 5
+
+
+def test_without_dot_the_view_is_a_table_and_says_once_how_to_install(monkeypatch):
+    monkeypatch.setattr(view, "has_dot", lambda: False)
+    monkeypatch.setattr(view, "_hint_shown", False)
+    state = state_of(ALL, a=StepStatus.FAILED)
+    first, second = view.picture_html(state), view.picture_html(state)
+    assert "install graphviz" in first.lower() and "<table" in first
+    assert "install graphviz" not in second.lower() and "<table" in second
+    assert view.STATUS_COLORS[StepStatus.FAILED] in second
+
+
+def test_state_follows_events_and_ignores_other_runs():
+    state = state_of(ALL)
+    assert not state.apply(Event(EventKind.STEP_STARTED, "other", "wf", "a", 1))
+    state.apply(Event(EventKind.RUN_STARTED, "r1", "wf"))
+    state.apply(Event(EventKind.STEP_STARTED, "r1", "wf", "a", 1, at=1.0))
+    state.apply(Event(EventKind.STEP_COMPLETED, "r1", "wf", "a", 1, at=3.0))
+    state.apply(Event(EventKind.STEP_WAITING, "r1", "wf", "b", 1, data={"prompt": "ok?"}))
+    assert state.status is RunStatus.RUNNING
+    assert state.steps["a"].duration == 2.0 and state.done == 1 and state.total == 7
+    assert state.waiting == {"b": "ok?"}
+    state.apply(Event(EventKind.STEP_COMPLETED, "r1", "wf", "b", 1))
+    assert state.waiting == {}
+
+
+async def _throttled(changes: int, interval: float, spread: float) -> tuple[int, float, list[int]]:
+    loop = asyncio.get_running_loop()
+    counter = {"n": 0}
+    delivered: list[int] = []
+    threads: set[str] = set()
+
+    def render(n: int) -> int:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.01)  # like a small `dot`
+        return n
+
+    throttle = view.Throttle(
+        loop, lambda: counter["n"], render, delivered.append, interval=interval
+    )
+    start = time.monotonic()
+    for _ in range(changes):
+        counter["n"] += 1
+        throttle.poke()
+        await asyncio.sleep(spread / changes)
+    elapsed = time.monotonic() - start
+    await throttle.flush()
+    assert threads == {"wfnb-render_0"}, "renders must run off the loop"
+    return throttle.redraws, elapsed, delivered
+
+
+def test_500_rapid_changes_cost_a_bounded_number_of_redraws():
+    redraws, elapsed, delivered = arun(_throttled(500, interval=0.05, spread=0.5))
+    assert redraws <= elapsed / 0.05 + 3
+    assert redraws < 25
+    assert delivered[-1] == 500, "the last picture shows the last state"
+
+
+def test_a_burst_within_one_interval_is_one_or_two_redraws():
+    redraws, _elapsed, delivered = arun(_throttled(500, interval=10.0, spread=0.0))
+    assert redraws <= 2 and delivered[-1] == 500

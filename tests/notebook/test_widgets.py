@@ -1,0 +1,198 @@
+"""The live view with a real engine and real ipywidgets (no kernel: comm messages
+go nowhere, everything else is what a notebook runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import ipywidgets as w
+
+import wfnb
+from wfnb.model import RunStatus, StepStatus
+from wfnb.notebook import view
+from wfnb.notebook.runs import NotebookRun
+from wfnb.notebook.widgets import LiveView
+
+from ..conftest import arun, wf
+
+
+async def work(x: int = 0, delay: float = 0.0) -> int:
+    await asyncio.sleep(delay)
+    return x
+
+
+def start(
+    engine: wfnb.Engine, workflow: wfnb.Workflow, **kw: object
+) -> tuple[NotebookRun, LiveView]:
+    run = NotebookRun(engine, asyncio.ensure_future(engine.start(workflow)), workflow=workflow.name)
+    return run, LiveView(engine, run, **kw)  # type: ignore[arg-type]
+
+
+async def settled_view(live: LiveView) -> None:
+    for _ in range(300):
+        if live.finished and live.throttle._inflight is None and live.throttle._closed:
+            await asyncio.sleep(0.05)
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the view never drew its final picture")
+
+
+def buttons(box: w.Widget, description: str) -> list[w.Button]:
+    found = []
+    stack = [box]
+    while stack:
+        widget = stack.pop()
+        if isinstance(widget, w.Button) and widget.description == description:
+            found.append(widget)
+        stack.extend(getattr(widget, "children", ()))
+    return found
+
+
+def test_a_500_step_run_is_drawn_a_bounded_number_of_times_and_ends_green():
+    steps = {
+        f"s{i}": {"code": "work", **({"needs": [f"s{i - 1}"]} if i % 50 else {})}
+        for i in range(500)
+    }
+
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        drawn: list[int] = []
+
+        def picture(state):
+            drawn.append(state.done)
+            return view.picture_html(state)
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        run, live = start(
+            engine, wfnb.Workflow(name="many", steps=steps), interval=0.05, picture=picture
+        )
+        result = await run
+        elapsed = loop.time() - started
+        await settled_view(live)
+        assert result.status is RunStatus.COMPLETED
+        # ~1500 events (start + complete per step, run events) -> few redraws.
+        assert live.throttle.redraws <= elapsed / 0.05 + 3
+        assert drawn[-1] == 500
+        assert live.progress.value == 500 and live.progress.description == "500/500"
+        assert "completed" in live.header.value and live.cancel_button.disabled
+        if view.has_dot():
+            assert view.STATUS_COLORS[StepStatus.COMPLETED] in live.picture.value
+            assert view.STATUS_COLORS[StepStatus.PENDING] not in live.picture.value
+        await engine.close()
+
+    arun(go())
+
+
+def test_a_click_on_another_thread_with_its_own_loop_reaches_the_run():
+    """ipykernel 7.0-7.3 runs on_click on a subshell thread that has its own event
+    loop (DESIGN §6): the view must hand the decision to the kernel loop."""
+    text = """
+steps:
+  check: {approval: {prompt: "Ship {{ inputs.n }}?"}}
+  ship: {code: work, needs: [check], with: {x: 3}}
+inputs: {n: 2}
+"""
+
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        run, live = start(engine, wf(text))
+        paused = await run
+        assert paused.status is RunStatus.PAUSED
+        await asyncio.sleep(0.01)
+        [row] = live.approvals.children
+        assert "Ship 2?" in row.children[0].value
+        row.children[1].value = "from a subshell"
+        [approve] = buttons(live.box, "Approve")
+
+        def subshell() -> None:
+            loop = asyncio.new_event_loop()  # what a subshell thread has
+            asyncio.set_event_loop(loop)
+            try:
+                approve.click()
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=subshell)
+        thread.start()
+        thread.join()
+        result = await asyncio.wait_for(run.wait(), 5)
+        assert result.status is RunStatus.COMPLETED
+        assert result.outputs["check"]["comment"] == "from a subshell"
+        await settled_view(live)
+        assert live.approvals.children == ()
+        await engine.close()
+
+    arun(go())
+
+
+def test_cancel_button_cancels_and_a_failed_step_shows_its_error():
+    async def boom() -> None:
+        raise ValueError("the source is gone")
+
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work, "boom": boom})
+        run, live = start(engine, wf("steps:\n  a: {code: work, with: {delay: 30}}\n"))
+        await asyncio.sleep(0.05)
+        [cancel] = buttons(live.box, "Cancel")
+        cancel.click()
+        assert (await asyncio.wait_for(run.wait(), 5)).status is RunStatus.CANCELLED
+
+        run, live = start(engine, wf("steps:\n  a: {code: boom}\n"))
+        assert (await run).status is RunStatus.FAILED
+        await settled_view(live)
+        assert "step &#x27;a&#x27; failed" in live.error.value
+        assert "the source is gone" in live.error.value
+        assert "failed" in live.bundle(final=True)["text/html"]
+        await engine.close()
+
+    arun(go())
+
+
+def test_approvals_inside_a_loop_are_decided_per_iteration():
+    text = """
+steps:
+  each: {loop: {for_each: "[1, 2]", body: [ok]}}
+  ok: {approval: {prompt: "item {{ loop.item }}?"}}
+"""
+
+    async def go():
+        engine = wfnb.Engine()
+        run, live = start(engine, wf(text))
+        for expected in ("ok[0]", "ok[1]"):
+            assert (await run).status is RunStatus.PAUSED
+            await asyncio.sleep(0.01)
+            [row] = live.approvals.children
+            assert expected in row.children[0].value
+            [approve] = buttons(live.box, "Approve")
+            approve.click()
+            for _ in range(100):  # the run goes on: wait until it leaves the pause
+                await asyncio.sleep(0.01)
+                if run.status is not RunStatus.PAUSED:
+                    break
+        result = await asyncio.wait_for(run.wait(), 5)
+        assert result.status is RunStatus.COMPLETED
+        await engine.close()
+
+    arun(go())
+
+
+def test_the_view_comes_to_rest_with_the_true_statuses_even_if_it_missed_events():
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        run, live = start(
+            engine,
+            wf("steps:\n  a: {code: work, with: {delay: 0.05}}\n  b: {code: work, needs: [a]}\n"),
+        )
+        await asyncio.sleep(0)  # attached, nothing has run yet
+        await asyncio.sleep(0)
+        assert live.state is not None
+        live._subscription.close()  # as if every event were dropped
+        assert (await run).status is RunStatus.COMPLETED
+        await settled_view(live)
+        assert live.progress.value == 2 and "completed" in live.header.value
+        assert {v.status for v in live.state.steps.values()} == {StepStatus.COMPLETED}
+        await engine.close()
+
+    arun(go())

@@ -1,0 +1,366 @@
+"""Drawing a run: graphviz SVG (or an HTML table without ``dot``) and the throttle
+that keeps redraws from ever slowing the run.
+
+The split is deliberate: `dot_source` is cheap pure Python and runs on the kernel
+loop against a consistent `RunState`; `svg_from_dot` runs the ``dot`` program, which
+takes tens of milliseconds on a big graph, so the `Throttle` runs it on a thread of
+its own and hands the SVG back to the loop. graphviz is imported inside the
+functions that draw, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+from wfnb.dag import Plan
+from wfnb.model import StepStatus
+from wfnb.notebook.state import RunState, StepView, describe, short
+
+#: fill colours by step status (colour-blind-safe pairs: hue and lightness differ)
+STATUS_COLORS: dict[StepStatus, str] = {
+    StepStatus.PENDING: "#eeeeee",
+    StepStatus.RUNNING: "#90caf9",
+    StepStatus.WAITING_APPROVAL: "#ffcc80",
+    StepStatus.COMPLETED: "#a5d6a7",
+    StepStatus.FAILED: "#ef9a9a",
+    StepStatus.SKIPPED: "#fafafa",
+    StepStatus.CANCELLED: "#bdbdbd",
+}
+#: past this many nodes a wave is drawn as one summary node (failed and waiting
+#: steps stay visible), because dot lays out thousands of nodes slowly and unreadably
+MAX_NODES = 120
+INSTALL_HINT = (
+    "Graphviz's `dot` program is not installed, so wfnb shows a table instead of the "
+    "DAG. Install it with `apt-get install graphviz`, `conda install graphviz` or "
+    "`brew install graphviz`, then re-run the cell."
+)
+_hint_shown = False
+_executor: ThreadPoolExecutor | None = None
+
+
+def has_dot() -> bool:
+    return shutil.which("dot") is not None
+
+
+def _id(sid: str) -> str:
+    return "s_" + sid
+
+
+def _tooltip(sid: str, view: StepView) -> str:
+    facts = describe(view)
+    parts = [f"{sid}: {facts['status']}"]
+    if facts["attempt"] and facts["attempt"] > 1:
+        parts.append(f"attempt {facts['attempt']}")
+    if facts["duration"]:
+        parts.append(facts["duration"])
+    if facts["iterations"]:
+        parts.append(f"{facts['iterations']} iterations")
+    if facts["error"]:
+        parts.append(f"error: {facts['error']}")
+    return " · ".join(parts)
+
+
+def _node_attrs(sid: str, view: StepView) -> dict[str, str]:
+    label = sid if not view.iterations else f"{sid} ×{view.iterations}"
+    attrs = {
+        "label": label,
+        "fillcolor": STATUS_COLORS[view.status],
+        "tooltip": _tooltip(sid, view),
+    }
+    if view.status is StepStatus.SKIPPED:
+        attrs["style"] = "filled,dashed"
+    elif view.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL):
+        attrs["penwidth"] = "2"
+    return attrs
+
+
+def dot_source(state: RunState) -> str:
+    """The DOT text of the run: left to right, one rank per wave, loop bodies as
+    clusters, every node coloured by status with its facts in the tooltip."""
+    import graphviz
+
+    graph = graphviz.Digraph(
+        name=f"wfnb_{state.run_id}",
+        graph_attr={
+            "rankdir": "LR",
+            "tooltip": f"{state.workflow} {state.run_id}: {state.status.value}",
+            "bgcolor": "transparent",
+            "nodesep": "0.15",
+            "ranksep": "0.35",
+        },
+        node_attr={
+            "shape": "box",
+            "style": "filled,rounded",
+            "fontname": "Helvetica",
+            "fontsize": "10",
+            "height": "0.3",
+        },
+        edge_attr={"arrowsize": "0.6", "color": "#888888"},
+    )
+    big = len(state.steps) > MAX_NODES
+    shown = _draw_plan(graph, state, state.plan, summarize=big)
+    _draw_edges(graph, state.plan, shown)
+    source: str = graph.source
+    return source
+
+
+def _draw_edges(graph: Any, plan: Plan, shown: dict[str, str]) -> None:
+    """One edge per pair of drawn nodes (summary nodes would otherwise repeat them)."""
+    seen: set[tuple[str, str]] = set()
+    for sid in plan.steps:
+        for need in sorted(plan.needs[sid]):
+            pair = (shown[need], shown[sid])
+            if pair[0] != pair[1] and pair not in seen:
+                seen.add(pair)
+                graph.edge(pair[0], pair[1])
+
+
+def _draw_plan(graph: Any, state: RunState, plan: Plan, *, summarize: bool) -> dict[str, str]:
+    """Draw ``plan``'s nodes into ``graph``; returns step id -> the id of the node
+    drawn for it (its own, or its wave's summary node). Node ids are ``s_<step>``
+    (step ids are ``[A-Za-z0-9_-]``, so never a DOT port like ``a:b``)."""
+    shown: dict[str, str] = {}
+    for index, wave in enumerate(plan.waves):
+        with graph.subgraph(name=f"wave_{plan.steps[0]}_{index}") as rank:
+            rank.attr(rank="same")
+            plain = [sid for sid in wave if sid not in plan.bodies]
+            if summarize and len(plain) > 3:
+                keep = [
+                    s
+                    for s in plain
+                    if state.steps[s].status
+                    in (StepStatus.FAILED, StepStatus.WAITING_APPROVAL, StepStatus.RUNNING)
+                ][:10]
+                rest = [s for s in plain if s not in keep]
+                for sid in keep:
+                    rank.node(_id(sid), **_node_attrs(sid, state.steps[sid]))
+                    shown[sid] = _id(sid)
+                if rest:
+                    # Not an "s_" id, so it can never collide with a step's node.
+                    node = f"w_{plan.steps[0]}_{index}"
+                    name = f"wave {index + 1}: {len(rest)} steps"
+                    rank.node(node, **_summary_attrs(name, [state.steps[s] for s in rest]))
+                    shown.update(dict.fromkeys(rest, node))
+            else:
+                for sid in plain:
+                    rank.node(_id(sid), **_node_attrs(sid, state.steps[sid]))
+                    shown[sid] = _id(sid)
+        for sid in wave:
+            body = plan.bodies.get(sid)
+            if body is None:
+                continue
+            view = state.steps[sid]
+            with graph.subgraph(name=f"cluster_{sid}") as cluster:
+                cluster.attr(
+                    label=f"loop {sid}" + (f" ×{view.iterations}" if view.iterations else ""),
+                    style="rounded,filled",
+                    fillcolor="#fbfbfb",
+                    color=STATUS_COLORS[view.status],
+                    penwidth="2",
+                    tooltip=_tooltip(sid, view),
+                    fontname="Helvetica",
+                    fontsize="10",
+                )
+                cluster.node(_id(sid), shape="point", width="0.08", tooltip=_tooltip(sid, view))
+                inner = _draw_plan(cluster, state, body, summarize=summarize)
+                _draw_edges(cluster, body, inner)
+                for first in body.waves[0]:
+                    cluster.edge(_id(sid), inner[first], style="dotted")
+            shown[sid] = _id(sid)
+    return shown
+
+
+def _summary_attrs(name: str, views: list[StepView]) -> dict[str, str]:
+    counts: dict[StepStatus, int] = {}
+    for view in views:
+        counts[view.status] = counts.get(view.status, 0) + 1
+    worst = next((status for status in _SEVERITY if counts.get(status)), StepStatus.PENDING)
+    text = ", ".join(f"{n} {status.value}" for status, n in counts.items())
+    return {
+        "label": f"{name}\n{text}",
+        "fillcolor": STATUS_COLORS[worst],
+        "tooltip": f"{name}: {text}",
+        "shape": "box3d",
+    }
+
+
+_SEVERITY = (
+    StepStatus.FAILED,
+    StepStatus.WAITING_APPROVAL,
+    StepStatus.RUNNING,
+    StepStatus.CANCELLED,
+    StepStatus.PENDING,
+    StepStatus.COMPLETED,
+    StepStatus.SKIPPED,
+)
+
+
+def svg_from_dot(source: str) -> str:
+    """Run ``dot`` (blocking: call it off the loop). Raises graphviz.ExecutableNotFound."""
+    import graphviz
+
+    svg: str = graphviz.pipe("dot", "svg", source.encode(), quiet=True).decode()
+    # Drop the XML prolog and doctype so the SVG embeds in HTML.
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
+
+
+def table_html(state: RunState) -> str:
+    """The fallback view: one row per step, coloured by status."""
+    rows = []
+    for sid, view in state.steps.items():
+        facts = describe(view)
+        colour = STATUS_COLORS[view.status]
+        rows.append(
+            f"<tr><td>{html.escape(sid)}</td>"
+            f'<td style="background:{colour}">{facts["status"]}</td>'
+            f"<td>{facts['duration']}</td><td>{html.escape(facts['error'])}</td></tr>"
+        )
+    return (
+        '<table class="wfnb-steps"><thead><tr><th>step</th><th>status</th>'
+        "<th>duration</th><th>error</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def picture_html(state: RunState, svg: str | None = None) -> str:
+    """The DAG as SVG (rendered here unless given), or the table plus, once per
+    process, how to install Graphviz."""
+    global _hint_shown
+    if svg is None and has_dot():
+        try:
+            svg = svg_from_dot(dot_source(state))
+        except Exception:  # noqa: BLE001 - a broken dot must not break the view
+            svg = None
+    if svg is not None:
+        return f'<div class="wfnb-dag" style="overflow:auto;max-height:600px">{svg}</div>'
+    hint = ""
+    if not _hint_shown:
+        _hint_shown = True
+        hint = f'<p class="wfnb-hint"><em>{html.escape(INSTALL_HINT)}</em></p>'
+    return hint + table_html(state)
+
+
+def summary_html(state: RunState, *, picture: bool = True) -> str:
+    """A compact summary (the rich repr of a run): status, progress, error, DAG."""
+    colour = {
+        "completed": "#2e7d32",
+        "failed": "#c62828",
+        "cancelled": "#616161",
+        "paused": "#ef6c00",
+    }.get(state.status.value, "#1565c0")
+    line = (
+        f"<b>{html.escape(state.workflow)}</b> run <code>{state.run_id}</code>: "
+        f'<span style="color:{colour};font-weight:bold">{state.status.value}</span> '
+        f"· {state.done}/{state.total} steps done"
+    )
+    parts = [f'<div class="wfnb-run">{line}']
+    failed = state.failed_step
+    if failed is not None or state.error:
+        text = f"step {failed[0]!r}: {failed[1]}" if failed else state.error
+        error = html.escape(short(text, 2000))
+        parts.append(f'<pre style="color:#c62828;white-space:pre-wrap">{error}</pre>')
+    if state.waiting:
+        waits = ", ".join(html.escape(s) for s in state.waiting)
+        parts.append(f"<div>waiting for approval: {waits}</div>")
+    if picture:
+        parts.append(picture_html(state))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+def render_executor() -> ThreadPoolExecutor:
+    """One thread for every view's ``dot`` calls: renders never compete with the
+    engine's thread pool for sync steps, and never pile up."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wfnb-render")
+    return _executor
+
+
+class Throttle(Generic[P, R]):
+    """Coalesces change notifications into at most one redraw per ``interval``.
+
+    ``poke()`` is called on the loop at every change and costs a flag check. A
+    redraw takes a snapshot with ``produce`` (on the loop), renders it with
+    ``render`` on the render thread, and hands the result to ``deliver`` back on
+    the loop. At most one render is in flight; changes during it are folded into
+    the next one. So N changes within T seconds cost at most T/interval + 2
+    renders, whatever N is, and the loop never waits for a render.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        produce: Callable[[], P],
+        render: Callable[[P], R],
+        deliver: Callable[[R], None],
+        *,
+        interval: float = 0.25,
+    ) -> None:
+        self.loop = loop
+        self.produce = produce
+        self.render = render
+        self.deliver = deliver
+        self.interval = interval
+        self.redraws = 0
+        # The first redraw waits one interval too: a short run finishes before it,
+        # and its only picture is the final one, drawn after the run has ended.
+        self._last = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._inflight: asyncio.Future[R] | None = None
+        self._dirty = False
+        self._closed = False
+
+    def poke(self) -> None:
+        if self._closed:
+            return
+        if self._timer is not None or self._inflight is not None:
+            self._dirty = True
+            return
+        delay = max(0.0, self._last + self.interval - time.monotonic())
+        self._timer = self.loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._dirty = False
+        self.redraws += 1
+        self._last = time.monotonic()
+        payload = self.produce()
+        self._inflight = self.loop.run_in_executor(render_executor(), self.render, payload)
+        self._inflight.add_done_callback(self._rendered)
+
+    def _rendered(self, future: asyncio.Future[R]) -> None:
+        self._inflight = None
+        if not future.cancelled() and future.exception() is None and not self._closed:
+            self.deliver(future.result())
+        if self._dirty:
+            self._dirty = False
+            self.poke()
+
+    async def flush(self) -> None:
+        """Draw the current state now (the final picture) and stop scheduling."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._inflight is not None:
+            await asyncio.wait({self._inflight})
+        self._closed = True
+        self.redraws += 1
+        result = await self.loop.run_in_executor(render_executor(), self.render, self.produce())
+        self.deliver(result)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
