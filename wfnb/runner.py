@@ -186,8 +186,11 @@ class LiveRun:
             await self._finish()
         except StoreError as exc:
             self.failure = self.failure or ("", f"the checkpoint store failed: {exc}")
-            self.status = RunStatus.FAILED
-            self._publish(EventKind.RUN_FAILED, error=str(exc))
+            try:  # the store may take the run's end even if it refused a step
+                await self._set_status(RunStatus.FAILED, ended=True, error=self.error_text())
+            except StoreError:
+                self.status = RunStatus.FAILED
+                self._publish(EventKind.RUN_FAILED, error=str(exc))
         except Exception as exc:  # the run must always settle, whatever went wrong
             self.failure = self.failure or ("", f"internal error: {type(exc).__name__}: {exc}")
             self.status = RunStatus.FAILED
@@ -326,7 +329,9 @@ class LiveRun:
                 while scope.finished:
                     self._apply(scope, scope.finished.popleft())
                 if scope.store_error is not None:
-                    raise scope.store_error
+                    error, scope.store_error = scope.store_error, None
+                    if not await self._salvage(scope, error):
+                        raise error
                 starts: list[str] = []
                 halt = self.stop_reason is not None or (scope.failed and self.workflow.fail_fast)
                 if not halt:
@@ -353,7 +358,8 @@ class LiveRun:
                 future.cancel()
             if frame.owner is not None:
                 self.in_body.pop(frame.owner, None)
-        return all(progress.status[sid] in SATISFIED for sid in plan.steps)
+        # From the run's statuses, not `progress`: a salvaged step failed after the fact.
+        return all(self.statuses.get(frame.instance(sid)) in SATISFIED for sid in plan.steps)
 
     def shutting_down(self) -> bool:
         """True when the run's own task is being cancelled: its event loop is going
@@ -456,9 +462,15 @@ class LiveRun:
                 time.time(),
                 error=self._cancel_text(),
             )
-        elif isinstance(future.exception(), StoreError):
-            scope.store_error = future.exception()
-            return
+        elif isinstance(error := future.exception(), StoreError):
+            # The step's own bookkeeping (a retry's records) could not be written:
+            # a failure of the step, recorded (or refused) like any other.
+            outcome = Outcome(
+                StepStatus.FAILED,
+                self.attempts[instance],
+                time.time(),
+                error=f"the checkpoint store failed: {error}",
+            )
         else:
             outcome = future.result()
         self.engine.crash.hit("finished", instance)
@@ -509,6 +521,50 @@ class LiveRun:
                 if self.workflow.fail_fast:
                     self.request_stop("failed")
 
+    async def _salvage(self, scope: _Scope, error: BaseException) -> bool:
+        """The store refused a batch, typically for an output it cannot keep (a
+        lock, a socket). Write its records one by one, the refused output's step as
+        failed without it and the steps it kept from starting as cancelled, then
+        stop like fail-fast: the store never shows a run abandoned `running`.
+        False when the store takes nothing at all: then it is gone, and the run
+        ends as a crash would (resume picks it up)."""
+        records, scope.refused = scope.refused, []
+        store = self.engine.store
+        stored = False
+        for record in records:
+            if record.status is StepStatus.RUNNING:  # a before-record: never started
+                record = replace(
+                    record,
+                    status=StepStatus.CANCELLED,
+                    ended_at=time.time(),
+                    error=f"not started: the store refused a checkpoint ({error})",
+                )
+            try:
+                await store.write(Batch(steps=(record,)))
+                stored = True
+                continue
+            except StoreError as exc:
+                if not record.has_output:
+                    continue
+                reason = f"its output could not be stored: {exc}"
+            failed = replace(
+                record, status=StepStatus.FAILED, output=None, has_output=False, error=reason
+            )
+            try:
+                await store.write(Batch(steps=(failed,)))
+            except StoreError:
+                continue
+            stored = True
+            self.statuses[failed.step_id] = StepStatus.FAILED
+            self.outputs.pop(failed.step_id, None)
+            self.errors[failed.step_id] = reason
+            scope.failed = True
+            if not scope.frame.index and self.failure is None:
+                self.failure = (failed.step_id, reason)
+        if stored and not scope.frame.index:
+            self.request_stop("failed")
+        return stored
+
     def _write_then_start(self, scope: _Scope, starts: list[str]) -> None:
         """Write the scope's pending records; once durable, announce the outcomes
         and start ``starts``. Not awaited: the driver goes on collecting, so writes
@@ -547,6 +603,7 @@ class LiveRun:
             error = None if task.cancelled() else task.exception()
             if error is not None:
                 scope.store_error = error
+                scope.refused.extend(batch)
                 for slot in slots.values():
                     if not slot.done():
                         slot.cancel()
@@ -769,6 +826,8 @@ class _Scope:
         self.wake = asyncio.Event()
         self.failed = False
         self.store_error: BaseException | None = None
+        #: records of batches the store refused, to be salvaged one by one
+        self.refused: list[StepRecord] = []
 
     def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
         self.finished.append(sid)
