@@ -166,11 +166,12 @@ class Engine:
 
     def register(self, workflow: Workflow) -> Workflow:
         """Check ``workflow``'s graph and make it available to ``workflow:`` steps."""
-        self._plan(workflow)
+        self.plan(workflow)
         self.workflows[workflow.name] = workflow
         return workflow
 
-    def _plan(self, workflow: Workflow) -> Plan:
+    def plan(self, workflow: Workflow) -> Plan:
+        """The checked plan of ``workflow``, built once per definition."""
         key = (workflow.name, workflow.definition_hash)
         plan = self._plans.get(key)
         if plan is None:
@@ -290,7 +291,7 @@ class Engine:
             self._holding = True
         await self.store.write(Batch(workflows=definitions, runs=(stored,), steps=copied))
         self._saved_definitions.add(key)
-        live = LiveRun(self, workflow, self._plan(workflow), record, restored)
+        live = LiveRun(self, workflow, self.plan(workflow), record, restored)
         self._live[record.run_id] = live
         live.task = asyncio.get_running_loop().create_task(
             live.main(), name=f"wfnb-run-{record.run_id}"
@@ -342,7 +343,7 @@ class Engine:
         """A finished run as a LiveRun that is already done (for uniform results)."""
         workflow = await self._definition(record)
         steps = latest_attempts(await self.store.get_steps(run_id=record.run_id))
-        live = LiveRun(self, workflow, self._plan(workflow), record, steps)
+        live = LiveRun(self, workflow, self.plan(workflow), record, steps)
         live.status = record.status
         live._done.set_result(None)
         live._settled.set()
@@ -403,7 +404,7 @@ class Engine:
         if old is None:
             raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
         workflow = self.workflows.get(old.workflow) or await self._definition(old)
-        plan = self._plan(workflow)
+        plan = self.plan(workflow)
         top = _top_level_owner(plan)
         if from_step not in top:
             raise UnknownStepError(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from wfnb.errors import DefinitionError, RunNotFound, WfnbError
 from wfnb.model import RunStatus, Workflow
 from wfnb.notebook import view
-from wfnb.notebook.state import RunState, StepView, base_id, iteration_of, plan_of
+from wfnb.notebook.state import RunState, StepView, base_id, iteration_of
 from wfnb.store.base import RunRecord, latest_attempts
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def state_of_handle(engine: Engine, handle: RunHandle) -> RunState:
     state = RunState.from_statuses(
         run_id=handle.id,
         workflow=handle.workflow.name,
-        plan=plan_of(engine, handle.workflow),
+        plan=engine.plan(handle.workflow),
         status=handle.status,
         statuses=handle.step_statuses,
         error=result.error,
@@ -58,7 +58,7 @@ def state_of_result(engine: Engine, result: RunResult) -> RunState | None:
     state = RunState(
         run_id=result.run_id,
         workflow=result.workflow,
-        plan=plan_of(engine, workflow),
+        plan=engine.plan(workflow),
         status=result.status,
         error=result.error,
     )
@@ -105,7 +105,7 @@ async def state_from_store(engine: Engine, run_id: str) -> RunState:
     state = RunState(
         run_id=run_id,
         workflow=record.workflow,
-        plan=plan_of(engine, workflow),
+        plan=engine.plan(workflow),
         status=record.status,
         error=record.error,
     )

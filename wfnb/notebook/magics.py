@@ -34,7 +34,7 @@ from wfnb.model import RunResult
 from wfnb.notebook import commands, view
 from wfnb.notebook.config import Wfnb, make_store
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState, plan_of
+from wfnb.notebook.state import RunState
 from wfnb.notebook.widgets import LiveView
 from wfnb.parse import parse_workflow
 
@@ -270,7 +270,7 @@ class WorkflowMagics(Magics):
             print(commands.definition_message(args.name, line, cell, exc), file=sys.stderr)
             return None
         if args.no_run:
-            state = RunState(run_id="-", workflow=wf.name, plan=plan_of(self.engine, wf))
+            state = RunState(run_id="-", workflow=wf.name, plan=self.engine.plan(wf))
             _show(
                 view.picture_html(state), f"registered workflow {wf.name} ({len(wf.steps)} steps)"
             )
@@ -303,7 +303,7 @@ class WorkflowMagics(Magics):
         if wf is None:
             known = ", ".join(sorted(self.engine.workflows)) or "none"
             raise UsageError(f"no workflow named {name!r} in this kernel (known: {known})")
-        state = RunState(run_id="-", workflow=name, plan=plan_of(self.engine, wf))
+        state = RunState(run_id="-", workflow=name, plan=self.engine.plan(wf))
         _show(view.picture_html(state), f"workflow {name}: {len(wf.steps)} steps")
 
     def _cmd_resume(self, rest: str) -> NotebookRun:

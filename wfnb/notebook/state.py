@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wfnb.dag import Plan
 from wfnb.events import Event, EventKind
-from wfnb.model import RunStatus, StepStatus, Workflow
-
-if TYPE_CHECKING:
-    from wfnb.engine import Engine
+from wfnb.model import RunStatus, StepStatus
 
 _STEP_EVENTS: dict[EventKind, StepStatus] = {
     EventKind.STEP_STARTED: StepStatus.RUNNING,
@@ -160,14 +157,6 @@ class RunState:
             if view.status is StepStatus.FAILED:
                 return sid, view.error or "failed"
         return None
-
-
-def plan_of(engine: Engine, workflow: Workflow) -> Plan:
-    """The engine's own (cached) plan of ``workflow``: planning a big workflow again
-    costs milliseconds on the loop, which is exactly what the view must not do."""
-    planner = getattr(engine, "plan", None) or engine._plan
-    plan: Plan = planner(workflow)
-    return plan
 
 
 def base_id(instance: str) -> str:

@@ -26,7 +26,7 @@ from wfnb.events import Event
 from wfnb.model import RunStatus
 from wfnb.notebook import view
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState, StepView, plan_of, short
+from wfnb.notebook.state import RunState, StepView, short
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -111,7 +111,7 @@ class LiveView:
         self.state = RunState.from_statuses(
             run_id=handle.id,
             workflow=handle.workflow.name,
-            plan=plan_of(self.engine, handle.workflow),
+            plan=self.engine.plan(handle.workflow),
             status=handle.status,
             statuses=handle.step_statuses,
         )

@@ -99,7 +99,10 @@ class Store(Protocol):
 
         Durable means it survives ``kill -9`` of this process the next instant.
         Concurrent calls may be committed together (group commit); each returns
-        when its own records are durable. Raises `StoreError` (and leaves nothing of
+        when its own records are durable. Calls take effect in the order they were
+        made, even when they overlap: the engine writes a step's ``cancelled``
+        record while its earlier ``running`` one may still be in flight, and the
+        later must win. Raises `StoreError` (and leaves nothing of
         the batch behind) when the records cannot be made durable.
         """
         ...
