@@ -45,15 +45,16 @@ def fan_out(n: int) -> wfnb.Workflow:
     return wfnb.Workflow(name="fanout", steps=steps)
 
 
-def waves(width: int, depth: int) -> wfnb.Workflow:
+def waves(width: int, depth: int, *, code: str = "noop", name: str = "waves") -> wfnb.Workflow:
+    """``depth`` waves of ``width`` steps; each step needs one of the wave before."""
     steps: dict[str, Any] = {}
     for w in range(depth):
         for i in range(width):
-            body: dict[str, Any] = {"code": "noop"}
+            body: dict[str, Any] = {"code": code}
             if w:
                 body["needs"] = [f"w{w - 1}_{i}"]
             steps[f"w{w}_{i}"] = body
-    return wfnb.Workflow(name="waves", steps=steps)
+    return wfnb.Workflow(name=name, steps=steps)
 
 
 def skewed(width: int = 20, short: float = 0.005, long: float = 0.1) -> tuple[wfnb.Workflow, float]:

@@ -20,22 +20,16 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from bench_engine import waves
 
 import wfnb
 from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.widgets import LiveView
 
 
-def waves(width: int, depth: int) -> wfnb.Workflow:
-    steps: dict[str, Any] = {}
-    for d in range(depth):
-        for i in range(width):
-            body: dict[str, Any] = {"code": "step"}
-            if d:
-                body["needs"] = [f"w{d - 1}_{i}"]
-            steps[f"w{d}_{i}"] = body
-    return wfnb.Workflow(name="bench", steps=steps)
+def bench_workflow(width: int, depth: int) -> wfnb.Workflow:
+    return waves(width, depth, code="step", name="bench")
 
 
 def make_store(kind: str) -> wfnb.Store | None:
@@ -70,7 +64,7 @@ async def once(
 
 
 async def main(reps: int, width: int, depth: int, step_ms: float, store: str) -> None:
-    wf = waves(width, depth)
+    wf = bench_workflow(width, depth)
     step_s = step_ms / 1000
     await once(wf, step_s, True, store)  # warm-up: imports, first `dot`
     headless: list[float] = []
