@@ -498,31 +498,62 @@ class Engine:
                 latest, status=StepStatus.COMPLETED, ended_at=now, output=decision, has_output=True
             )
             await self.store.write(Batch(steps=(done,)))
-            return await self.resume(run_id)
+            root = record
+            while root.parent_run_id is not None:  # a child goes on inside its parent
+                parent = await self.store.get_run(run_id=root.parent_run_id)
+                if parent is None:
+                    break
+                root = parent
+            if root is record:
+                return await self.resume(run_id)
+            resumed = await self.resume(root.run_id)
+            return self.handle(run_id) or resumed
         error = f"rejected by {decision['by']}" + (f": {comment}" if comment else "")
-        failed = replace(
-            latest,
-            status=StepStatus.FAILED,
-            ended_at=now,
-            error=error,
-            output=None,
-            has_output=False,
-        )
-        # The run ends here: the steps it left open end with it (as `cancel` does).
-        closed = [
-            replace(step, status=StepStatus.CANCELLED, ended_at=now, error="cancelled")
-            for other, step in attempts.items()
-            if other != step_id and step.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
-        ]
-        ended = replace(
-            record,
-            status=RunStatus.FAILED,
-            ended_at=now,
-            error=f"step {step_id!r} failed: {error}",
-            failed_step=step_id,
-        )
-        await self.store.write(Batch(runs=(ended,), steps=(failed, *closed)))
+        await self._fail_offline(record, step_id, error, now)
         return None
+
+    async def _fail_offline(self, record: RunRecord, step_id: str, error: str, now: float) -> None:
+        """End a run no process drives: ``step_id`` failed, the steps it left open
+        cancelled (as `cancel` does), and the same up its parents, whose
+        ``workflow:`` step failed with it. One batch: never a half-ended family."""
+        runs: list[RunRecord] = []
+        steps: list[StepRecord] = []
+        current: RunRecord | None = record
+        while current is not None:
+            attempts = latest_attempts(await self.store.get_steps(run_id=current.run_id))
+            failing = attempts.get(step_id)
+            if failing is not None:
+                steps.append(
+                    replace(
+                        failing,
+                        status=StepStatus.FAILED,
+                        ended_at=now,
+                        error=error,
+                        output=None,
+                        has_output=False,
+                    )
+                )
+            steps.extend(
+                replace(step, status=StepStatus.CANCELLED, ended_at=now, error="cancelled")
+                for other, step in attempts.items()
+                if other != step_id
+                and step.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+            )
+            runs.append(
+                replace(
+                    current,
+                    status=RunStatus.FAILED,
+                    ended_at=now,
+                    error=f"step {step_id!r} failed: {error}",
+                    failed_step=step_id,
+                )
+            )
+            if current.parent_run_id is None or current.parent_step_id is None:
+                break
+            error = f"sub-workflow {current.workflow!r} (run {current.run_id}) failed: {error}"
+            step_id = current.parent_step_id
+            current = await self.store.get_run(run_id=current.parent_run_id)
+        await self.store.write(Batch(runs=runs, steps=steps))
 
     async def reject(
         self, run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None

@@ -186,6 +186,7 @@ class StepServices:
         if (
             previous is not None
             and previous.status is StepStatus.WAITING_APPROVAL
+            and previous.attempt == ctx.attempt  # a retry asks afresh
             and isinstance(previous.output, Mapping)
         ):
             deadline = previous.output.get("deadline")  # a restart waits only what is left

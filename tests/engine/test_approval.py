@@ -118,3 +118,51 @@ def test_a_paused_sub_workflow_pauses_its_parent():
         result.status is wfnb.RunStatus.COMPLETED
         and result.outputs["sub"]["ok"]["approved"] is True
     )
+
+
+CHILD = "steps:\n  ok: {approval: {prompt: 'go?'}}\n"
+PARENT = (
+    "steps:\n  sub: {workflow: child}\n  after: {code: work, needs: [sub], with: {name: after}}\n"
+)
+
+
+async def _paused_parent(engine):
+    engine.register(wf(CHILD, name="child"))
+    handle = await engine.start(wf(PARENT, name="parent"))
+    await handle
+    return handle.id
+
+
+def test_approving_a_child_from_a_new_engine_finishes_its_parent(rec):
+    store = wfnb.MemoryStore()
+    parent_id = arun(_paused_parent(wfnb.Engine(store=store, namespace=rec.namespace())))
+    second = wfnb.Engine(store=store, namespace=rec.namespace())
+    second.register(wf(CHILD, name="child"))
+
+    async def main():
+        await second.approve(f"{parent_id}.sub", "ok", by="dana")
+        return await second.wait(parent_id)
+
+    result = arun(main())
+    assert result.status is wfnb.RunStatus.COMPLETED
+    assert result.outputs["sub"]["ok"]["by"] == "dana" and result.outputs["after"] == "after"
+
+
+def test_rejecting_a_child_from_a_new_engine_fails_its_parent_too(rec):
+    store = wfnb.MemoryStore()
+    parent_id = arun(_paused_parent(wfnb.Engine(store=store, namespace=rec.namespace())))
+    second = wfnb.Engine(store=store, namespace=rec.namespace())
+
+    async def main():
+        await second.reject(f"{parent_id}.sub", "ok", by="eve", comment="no")
+        runs = {r.run_id: r for r in await store.list_runs()}
+        steps = {s.step_id: s for s in await store.get_steps(run_id=parent_id)}
+        return runs, steps
+
+    runs, steps = arun(main())
+    assert runs[f"{parent_id}.sub"].status is wfnb.RunStatus.FAILED
+    parent = runs[parent_id]
+    assert parent.status is wfnb.RunStatus.FAILED and parent.failed_step == "sub"
+    assert "rejected by eve: no" in parent.error
+    assert steps["sub"].status is S.FAILED
+    assert arun(second.interrupted_runs()) == []

@@ -1,6 +1,7 @@
 """Resume after the driving process died, on the store's records alone. (Real
 SIGKILL tests against a DuckDB file live in tests/store.)"""
 
+import asyncio
 import socket
 import time
 
@@ -171,3 +172,62 @@ def test_resume_says_which_steps_will_run_changed_code():
         "step 'b' will run code that changed since the run started",
         "step 'c' will run code that changed since the run started",
     ]
+
+
+def test_a_retried_approval_after_a_restart_gets_a_fresh_deadline():
+    text = "steps:\n  ok: {approval: {prompt: 'go?', timeout: 0.3}, retry: {max_attempts: 2, delay: 0}}\n"
+    workflow = wf(text, name="gate")
+    store = wfnb.MemoryStore()
+    now = time.time()
+    from wfnb.store.base import WorkflowRecord
+
+    expired = {"prompt": "go?", "deadline": now - 1, "timeout": 0.3}
+    arun(
+        store.write(
+            Batch(
+                workflows=[
+                    WorkflowRecord("gate", workflow.to_yaml(), workflow.definition_hash, now)
+                ],
+                runs=[
+                    RunRecord(
+                        "g1",
+                        "gate",
+                        workflow.definition_hash,
+                        RunStatus.PAUSED,
+                        {},
+                        now,
+                        now,
+                        owner=DEAD_OWNER,
+                    )
+                ],
+                steps=[
+                    StepRecord(
+                        "g1",
+                        "ok",
+                        1,
+                        StepStatus.WAITING_APPROVAL,
+                        now,
+                        output=expired,
+                        has_output=True,
+                    )
+                ],
+            )
+        )
+    )
+    engine = wfnb.Engine(store=store)
+
+    async def main():
+        await engine.resume("g1")
+        # attempt 1 expired before the restart; attempt 2 must wait afresh
+        for _ in range(100):
+            steps = await store.get_steps(run_id="g1")
+            if any(s.attempt == 2 for s in steps):
+                break
+            await asyncio.sleep(0.01)
+        await engine.cancel("g1")
+        return steps
+
+    steps = arun(main())
+    second = [s for s in steps if s.attempt == 2]
+    assert second and second[0].status is StepStatus.WAITING_APPROVAL
+    assert second[0].output["deadline"] > time.time()
