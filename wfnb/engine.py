@@ -146,7 +146,7 @@ class Engine:
         self.namespace: Mapping[str, Any] = namespace if namespace is not None else {}
         self.backend: Backend = backend if backend is not None else LocalBackend()
         self.secrets: dict[str, str] = dict(secrets or {})
-        self.redact = Redactor(self.secrets.values())
+        self.redact = Redactor(self.secrets)
         self.bus = EventBus()
         self.workflows: dict[str, Workflow] = {}
         self.crash = CrashPoints(os.environ.get("WFNB_CRASH_AT"))
@@ -387,6 +387,7 @@ class Engine:
             failed_step=None,
             owner=self.owner,
             code_hashes=now_hashes,
+            inputs=self.redact.restore(record.inputs),  # stored masked
         )
         handle = await self._begin(workflow, record, restored)
         for step_id in changed:

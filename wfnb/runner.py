@@ -119,7 +119,8 @@ class LiveRun:
             if step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
                 self.statuses[instance] = step.status
                 if step.status is StepStatus.COMPLETED:
-                    self.outputs[instance] = step.output
+                    # stored masked; the secrets themselves come back for the steps
+                    self.outputs[instance] = engine.redact.restore(step.output)
         # A step after a loop reads a body step's last iteration through its bare id
         # (as `_settle` keeps it live); restored iterations must provide it too.
         last: dict[str, tuple[int, ...]] = {}

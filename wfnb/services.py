@@ -165,8 +165,9 @@ class StepServices:
         ended = engine._live.get(child_id) or engine._finished.get(child_id)
         if ended is not None:  # its real outputs: they are this step's output
             result = engine._snapshot(ended, masked=False)
-        else:
-            result = await engine.result(child_id)
+        else:  # from the store: masked, so put the secrets back
+            stored = await engine.result(child_id)
+            result = stored.model_copy(update={"outputs": engine.redact.restore(stored.outputs)})
         if result.status is not RunStatus.COMPLETED:
             path, cause = _failure_path(result.failed_step, result.error or result.status.value)
             where = f" at {path}" if path else ""

@@ -108,7 +108,17 @@ class _Point:
 
 def _json_values() -> list[Any]:
     return [
-        None, True, 0, -7, 2**70, 1.5, -0.0, "", "héllo ✓", [], {},
+        None,
+        True,
+        0,
+        -7,
+        2**70,
+        1.5,
+        -0.0,
+        "",
+        "héllo ✓",
+        [],
+        {},
         [1, "a", None, [2.5, {"k": [True]}]],
         {"nested": {"deep": [{"a": 1}, {"b": [1, 2.0]}]}, "n": None},
     ]
@@ -117,16 +127,32 @@ def _json_values() -> list[Any]:
 def _exact_values() -> list[Any]:
     """Values JSON cannot round-trip exactly; a store must still give them back."""
     return [
-        (1, 2), [(1, "a")], {1: "int key"}, {(1, 2): "tuple key"}, {"x": (1.0,)},
-        float("nan"), float("inf"), [float("-inf")], 1.0, [1, 1.0], {True: 1, "1": 2},
-        "\ud800 lone surrogate", {"s": {1, 2, 3}},
+        (1, 2),
+        [(1, "a")],
+        {1: "int key"},
+        {(1, 2): "tuple key"},
+        {"x": (1.0,)},
+        float("nan"),
+        float("inf"),
+        [float("-inf")],
+        1.0,
+        [1, 1.0],
+        {True: 1, "1": 2},
+        "\ud800 lone surrogate",
+        {"s": {1, 2, 3}},
     ]
 
 
 def _pickled_values() -> list[Any]:
     return [
-        _Point(1, 2.5), {1, 2, 3}, frozenset({"a"}), b"\x00\xffbytes", bytearray(b"ab"),
-        Decimal("1.10"), complex(1, 2), range(3),
+        _Point(1, 2.5),
+        {1, 2, 3},
+        frozenset({"a"}),
+        b"\x00\xffbytes",
+        bytearray(b"ab"),
+        Decimal("1.10"),
+        complex(1, 2),
+        range(3),
     ]
 
 
@@ -163,20 +189,32 @@ class StoreConformance:
 
     # -- record factories ---------------------------------------------------------
     def wf(self, name: str = "etl", h: str = "h1") -> WorkflowRecord:
-        return WorkflowRecord(name=name, definition=f"steps: {{}} # {name}", definition_hash=h,
-                              created_at=self.NOW)
+        return WorkflowRecord(
+            name=name, definition=f"steps: {{}} # {name}", definition_hash=h, created_at=self.NOW
+        )
 
     def run_record(self, run_id: str = "r1", **kw: Any) -> RunRecord:
-        base: dict[str, Any] = dict(run_id=run_id, workflow="etl", definition_hash="h1",
-                                    status=RunStatus.RUNNING, inputs={"limit": 5},
-                                    created_at=self.NOW)
+        base: dict[str, Any] = dict(
+            run_id=run_id,
+            workflow="etl",
+            definition_hash="h1",
+            status=RunStatus.RUNNING,
+            inputs={"limit": 5},
+            created_at=self.NOW,
+        )
         return RunRecord(**{**base, **kw})
 
-    def step(self, step_id: str = "s1", run_id: str = "r1", attempt: int = 1,
-             **kw: Any) -> StepRecord:
-        base: dict[str, Any] = dict(run_id=run_id, step_id=step_id, attempt=attempt,
-                                    status=StepStatus.COMPLETED, started_at=self.NOW + 1,
-                                    ended_at=self.NOW + 2)
+    def step(
+        self, step_id: str = "s1", run_id: str = "r1", attempt: int = 1, **kw: Any
+    ) -> StepRecord:
+        base: dict[str, Any] = dict(
+            run_id=run_id,
+            step_id=step_id,
+            attempt=attempt,
+            status=StepStatus.COMPLETED,
+            started_at=self.NOW + 1,
+            ended_at=self.NOW + 2,
+        )
         return StepRecord(**{**base, **kw})
 
     def write(self, store: Store, **kw: Any) -> None:
@@ -192,17 +230,28 @@ class StoreConformance:
     # -- round trips --------------------------------------------------------------
     def test_workflow_round_trip(self, store: Store) -> None:
         self.write(store, workflows=[self.wf(), self.wf(h="h2")])
-        _assert_same_record(_run(store.get_workflow(name="etl", definition_hash="h2")),
-                            self.wf(h="h2"))
+        _assert_same_record(
+            _run(store.get_workflow(name="etl", definition_hash="h2")), self.wf(h="h2")
+        )
         assert _run(store.get_workflow(name="etl", definition_hash="nope")) is None
 
     def test_run_round_trip_every_field(self, store: Store) -> None:
         now = time.time()
         full = self.run_record(
-            "child", status=RunStatus.FAILED, inputs={"a": [1, {"b": None}]}, created_at=now,
-            started_at=now + 0.001, ended_at=now + 1.5, error="boom", failed_step="load",
-            parent_run_id="parent", parent_step_id="sub", depth=2, owner="host:123:99",
-            code_hashes={"load": "3f2a9c", "fetch": "b71e00"})
+            "child",
+            status=RunStatus.FAILED,
+            inputs={"a": [1, {"b": None}]},
+            created_at=now,
+            started_at=now + 0.001,
+            ended_at=now + 1.5,
+            error="boom",
+            failed_step="load",
+            parent_run_id="parent",
+            parent_step_id="sub",
+            depth=2,
+            owner="host:123:99",
+            code_hashes={"load": "3f2a9c", "fetch": "b71e00"},
+        )
         self.write(store, runs=[full, self.run_record("bare", started_at=None)])
         _assert_same_record(_run(store.get_run(run_id="child")), full)
         got = _run(store.get_run(run_id="child"))
@@ -212,8 +261,12 @@ class StoreConformance:
 
     @pytest.mark.parametrize("status", list(StepStatus))
     def test_step_round_trip_every_status(self, store: Store, status: StepStatus) -> None:
-        record = self.step(status=status, error="why" if status is StepStatus.FAILED else None,
-                           started_at=time.time(), ended_at=None)
+        record = self.step(
+            status=status,
+            error="why" if status is StepStatus.FAILED else None,
+            started_at=time.time(),
+            ended_at=None,
+        )
         self.write(store, runs=[self.run_record()], steps=[record])
         (got,) = _run(store.get_steps(run_id="r1"))
         _assert_same_record(got, record)
@@ -227,8 +280,11 @@ class StoreConformance:
 
     # -- upserts ------------------------------------------------------------------
     def test_upsert_replaces_whole_record(self, store: Store) -> None:
-        self.write(store, runs=[self.run_record(owner="a:1")],
-                   steps=[self.step(status=StepStatus.RUNNING, ended_at=None)])
+        self.write(
+            store,
+            runs=[self.run_record(owner="a:1")],
+            steps=[self.step(status=StepStatus.RUNNING, ended_at=None)],
+        )
         done = self.run_record(status=RunStatus.COMPLETED, ended_at=self.NOW + 9, owner=None)
         finished = self.step(output={"v": 1}, has_output=True)
         self.write(store, runs=[done], steps=[finished])
@@ -237,8 +293,11 @@ class StoreConformance:
         _assert_same_record(got, finished)
 
     def test_same_batch_twice_changes_nothing(self, store: Store) -> None:
-        batch = Batch(workflows=[self.wf()], runs=[self.run_record()],
-                      steps=[self.step("a", output=[1], has_output=True), self.step("b")])
+        batch = Batch(
+            workflows=[self.wf()],
+            runs=[self.run_record()],
+            steps=[self.step("a", output=[1], has_output=True), self.step("b")],
+        )
         _run(store.write(batch))
         first = (_run(store.list_runs()), _run(store.get_steps(run_id="r1")))
         _run(store.write(batch))
@@ -248,8 +307,11 @@ class StoreConformance:
             _assert_same_record(got, want)
 
     def test_last_record_of_a_key_in_one_batch_wins(self, store: Store) -> None:
-        self.write(store, runs=[self.run_record(), self.run_record(status=RunStatus.PAUSED)],
-                   steps=[self.step(status=StepStatus.RUNNING), self.step()])
+        self.write(
+            store,
+            runs=[self.run_record(), self.run_record(status=RunStatus.PAUSED)],
+            steps=[self.step(status=StepStatus.RUNNING), self.step()],
+        )
         assert _run(store.get_run(run_id="r1")).status is RunStatus.PAUSED  # type: ignore[union-attr]
         assert [s.status for s in _run(store.get_steps(run_id="r1"))] == [StepStatus.COMPLETED]
 
@@ -279,21 +341,26 @@ class StoreConformance:
         assert ids(workflow="etl", statuses=[RunStatus.RUNNING], limit=5) == ["kid"]
         assert ids(workflow="nope") == []
 
-    def test_get_steps_ordered_by_start_then_attempt_all_attempts_kept(self,
-                                                                       store: Store) -> None:
+    def test_get_steps_ordered_by_start_then_attempt_all_attempts_kept(self, store: Store) -> None:
         t = self.NOW
         steps = [
             self.step("late", started_at=t + 5),
             self.step("retry", attempt=2, started_at=t + 3, status=StepStatus.COMPLETED),
-            self.step("retry", attempt=1, started_at=t + 1, status=StepStatus.FAILED,
-                      error="first try"),
+            self.step(
+                "retry", attempt=1, started_at=t + 1, status=StepStatus.FAILED, error="first try"
+            ),
             self.step("BODY[1]", started_at=t + 4),
             self.step("first", started_at=t, ended_at=t + 0.5),
         ]
         self.write(store, runs=[self.run_record()], steps=steps)
         got = _run(store.get_steps(run_id="r1"))
         assert [(s.step_id, s.attempt) for s in got] == [
-            ("first", 1), ("retry", 1), ("retry", 2), ("BODY[1]", 1), ("late", 1)]
+            ("first", 1),
+            ("retry", 1),
+            ("retry", 2),
+            ("BODY[1]", 1),
+            ("late", 1),
+        ]
         assert got[1].error == "first try"
 
     # -- outputs ------------------------------------------------------------------
@@ -302,8 +369,7 @@ class StoreConformance:
         self.output_round_trip(store, value)
 
     @pytest.mark.parametrize("value", _exact_values(), ids=repr)
-    def test_values_json_would_change_are_restored_exactly(self, store: Store,
-                                                            value: Any) -> None:
+    def test_values_json_would_change_are_restored_exactly(self, store: Store, value: Any) -> None:
         self.output_round_trip(store, value)
 
     @pytest.mark.parametrize("value", _pickled_values(), ids=repr)
@@ -318,8 +384,9 @@ class StoreConformance:
         import pandas as pd
 
         frame = pd.DataFrame({"a": [1]})
-        self.write(store, runs=[self.run_record()], steps=[self.step(output=frame,
-                                                                     has_output=True)])
+        self.write(
+            store, runs=[self.run_record()], steps=[self.step(output=frame, has_output=True)]
+        )
         self.write(store, steps=[self.step(output="now json", has_output=True)])
         (got,) = _run(store.get_steps(run_id="r1"))
         assert got.output == "now json"
@@ -328,12 +395,16 @@ class StoreConformance:
     def _unserializable_batch(self) -> Batch:
         import pandas as pd
 
-        return Batch(workflows=[self.wf("bad")], runs=[self.run_record("bad")], steps=[
-            self.step("ok", run_id="bad", output={"a": 1}, has_output=True),
-            self.step("frame", run_id="bad", output=pd.DataFrame({"x": [1]}), has_output=True),
-            self.step("lock", run_id="bad", output=threading.Lock(), has_output=True),
-            self.step("fn", run_id="bad", output=lambda: 1, has_output=True),
-        ])
+        return Batch(
+            workflows=[self.wf("bad")],
+            runs=[self.run_record("bad")],
+            steps=[
+                self.step("ok", run_id="bad", output={"a": 1}, has_output=True),
+                self.step("frame", run_id="bad", output=pd.DataFrame({"x": [1]}), has_output=True),
+                self.step("lock", run_id="bad", output=threading.Lock(), has_output=True),
+                self.step("fn", run_id="bad", output=lambda: 1, has_output=True),
+            ],
+        )
 
     def test_unserializable_batch_leaves_nothing(self, store: Store) -> None:
         batch = self._unserializable_batch()
@@ -352,8 +423,11 @@ class StoreConformance:
             pytest.skip("store keeps outputs in memory: nothing can fail to serialize")
         self.write(store, runs=[self.run_record()], steps=[self.step(output=1, has_output=True)])
         with pytest.raises(StoreError):
-            self.write(store, runs=[self.run_record(status=RunStatus.FAILED)],
-                       steps=[self.step(output=lambda: 2, has_output=True)])
+            self.write(
+                store,
+                runs=[self.run_record(status=RunStatus.FAILED)],
+                steps=[self.step(output=lambda: 2, has_output=True)],
+            )
         assert _run(store.get_run(run_id="r1")).status is RunStatus.RUNNING  # type: ignore[union-attr]
         assert [s.output for s in _run(store.get_steps(run_id="r1"))] == [1]
 
@@ -361,12 +435,21 @@ class StoreConformance:
         serializes = getattr(store, "serializes_outputs", True)
 
         async def go() -> list[Any]:
-            good = [store.write(Batch(runs=[self.run_record(f"r{i}")],
-                                      steps=[self.step(run_id=f"r{i}", output=i,
-                                                       has_output=True)]))
-                    for i in range(40)]
-            return await asyncio.gather(*good[:20], store.write(self._unserializable_batch()),
-                                        *good[20:], return_exceptions=True)
+            good = [
+                store.write(
+                    Batch(
+                        runs=[self.run_record(f"r{i}")],
+                        steps=[self.step(run_id=f"r{i}", output=i, has_output=True)],
+                    )
+                )
+                for i in range(40)
+            ]
+            return await asyncio.gather(
+                *good[:20],
+                store.write(self._unserializable_batch()),
+                *good[20:],
+                return_exceptions=True,
+            )
 
         results = _run(go())
         assert results[:20] + results[21:] == [None] * 40
@@ -385,8 +468,10 @@ class StoreConformance:
         statuses = {f"old-{s.value}": s for s in RunStatus}
         runs = [self.run_record(rid, status=s, created_at=t) for rid, s in statuses.items()]
         runs.append(self.run_record("young", status=RunStatus.COMPLETED, created_at=t + 100))
-        steps = [self.step("s", run_id=r.run_id, output=pd.DataFrame({"a": [1]}),
-                           has_output=True) for r in runs]
+        steps = [
+            self.step("s", run_id=r.run_id, output=pd.DataFrame({"a": [1]}), has_output=True)
+            for r in runs
+        ]
         self.write(store, runs=runs, steps=steps)
 
         assert _run(store.prune(older_than=t + 50, keep_failed=True)) == 2

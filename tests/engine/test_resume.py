@@ -231,3 +231,46 @@ def test_a_retried_approval_after_a_restart_gets_a_fresh_deadline():
     second = [s for s in steps if s.attempt == 2]
     assert second and second[0].status is StepStatus.WAITING_APPROVAL
     assert second[0].output["deadline"] > time.time()
+
+
+def test_secrets_are_never_stored_yet_a_resumed_run_gets_them_back():
+    token = "sk-live-9876543210"
+    seen = []
+
+    def login(token):
+        return {"header": f"Bearer {token}"}
+
+    def call(header, key):
+        seen.append((header, key))
+        if len(seen) == 1:
+            raise ConnectionError("flaky")  # the run fails here the first time
+        return "ok"
+
+    text = """
+inputs: {key: "{{ secrets.api }}"}
+steps:
+  login: {code: login, with: {token: "{{ secrets.api }}"}}
+  call: {code: call, needs: [login], with: {header: "{{ steps.login.output.header }}", key: "{{ inputs.key }}"}}
+"""
+    store = wfnb.MemoryStore()
+    namespace = {"login": login, "call": call}
+
+    async def first():
+        engine = wfnb.Engine(store=store, namespace=namespace, secrets={"api": token})
+        handle = await engine.start(wf(text, name="auth"), inputs={"key": token})
+        return await handle.wait()
+
+    failed = arun(first())
+    assert failed.status is RunStatus.FAILED
+    stored = arun(store.get_steps(run_id=failed.run_id))
+    assert token not in repr(stored) and token not in repr(
+        arun(store.get_run(run_id=failed.run_id))
+    )
+    assert "***api***" in repr(stored)
+
+    async def second():
+        engine = wfnb.Engine(store=store, namespace=namespace, secrets={"api": token})
+        return await (await engine.resume(failed.run_id)).wait()
+
+    assert arun(second()).status is RunStatus.COMPLETED
+    assert seen[-1] == (f"Bearer {token}", token)  # restored output and input, unmasked

@@ -1,10 +1,10 @@
 """A child process for the multi-process store tests (run as a script).
 
-    python _child.py hold DB SECONDS        acquire, print "held PID", hold, close
-    python _child.py write-forever DB       write checkpoints, print "acked I" after each
-    python _child.py write-then-exit DB N   write N checkpoints, then os._exit without close
-    python _child.py write-no-close DB N    write N checkpoints, then exit normally, no close
-    python _child.py two-stores DB          write through two stores on DB, flush one, os._exit
+python _child.py hold DB SECONDS        acquire, print "held PID", hold, close
+python _child.py write-forever DB       write checkpoints, print "acked I" after each
+python _child.py write-then-exit DB N   write N checkpoints, then os._exit without close
+python _child.py write-no-close DB N    write N checkpoints, then exit normally, no close
+python _child.py two-stores DB          write through two stores on DB, flush one, os._exit
 """
 
 from __future__ import annotations
@@ -20,16 +20,29 @@ from wfnb.store.duckdb import DuckDBStore
 
 
 def record(i: int) -> StepRecord:
-    return StepRecord(run_id="child", step_id=f"s{i}", attempt=1, status=StepStatus.COMPLETED,
-                      started_at=time.time(), ended_at=time.time(), output={"i": i, "t": (i,)},
-                      has_output=True)
+    return StepRecord(
+        run_id="child",
+        step_id=f"s{i}",
+        attempt=1,
+        status=StepStatus.COMPLETED,
+        started_at=time.time(),
+        ended_at=time.time(),
+        output={"i": i, "t": (i,)},
+        has_output=True,
+    )
 
 
 async def main(mode: str, path: str, arg: str | None) -> None:
     store = DuckDBStore(path, lock_timeout=20.0)
-    run = RunRecord(run_id="child", workflow="w", definition_hash="h",
-                    status=RunStatus.RUNNING, inputs={}, created_at=time.time(),
-                    owner=f"child:{os.getpid()}")
+    run = RunRecord(
+        run_id="child",
+        workflow="w",
+        definition_hash="h",
+        status=RunStatus.RUNNING,
+        inputs={},
+        created_at=time.time(),
+        owner=f"child:{os.getpid()}",
+    )
     if mode == "two-stores":
         other = DuckDBStore(path)
         await store.write(Batch(runs=[run]))

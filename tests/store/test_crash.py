@@ -52,15 +52,19 @@ def store_state(db: Path) -> tuple[str, dict[str, StepRecord]]:
 def executions(log: Path) -> list[tuple[str, int]]:
     if not log.exists():
         return []
-    return [(name, int(attempt)) for name, attempt, _ in
-            (line.split() for line in log.read_text().splitlines())]
+    return [
+        (name, int(attempt))
+        for name, attempt, _ in (line.split() for line in log.read_text().splitlines())
+    ]
 
 
-def crash_and_resume(tmp: Path, *, crash_at: str | None = None,
-                     kill_after: float | None = None) -> dict[str, object]:
+def crash_and_resume(
+    tmp: Path, *, crash_at: str | None = None, kill_after: float | None = None
+) -> dict[str, object]:
     db, log = tmp / "crash.duckdb", tmp / "steps.log"
-    child = spawn(CHILD, "start", str(db), str(log),
-                  env={"WFNB_CRASH_AT": crash_at} if crash_at else {})
+    child = spawn(
+        CHILD, "start", str(db), str(log), env={"WFNB_CRASH_AT": crash_at} if crash_at else {}
+    )
     if kill_after is not None:
         assert child.stdout is not None
         child.stdout.readline()  # "run ID": the run is recorded; now let it go for a while
@@ -96,8 +100,12 @@ def crash_and_resume(tmp: Path, *, crash_at: str | None = None,
         done_at_crash = name in at_crash and at_crash[name].status is StepStatus.COMPLETED
         assert runs[name] == (1 if done_at_crash else runs[name]), (name, runs, at_crash)
         assert 1 <= runs[name] <= 2, (name, runs)
-    return {"at_crash": at_crash, "ran_before": ran_before, "runs": runs,
-            "attempts": executions(log)}
+    return {
+        "at_crash": at_crash,
+        "ran_before": ran_before,
+        "runs": runs,
+        "attempts": executions(log),
+    }
 
 
 @pytest.mark.parametrize("step", ["s2", "f3", "s3"])
@@ -137,7 +145,8 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         at_crash = seen["at_crash"]
         assert isinstance(at_crash, dict)
         return len(at_crash) < len(STEPS) or any(
-            r.status is not StepStatus.COMPLETED for r in at_crash.values())
+            r.status is not StepStatus.COMPLETED for r in at_crash.values()
+        )
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         interrupted = sum(pool.map(trial, range(TRIALS)))

@@ -23,15 +23,28 @@ NOW = 1_763_990_000.5
 
 
 def run_rec(run_id: str = "r1", **kw: object) -> RunRecord:
-    base: dict[str, object] = dict(run_id=run_id, workflow="etl", definition_hash="h",
-                                   status=RunStatus.RUNNING, inputs={}, created_at=NOW)
+    base: dict[str, object] = dict(
+        run_id=run_id,
+        workflow="etl",
+        definition_hash="h",
+        status=RunStatus.RUNNING,
+        inputs={},
+        created_at=NOW,
+    )
     return RunRecord(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def step_rec(step_id: str = "s", output: object = None, **kw: object) -> StepRecord:
-    base: dict[str, object] = dict(run_id="r1", step_id=step_id, attempt=1,
-                                   status=StepStatus.COMPLETED, started_at=NOW, ended_at=NOW + 1,
-                                   output=output, has_output=output is not None)
+    base: dict[str, object] = dict(
+        run_id="r1",
+        step_id=step_id,
+        attempt=1,
+        status=StepStatus.COMPLETED,
+        started_at=NOW,
+        ended_at=NOW + 1,
+        output=output,
+        has_output=output is not None,
+    )
     return StepRecord(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -51,8 +64,9 @@ def store(db: Path):  # type: ignore[no-untyped-def]
     asyncio.run(s.close())
 
 
-def test_default_path_is_under_cwd_and_wfnb_db_overrides(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_path_is_under_cwd_and_wfnb_db_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WFNB_DB", raising=False)
     assert default_db_path() == tmp_path / ".wfnb" / "wfnb.duckdb"
@@ -79,9 +93,11 @@ def test_a_v1_file_is_migrated_keeping_its_rows(db: Path) -> None:
 
     con = duckdb.connect(str(db))
     _schema.migrate(con, target=1)  # a file as the first release wrote it
-    con.execute("INSERT INTO runs (run_id, workflow, definition_hash, status, inputs, depth, "
-                "created_at) VALUES ('old', 'etl', 'h', 'completed', '{\"a\": 1}', 0, "
-                "TIMESTAMP '2025-01-01 00:00:00')")
+    con.execute(
+        "INSERT INTO runs (run_id, workflow, definition_hash, status, inputs, depth, "
+        "created_at) VALUES ('old', 'etl', 'h', 'completed', '{\"a\": 1}', 0, "
+        "TIMESTAMP '2025-01-01 00:00:00')"
+    )
     con.close()
     store = DuckDBStore(db)
     old = asyncio.run(store.get_run(run_id="old"))
@@ -110,11 +126,18 @@ def test_a_newer_schema_is_refused_clearly(db: Path) -> None:
 
 def test_user_tables_have_timestamps_and_queryable_outputs(store: DuckDBStore) -> None:
     frame = pd.DataFrame({"city": ["Oslo", "Lima"], "n": [3, 4]})
-    write(store, runs=[run_rec(started_at=NOW)],
-          steps=[step_rec("t", output=frame), step_rec("j", output={"k": [1]}, started_at=NOW + 2,
-                                                       ended_at=NOW + 2.25)])
-    steps = store.sql("SELECT step_id, output_kind, output_table, duration_ms, started_at "
-                      "FROM steps ORDER BY step_id")
+    write(
+        store,
+        runs=[run_rec(started_at=NOW)],
+        steps=[
+            step_rec("t", output=frame),
+            step_rec("j", output={"k": [1]}, started_at=NOW + 2, ended_at=NOW + 2.25),
+        ],
+    )
+    steps = store.sql(
+        "SELECT step_id, output_kind, output_table, duration_ms, started_at "
+        "FROM steps ORDER BY step_id"
+    )
     assert steps["output_kind"].tolist() == ["json", "table"]
     assert steps["duration_ms"].tolist() == [250.0, 1000.0]
     assert str(steps["started_at"].dtype).startswith("datetime64")
@@ -127,9 +150,15 @@ def test_user_tables_have_timestamps_and_queryable_outputs(store: DuckDBStore) -
 
 def test_sql_cannot_change_history(store: DuckDBStore) -> None:
     write(store, runs=[run_rec()])
-    for query in ["DELETE FROM runs", "UPDATE runs SET status = 'x'", "DROP TABLE runs",
-                  "SELECT 1; DELETE FROM runs", "COPY runs TO 'x.csv'",
-                  "ATTACH 'other.duckdb'", "SELECT nextval('wfnb_row_seq')"]:
+    for query in [
+        "DELETE FROM runs",
+        "UPDATE runs SET status = 'x'",
+        "DROP TABLE runs",
+        "SELECT 1; DELETE FROM runs",
+        "COPY runs TO 'x.csv'",
+        "ATTACH 'other.duckdb'",
+        "SELECT nextval('wfnb_row_seq')",
+    ]:
         with pytest.raises(StoreError):
             store.sql(query)
     assert store.sql("SELECT run_id, status FROM runs").values.tolist() == [["r1", "running"]]
@@ -187,8 +216,11 @@ def test_writes_do_not_block_the_event_loop(store: DuckDBStore) -> None:
 
 
 def test_prune_drops_output_tables(store: DuckDBStore) -> None:
-    write(store, runs=[run_rec(status=RunStatus.COMPLETED)],
-          steps=[step_rec(output=pd.DataFrame({"a": [1]}))])
+    write(
+        store,
+        runs=[run_rec(status=RunStatus.COMPLETED)],
+        steps=[step_rec(output=pd.DataFrame({"a": [1]}))],
+    )
     count = "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name LIKE 'output_%'"
     assert store.sql(count)["n"][0] == 1
     assert asyncio.run(store.prune(older_than=NOW + 1)) == 1
@@ -287,8 +319,10 @@ def test_importing_the_store_package_does_not_load_duckdb() -> None:
 
     from tests.store._procs import ROOT
 
-    code = ("import sys, wfnb.store, wfnb.engine; assert 'duckdb' not in sys.modules; "
-            "from wfnb.store import DuckDBStore; assert 'duckdb' in sys.modules")
+    code = (
+        "import sys, wfnb.store, wfnb.engine; assert 'duckdb' not in sys.modules; "
+        "from wfnb.store import DuckDBStore; assert 'duckdb' in sys.modules"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
@@ -306,11 +340,19 @@ def test_tables_duckdb_would_change_are_pickled_and_restored_exactly(store: Duck
         pa.table({"dict": pa.array([1, 2, 1]).dictionary_encode()}),
         pa.table({"dur": pa.array([5], pa.duration("s"))}),
     ]
-    fine = pa.table({"t": pa.array([datetime.time(1, 2)], pa.time32("s")),
-                     "d": pa.array([1], pa.decimal128(5, 2)), "l": pa.array([[1, 2]]),
-                     "s": pa.array([{"a": 1}]), "u": pa.array([2**63], pa.uint64())})
-    odd += [pd.DataFrame({"lists": [[1, 2], [3]]}),  # pandas would read back numpy arrays
-            pd.DataFrame({"td": pd.to_timedelta([1, 2], unit="s")})]
+    fine = pa.table(
+        {
+            "t": pa.array([datetime.time(1, 2)], pa.time32("s")),
+            "d": pa.array([1], pa.decimal128(5, 2)),
+            "l": pa.array([[1, 2]]),
+            "s": pa.array([{"a": 1}]),
+            "u": pa.array([2**63], pa.uint64()),
+        }
+    )
+    odd += [
+        pd.DataFrame({"lists": [[1, 2], [3]]}),  # pandas would read back numpy arrays
+        pd.DataFrame({"td": pd.to_timedelta([1, 2], unit="s")}),
+    ]
     steps = [step_rec(f"odd{i}", output=t) for i, t in enumerate(odd)]
     write(store, runs=[run_rec()], steps=[*steps, step_rec("fine", output=fine)])
     kinds = dict(store.sql("SELECT step_id, output_kind FROM steps").values.tolist())
@@ -321,8 +363,9 @@ def test_tables_duckdb_would_change_are_pickled_and_restored_exactly(store: Duck
     assert_same_value(got["fine"], fine)
 
 
-def test_stores_on_one_file_in_one_process_share_a_writer(db: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stores_on_one_file_in_one_process_share_a_writer(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = DuckDBStore(db), DuckDBStore(db)
     write(first, runs=[run_rec("a")])
     write(second, runs=[run_rec("b")])
@@ -346,12 +389,20 @@ def test_two_stores_on_one_file_never_lose_each_others_journal(db: Path) -> None
     asyncio.run(store.close())
 
 
-@pytest.mark.parametrize("bad", [
-    run_rec(status="bogus"), run_rec(depth=2**40), run_rec(created_at=float("nan")),
-    run_rec(started_at=1e300), run_rec(run_id=None), run_rec(run_id="\ud800"),
-])
-def test_records_duckdb_would_refuse_are_refused_at_write(store: DuckDBStore,
-                                                          bad: RunRecord) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        run_rec(status="bogus"),
+        run_rec(depth=2**40),
+        run_rec(created_at=float("nan")),
+        run_rec(started_at=1e300),
+        run_rec(run_id=None),
+        run_rec(run_id="\ud800"),
+    ],
+)
+def test_records_duckdb_would_refuse_are_refused_at_write(
+    store: DuckDBStore, bad: RunRecord
+) -> None:
     # Refused before the journal acknowledges them: a refused row found only when
     # folding would be an acknowledged checkpoint that never reaches the tables.
     with pytest.raises(StoreError):

@@ -16,8 +16,14 @@ from wfnb.store.duckdb import DuckDBStore
 
 
 def run_rec(run_id: str) -> RunRecord:
-    return RunRecord(run_id=run_id, workflow="w", definition_hash="h", status=RunStatus.RUNNING,
-                     inputs={"who": run_id}, created_at=time.time())
+    return RunRecord(
+        run_id=run_id,
+        workflow="w",
+        definition_hash="h",
+        status=RunStatus.RUNNING,
+        inputs={"who": run_id},
+        created_at=time.time(),
+    )
 
 
 def test_locked_store_fails_after_bounded_wait_naming_the_holder(tmp_path: Path) -> None:

@@ -12,8 +12,15 @@ from wfnb.store.memory import MemoryStore
 if TYPE_CHECKING:
     from wfnb.store.duckdb import DuckDBStore
 
-__all__ = ["Batch", "DuckDBStore", "MemoryStore", "RunRecord", "StepRecord", "Store",
-           "WorkflowRecord"]
+__all__ = [
+    "Batch",
+    "DuckDBStore",
+    "MemoryStore",
+    "RunRecord",
+    "StepRecord",
+    "Store",
+    "WorkflowRecord",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -105,14 +105,27 @@ class DuckDBStore:
 
     serializes_outputs: ClassVar[bool] = True
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 lock_timeout: float = 10.0, idle_close: float = 1.0, journal: bool = True,
-                 fold_rows: int = 4000, fold_idle: float = 0.25) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        lock_timeout: float = 10.0,
+        idle_close: float = 1.0,
+        journal: bool = True,
+        fold_rows: int = 4000,
+        fold_idle: float = 0.25,
+    ) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = self.path.resolve()
-        self._writer = _attach(self._key, lock_timeout=lock_timeout, idle_close=idle_close,
-                               journal=journal, fold_rows=fold_rows, fold_idle=fold_idle)
+        self._writer = _attach(
+            self._key,
+            lock_timeout=lock_timeout,
+            idle_close=idle_close,
+            journal=journal,
+            fold_rows=fold_rows,
+            fold_idle=fold_idle,
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -152,13 +165,20 @@ class DuckDBStore:
 
         return await self._call(read)
 
-    async def list_runs(self, *, workflow: str | None = None,
-                        statuses: Sequence[RunStatus] | None = None,
-                        parent_run_id: str | None = None,
-                        limit: int | None = None) -> list[RunRecord]:
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        statuses: Sequence[RunStatus] | None = None,
+        parent_run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         query, params = _schema.list_runs_query(
-            workflow=workflow, parent_run_id=parent_run_id, limit=limit,
-            statuses=None if statuses is None else [RunStatus(s).value for s in statuses])
+            workflow=workflow,
+            parent_run_id=parent_run_id,
+            limit=limit,
+            statuses=None if statuses is None else [RunStatus(s).value for s in statuses],
+        )
 
         def read(con: duckdb.DuckDBPyConnection) -> list[RunRecord]:
             return [_codec.decode_run(row) for row in con.execute(query, params).fetchall()]
@@ -174,8 +194,10 @@ class DuckDBStore:
 
     async def get_workflow(self, *, name: str, definition_hash: str) -> WorkflowRecord | None:
         def read(con: duckdb.DuckDBPyConnection) -> WorkflowRecord | None:
-            row = con.execute(_schema.WORKFLOW_SELECT + " WHERE name = ? AND definition_hash = ?",
-                              [name, definition_hash]).fetchone()
+            row = con.execute(
+                _schema.WORKFLOW_SELECT + " WHERE name = ? AND definition_hash = ?",
+                [name, definition_hash],
+            ).fetchone()
             return _codec.decode_workflow(row) if row else None
 
         return await self._call(read)
@@ -184,18 +206,26 @@ class DuckDBStore:
         def delete(con: duckdb.DuckDBPyConnection) -> int:
             con.execute("BEGIN")
             try:
-                doomed = [r[0] for r in con.execute(
-                    _schema.PRUNE_DOOMED, [_codec.to_us(older_than), keep_failed]).fetchall()]
+                doomed = [
+                    r[0]
+                    for r in con.execute(
+                        _schema.PRUNE_DOOMED, [_codec.to_us(older_than), keep_failed]
+                    ).fetchall()
+                ]
                 if doomed:
                     tables = con.execute(
                         "SELECT DISTINCT output_table FROM steps WHERE output_table IS NOT NULL "
-                        "AND list_contains(?::VARCHAR[], run_id)", [doomed]).fetchall()
+                        "AND list_contains(?::VARCHAR[], run_id)",
+                        [doomed],
+                    ).fetchall()
                     for (name,) in tables:
                         con.execute(f'DROP TABLE IF EXISTS "{name}"')
-                    con.execute("DELETE FROM steps WHERE list_contains(?::VARCHAR[], run_id)",
-                                [doomed])
-                    con.execute("DELETE FROM runs WHERE list_contains(?::VARCHAR[], run_id)",
-                                [doomed])
+                    con.execute(
+                        "DELETE FROM steps WHERE list_contains(?::VARCHAR[], run_id)", [doomed]
+                    )
+                    con.execute(
+                        "DELETE FROM runs WHERE list_contains(?::VARCHAR[], run_id)", [doomed]
+                    )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -253,8 +283,10 @@ def _read_only_query(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame
         raise StoreError(f"wfnb sql: give exactly one SELECT statement, not {len(statements)}")
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
-        raise StoreError(f"wfnb sql is read-only: {kind.name} statements are refused; "
-                         "only SELECT (and DESCRIBE/SHOW/SUMMARIZE/FROM …) may run")
+        raise StoreError(
+            f"wfnb sql is read-only: {kind.name} statements are refused; "
+            "only SELECT (and DESCRIBE/SHOW/SUMMARIZE/FROM …) may run"
+        )
     con.execute("BEGIN TRANSACTION READ ONLY")
     try:
         return con.execute(query).df()

@@ -140,8 +140,9 @@ def _json_exact(value: Any, depth: int = 0) -> bool:
     if kind is list:
         return all(_json_exact(item, depth + 1) for item in value)
     if kind is dict:
-        return all(type(k) is str and _utf8(k) and _json_exact(v, depth + 1)
-                   for k, v in value.items())
+        return all(
+            type(k) is str and _utf8(k) and _json_exact(v, depth + 1) for k, v in value.items()
+        )
     return False
 
 
@@ -152,19 +153,30 @@ def _exact_in_duckdb(pa: Any, kind: Any, *, lists: bool = True) -> bool:
     False for DataFrames: pandas reads an Arrow list back as a numpy array, not the
     Python list that went in."""
     t = pa.types
-    if (t.is_integer(kind) or t.is_float32(kind) or t.is_float64(kind)
-            or t.is_boolean(kind) or t.is_string(kind) or t.is_large_string(kind)
-            or t.is_binary(kind) or t.is_large_binary(kind) or t.is_date32(kind)
-            or t.is_timestamp(kind) or t.is_time(kind) or t.is_decimal128(kind)
-            or t.is_null(kind)):
+    if (
+        t.is_integer(kind)
+        or t.is_float32(kind)
+        or t.is_float64(kind)
+        or t.is_boolean(kind)
+        or t.is_string(kind)
+        or t.is_large_string(kind)
+        or t.is_binary(kind)
+        or t.is_large_binary(kind)
+        or t.is_date32(kind)
+        or t.is_timestamp(kind)
+        or t.is_time(kind)
+        or t.is_decimal128(kind)
+        or t.is_null(kind)
+    ):
         return True
     if t.is_dictionary(kind):  # pandas categoricals of strings
         return bool(t.is_string(kind.value_type) or t.is_large_string(kind.value_type))
     if t.is_list(kind) or t.is_large_list(kind):
         return lists and _exact_in_duckdb(pa, kind.value_type, lists=lists)
     if t.is_struct(kind):
-        return all(_exact_in_duckdb(pa, kind.field(i).type, lists=lists)
-                   for i in range(kind.num_fields))
+        return all(
+            _exact_in_duckdb(pa, kind.field(i).type, lists=lists) for i in range(kind.num_fields)
+        )
     return False
 
 
@@ -210,8 +222,9 @@ def encode_value(value: Any, *, table: str | None, what: str) -> tuple[Any, ...]
             return JSON, text, None, None, None
     if table is not None and (arrow := _to_arrow(value)) is not None:
         tbl, origin = arrow
-        ref = json.dumps({"table": table, "type": origin, "rows": tbl.num_rows,
-                          "columns": tbl.schema.names})
+        ref = json.dumps(
+            {"table": table, "type": origin, "rows": tbl.num_rows, "columns": tbl.schema.names}
+        )
         schema = tbl.schema.serialize().to_pybytes()
         return TABLE, ref, None, schema, PendingTable(table, tbl, value)
     return PICKLE, None, pickled(value, what=what), None, None
@@ -221,12 +234,15 @@ def pickled(value: Any, *, what: str) -> bytes:
     try:
         return pickle.dumps(value, protocol=5)
     except Exception as exc:  # pickle raises many types (TypeError, PicklingError, …)
-        raise StoreError(f"{what}: a {type(value).__name__} cannot be stored "
-                         f"(not JSON, not a table, not picklable: {exc})") from exc
+        raise StoreError(
+            f"{what}: a {type(value).__name__} cannot be stored "
+            f"(not JSON, not a table, not picklable: {exc})"
+        ) from exc
 
 
-def decode_value(kind: str, text: str | None, blob: bytes | None, table: Any = None,
-                 schema: bytes | None = None) -> Any:
+def decode_value(
+    kind: str, text: str | None, blob: bytes | None, table: Any = None, schema: bytes | None = None
+) -> Any:
     if kind == JSON:
         return json.loads(text) if text is not None else None
     if kind == PICKLE:
@@ -252,64 +268,140 @@ def encode_batch(batch: Batch) -> EncodedBatch:
     acknowledged checkpoint that never reaches the tables."""
     out = EncodedBatch()
     for w in batch.workflows:
-        out.workflows.append((_key(w.name, "workflow name"), _text(w.definition) or "",
-                              _key(w.definition_hash, "definition hash"),
-                              to_us(w.created_at)))
+        out.workflows.append(
+            (
+                _key(w.name, "workflow name"),
+                _text(w.definition) or "",
+                _key(w.definition_hash, "definition hash"),
+                to_us(w.created_at),
+            )
+        )
     for r in batch.runs:
-        _, text, blob, _, _ = encode_value(r.inputs, table=None,
-                                           what=f"inputs of run {r.run_id}")
-        out.runs.append((
-            _key(r.run_id, "run id"), _key(r.workflow, "workflow"),
-            _key(r.definition_hash, "definition hash"), RunStatus(r.status).value,
-            text, blob, _key(r.parent_run_id, "parent run id", optional=True),
-            _key(r.parent_step_id, "parent step id", optional=True), _int32(r.depth, "depth"),
-            _text(r.owner), to_us(r.created_at), to_us(r.started_at), to_us(r.ended_at),
-            _text(r.error), _key(r.failed_step, "failed step", optional=True),
-            _code_hashes(r.code_hashes),
-        ))
+        _, text, blob, _, _ = encode_value(r.inputs, table=None, what=f"inputs of run {r.run_id}")
+        out.runs.append(
+            (
+                _key(r.run_id, "run id"),
+                _key(r.workflow, "workflow"),
+                _key(r.definition_hash, "definition hash"),
+                RunStatus(r.status).value,
+                text,
+                blob,
+                _key(r.parent_run_id, "parent run id", optional=True),
+                _key(r.parent_step_id, "parent step id", optional=True),
+                _int32(r.depth, "depth"),
+                _text(r.owner),
+                to_us(r.created_at),
+                to_us(r.started_at),
+                to_us(r.ended_at),
+                _text(r.error),
+                _key(r.failed_step, "failed step", optional=True),
+                _code_hashes(r.code_hashes),
+            )
+        )
     for s in batch.steps:
-        name = table_name(_key(s.run_id, "run id") or "", _key(s.step_id, "step id") or "",
-                          _int32(s.attempt, "attempt"))
+        name = table_name(
+            _key(s.run_id, "run id") or "",
+            _key(s.step_id, "step id") or "",
+            _int32(s.attempt, "attempt"),
+        )
         if s.has_output:
             kind, text, blob, schema, pending = encode_value(
-                s.output, table=name, what=f"output of step {s.step_id!r} of run {s.run_id}")
+                s.output, table=name, what=f"output of step {s.step_id!r} of run {s.run_id}"
+            )
         else:
             kind, text, blob, schema, pending = NONE, None, None, None, None
         if pending is not None:
             out.tables.append(pending)
-        out.steps.append((
-            s.run_id, s.step_id, s.attempt, StepStatus(s.status).value,
-            to_us(s.started_at), to_us(s.ended_at), _text(s.error), text, kind,
-            name if kind == TABLE else None, blob, schema,
-        ))
+        out.steps.append(
+            (
+                s.run_id,
+                s.step_id,
+                s.attempt,
+                StepStatus(s.status).value,
+                to_us(s.started_at),
+                to_us(s.ended_at),
+                _text(s.error),
+                text,
+                kind,
+                name if kind == TABLE else None,
+                blob,
+                schema,
+            )
+        )
     return out
 
 
 def decode_workflow(row: tuple[Any, ...]) -> WorkflowRecord:
     name, definition, definition_hash, created = row
-    return WorkflowRecord(name=name, definition=definition, definition_hash=definition_hash,
-                          created_at=from_us(created) or 0.0)
+    return WorkflowRecord(
+        name=name,
+        definition=definition,
+        definition_hash=definition_hash,
+        created_at=from_us(created) or 0.0,
+    )
 
 
 def decode_run(row: tuple[Any, ...]) -> RunRecord:
-    (run_id, workflow, definition_hash, status, text, blob, parent_run_id, parent_step_id,
-     depth, owner, created, started, ended, error, failed_step, code_hashes) = row
+    (
+        run_id,
+        workflow,
+        definition_hash,
+        status,
+        text,
+        blob,
+        parent_run_id,
+        parent_step_id,
+        depth,
+        owner,
+        created,
+        started,
+        ended,
+        error,
+        failed_step,
+        code_hashes,
+    ) = row
     return RunRecord(
-        run_id=run_id, workflow=workflow, definition_hash=definition_hash,
+        run_id=run_id,
+        workflow=workflow,
+        definition_hash=definition_hash,
         status=RunStatus(status),
         inputs=decode_value(JSON if blob is None else PICKLE, text, blob),
-        created_at=from_us(created) or 0.0, started_at=from_us(started),
-        ended_at=from_us(ended), error=error, failed_step=failed_step,
-        parent_run_id=parent_run_id, parent_step_id=parent_step_id, depth=depth, owner=owner,
+        created_at=from_us(created) or 0.0,
+        started_at=from_us(started),
+        ended_at=from_us(ended),
+        error=error,
+        failed_step=failed_step,
+        parent_run_id=parent_run_id,
+        parent_step_id=parent_step_id,
+        depth=depth,
+        owner=owner,
         code_hashes=json.loads(code_hashes) if code_hashes else {},
     )
 
 
 def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
-    (run_id, step_id, attempt, status, started, ended, error, text, kind, _table_name, blob,
-     schema) = row
+    (
+        run_id,
+        step_id,
+        attempt,
+        status,
+        started,
+        ended,
+        error,
+        text,
+        kind,
+        _table_name,
+        blob,
+        schema,
+    ) = row
     return StepRecord(
-        run_id=run_id, step_id=step_id, attempt=attempt, status=StepStatus(status),
-        started_at=from_us(started), ended_at=from_us(ended), error=error,
-        output=decode_value(kind, text, blob, table, schema), has_output=kind != NONE,
+        run_id=run_id,
+        step_id=step_id,
+        attempt=attempt,
+        status=StepStatus(status),
+        started_at=from_us(started),
+        ended_at=from_us(ended),
+        error=error,
+        output=decode_value(kind, text, blob, table, schema),
+        has_output=kind != NONE,
     )

@@ -45,7 +45,8 @@ def connect_with_retry(path: Path, lock_timeout: float) -> duckdb.DuckDBPyConnec
                     f"the store {path} is in use by another process ({holder}) and was not "
                     f"released within {lock_timeout:g} s; finish or close the runs there "
                     "(DuckDB allows one writing process per file)",
-                    holder=holder) from exc
+                    holder=holder,
+                ) from exc
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.25)
 

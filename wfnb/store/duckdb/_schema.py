@@ -92,13 +92,17 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> None:
     """Bring the file to ``target`` (`SCHEMA_VERSION`), one transaction per step;
     running it again does nothing."""
-    con.execute("CREATE TABLE IF NOT EXISTS schema_version ("
-                "version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        "version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
+    )
     row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
     current = int(row[0]) if row else 0
     if current > SCHEMA_VERSION:
-        raise StoreError(f"the store file has schema version {current}, newer than this "
-                         f"wfnb understands ({SCHEMA_VERSION}); upgrade wfnb")
+        raise StoreError(
+            f"the store file has schema version {current}, newer than this "
+            f"wfnb understands ({SCHEMA_VERSION}); upgrade wfnb"
+        )
     for version in range(current + 1, target + 1):
         con.execute("BEGIN")
         try:
@@ -116,14 +120,18 @@ def folded_seq(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def set_folded_seq(con: duckdb.DuckDBPyConnection, seq: int) -> None:
-    con.execute("INSERT INTO journal_state VALUES (1, ?) ON CONFLICT DO UPDATE "
-                "SET folded_seq = excluded.folded_seq", [seq])
+    con.execute(
+        "INSERT INTO journal_state VALUES (1, ?) ON CONFLICT DO UPDATE "
+        "SET folded_seq = excluded.folded_seq",
+        [seq],
+    )
 
 
 def output_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute("SELECT table_name FROM duckdb_tables() "
-                       "WHERE schema_name = 'main' AND table_name LIKE 'output\\_%' ESCAPE '\\'"
-                       ).fetchall()
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE schema_name = 'main' AND table_name LIKE 'output\\_%' ESCAPE '\\'"
+    ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -133,13 +141,17 @@ def _ts(i: int) -> str:
 
 
 _UPSERT_WORKFLOWS = (
-    "INSERT INTO workflows SELECT unnest($1), unnest($2), unnest($3), " + _ts(4)
+    "INSERT INTO workflows SELECT unnest($1), unnest($2), unnest($3), "
+    + _ts(4)
     + " ON CONFLICT DO UPDATE SET definition = excluded.definition, "
-    "created_at = excluded.created_at")
+    "created_at = excluded.created_at"
+)
 
-_RUN_COLS = ("run_id, workflow, definition_hash, status, inputs, inputs_pickle, parent_run_id, "
-             "parent_step_id, depth, owner, created_at, started_at, ended_at, error, failed_step, "
-             "code_hashes")
+_RUN_COLS = (
+    "run_id, workflow, definition_hash, status, inputs, inputs_pickle, parent_run_id, "
+    "parent_step_id, depth, owner, created_at, started_at, ended_at, error, failed_step, "
+    "code_hashes"
+)
 _UPSERT_RUNS = (
     f"INSERT INTO runs ({_RUN_COLS}, duration_ms) SELECT *, "
     "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), "
@@ -147,17 +159,21 @@ _UPSERT_RUNS = (
     f"unnest($8), unnest($9), unnest($10), {_ts(11)}, {_ts(12)} AS started_at, "
     f"{_ts(13)} AS ended_at, unnest($14), unnest($15), unnest($16)::JSON) "
     "ON CONFLICT DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in [*_RUN_COLS.split(", ")[1:], "duration_ms"]))
+    + ", ".join(f"{c} = excluded.{c}" for c in [*_RUN_COLS.split(", ")[1:], "duration_ms"])
+)
 
-_STEP_COLS = ("run_id, step_id, attempt, status, started_at, ended_at, error, output, "
-              "output_kind, output_table, output_pickle, output_schema")
+_STEP_COLS = (
+    "run_id, step_id, attempt, status, started_at, ended_at, error, output, "
+    "output_kind, output_table, output_pickle, output_schema"
+)
 _UPSERT_STEPS = (
     f"INSERT INTO steps ({_STEP_COLS}, duration_ms) SELECT *, "
     "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), unnest($2), "
     f"unnest($3), unnest($4), {_ts(5)} AS started_at, {_ts(6)} AS ended_at, unnest($7), "
     "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12)) "
     "ON CONFLICT DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in [*_STEP_COLS.split(", ")[3:], "duration_ms"]))
+    + ", ".join(f"{c} = excluded.{c}" for c in [*_STEP_COLS.split(", ")[3:], "duration_ms"])
+)
 
 
 def last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
@@ -176,8 +192,12 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 
-def upsert(con: duckdb.DuckDBPyConnection, workflows: Sequence[tuple[Any, ...]],
-           runs: Sequence[tuple[Any, ...]], steps: Sequence[tuple[Any, ...]]) -> None:
+def upsert(
+    con: duckdb.DuckDBPyConnection,
+    workflows: Sequence[tuple[Any, ...]],
+    runs: Sequence[tuple[Any, ...]],
+    steps: Sequence[tuple[Any, ...]],
+) -> None:
     """Upsert rows, inside the caller's transaction."""
     if workflows:
         con.execute(_UPSERT_WORKFLOWS, _columns(last_per_key(workflows, 2), 4))
@@ -196,15 +216,22 @@ WORKFLOW_SELECT = f"SELECT name, definition, definition_hash, {_us('created_at')
 RUN_SELECT = (
     "SELECT run_id, workflow, definition_hash, status, inputs::VARCHAR, inputs_pickle, "
     f"parent_run_id, parent_step_id, depth, owner, {_us('created_at')}, {_us('started_at')}, "
-    f"{_us('ended_at')}, error, failed_step, code_hashes::VARCHAR FROM runs")
+    f"{_us('ended_at')}, error, failed_step, code_hashes::VARCHAR FROM runs"
+)
 STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
     "output::VARCHAR, output_kind, output_table, output_pickle, output_schema FROM steps "
-    "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq")
+    "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq"
+)
 
 
-def list_runs_query(*, workflow: str | None, statuses: Sequence[str] | None,
-                    parent_run_id: str | None, limit: int | None) -> tuple[str, list[Any]]:
+def list_runs_query(
+    *,
+    workflow: str | None,
+    statuses: Sequence[str] | None,
+    parent_run_id: str | None,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if workflow is not None:
@@ -226,4 +253,5 @@ def list_runs_query(*, workflow: str | None, statuses: Sequence[str] | None,
 
 PRUNE_DOOMED = (
     "SELECT run_id FROM runs WHERE created_at < make_timestamp(?) "
-    "AND status IN ('completed', 'failed', 'cancelled') AND (NOT ? OR status <> 'failed')")
+    "AND status IN ('completed', 'failed', 'cancelled') AND (NOT ? OR status <> 'failed')"
+)

@@ -32,14 +32,21 @@ def vet(con: duckdb.DuckDBPyConnection, tables: list[PendingTable]) -> dict[str,
             exact = back.cast(table.arrow.schema).schema.equals(table.arrow.schema)
         except Exception:  # duckdb or pyarrow: an unsupported or uncastable type
             exact = False
-        verdicts[table.name] = None if exact else pickled(
-            table.value, what=f"output table {table.name}")
+        verdicts[table.name] = (
+            None if exact else pickled(table.value, what=f"output table {table.name}")
+        )
     return verdicts
 
 
-def store(con: duckdb.DuckDBPyConnection, steps: list[Any], tables: list[PendingTable],
-          verdicts: dict[str, bytes | None], known: set[str], created: set[str],
-          dropped: set[str]) -> list[Any]:
+def store(
+    con: duckdb.DuckDBPyConnection,
+    steps: list[Any],
+    tables: list[PendingTable],
+    verdicts: dict[str, bytes | None],
+    known: set[str],
+    created: set[str],
+    dropped: set[str],
+) -> list[Any]:
     """Create the output tables of this transaction and drop those a later record
     replaced; returns the step rows, a table `vet` refused as a pickle."""
     fresh = {t.name: t for t in tables}
@@ -53,8 +60,7 @@ def store(con: duckdb.DuckDBPyConnection, steps: list[Any], tables: list[Pending
         else:
             con.register("wfnb_incoming", fresh[name].arrow)
             try:
-                con.execute(f'CREATE OR REPLACE TABLE "{name}" AS '
-                            "SELECT * FROM wfnb_incoming")
+                con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM wfnb_incoming')
             finally:
                 con.unregister("wfnb_incoming")
             created.add(name)

@@ -50,8 +50,16 @@ Rows = tuple[list[Any], list[Any], list[Any]]
 
 
 class Writer:
-    def __init__(self, path: Path, *, lock_timeout: float, idle_close: float,
-                 journal: bool, fold_rows: int, fold_idle: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lock_timeout: float,
+        idle_close: float,
+        journal: bool,
+        fold_rows: int,
+        fold_idle: float,
+    ) -> None:
         self.path = path
         self.lock_timeout, self.idle_close = lock_timeout, idle_close
         self.fold_rows, self.fold_idle = fold_rows, fold_idle
@@ -88,8 +96,9 @@ class Writer:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._main, daemon=True,
-                                                    name=f"wfnb-store {self.path.name}")
+                    self._thread = threading.Thread(
+                        target=self._main, daemon=True, name=f"wfnb-store {self.path.name}"
+                    )
                     self._thread.start()
                     LIVE.add(self)
         self._queue.put((kind, payload, waiter))
@@ -146,8 +155,11 @@ class Writer:
         try:
             if self._pending:
                 self._fold()
-            elif (self._con is not None and not self._holds
-                  and time.monotonic() - self._last_op >= self.idle_close):
+            elif (
+                self._con is not None
+                and not self._holds
+                and time.monotonic() - self._last_op >= self.idle_close
+            ):
                 self._disconnect()
         except StoreError:
             pass  # the journal still holds the rows; the next operation retries
@@ -232,8 +244,13 @@ class Writer:
 
     def _reject(self, frame: tuple[int, Rows], exc: StoreError) -> None:
         rejected = self.path.with_name(self.path.name + ".rejected")
-        log.error("wfnb store: journal frame %d cannot be folded into %s (%s); its rows "
-                  "are kept in %s", frame[0], self.path, exc, rejected)
+        log.error(
+            "wfnb store: journal frame %d cannot be folded into %s (%s); its rows are kept in %s",
+            frame[0],
+            self.path,
+            exc,
+            rejected,
+        )
         with open(rejected, "ab") as fh:
             pickle.dump(frame, fh, protocol=5)
             fh.flush()
@@ -256,8 +273,9 @@ class Writer:
             with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
                 self._journal.reset()
 
-    def _commit(self, batches: list[EncodedBatch],
-                frames: list[tuple[int, Rows]] | None = None) -> None:
+    def _commit(
+        self, batches: list[EncodedBatch], frames: list[tuple[int, Rows]] | None = None
+    ) -> None:
         """One transaction: journal ``frames`` (oldest first), then ``batches``."""
         con = self._connect()
         frames = frames or []
@@ -396,4 +414,3 @@ class Writer:
 
     def close(self, waiter: Waiter) -> None:
         self.submit(_CLOSE, None, waiter)
-
