@@ -45,3 +45,12 @@ def rec() -> Recorder:
 
 def wf(text: str, name: str = "wf") -> wfnb.Workflow:
     return wfnb.Workflow.from_yaml(text, name=name)
+
+
+def error_of(text: str, **kw: Any) -> wfnb.DefinitionError:
+    """The DefinitionError that parsing ``text`` raises (fails if none)."""
+    from wfnb.parse import parse_workflow
+
+    with pytest.raises(wfnb.DefinitionError) as info:
+        parse_workflow(text, name="w", **kw)
+    return info.value

@@ -2,18 +2,10 @@
 
 import time
 
-import pytest
-
 import wfnb
 from wfnb.parse import parse_workflow
 
-from .conftest import wf
-
-
-def error_of(text: str, **kw) -> wfnb.DefinitionError:
-    with pytest.raises(wfnb.DefinitionError) as info:
-        parse_workflow(text, name="w", **kw)
-    return info.value
+from .conftest import error_of, wf
 
 
 def test_a_valid_workflow_keeps_order_lines_and_kinds():

@@ -1,17 +1,8 @@
 """Review: the rule that templates read only upstream steps, inside loops too."""
 
-import pytest
-
 import wfnb
-from wfnb.parse import parse_workflow
 
-from .conftest import wf
-
-
-def error_of(text: str, **kw) -> wfnb.DefinitionError:
-    with pytest.raises(wfnb.DefinitionError) as info:
-        parse_workflow(text, name="w", **kw)
-    return info.value
+from .conftest import error_of, wf
 
 
 def test_loop_and_body_steps_may_only_read_steps_they_need_too():
