@@ -46,7 +46,7 @@ from wfnb.model import (
 )
 from wfnb.owner import current_owner, owner_alive
 from wfnb.redact import Redactor
-from wfnb.runner import CrashPoints, LiveRun
+from wfnb.runner import CrashPoints, LiveRun, base_id, step_outputs
 from wfnb.steps.base import executor_for
 from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
@@ -419,7 +419,7 @@ class Engine:
             replace(step, run_id=new_id)
             for instance, step in latest_attempts(await self.store.get_steps(run_id=run_id)).items()
             if step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED)
-            and top.get(instance.split("[", 1)[0]) not in redo | {None}
+            and top.get(base_id(instance)) not in redo | {None}
         )
         record = RunRecord(
             run_id=new_id,
@@ -606,14 +606,13 @@ class Engine:
         if record is None:
             raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
         steps = await self.store.get_steps(run_id=run_id)
-        outputs: dict[str, Any] = {}
-        for step in steps:  # in start order, so a loop body's last iteration wins
-            if step.status is StepStatus.COMPLETED and step.has_output:
-                outputs[step.step_id] = step.output
-                base = step.step_id.split("[", 1)[0]
-                if base != step.step_id:
-                    outputs[base] = step.output
-        outputs = {key: value for key, value in outputs.items() if "[" not in key}
+        outputs = step_outputs(
+            {
+                step.step_id: step.output
+                for step in steps
+                if step.status is StepStatus.COMPLETED and step.has_output
+            }
+        )
         return RunResult(
             run_id=record.run_id,
             workflow=record.workflow,
@@ -631,7 +630,7 @@ class Engine:
             run_id=live.id,
             workflow=live.workflow.name,
             status=live.status,
-            outputs={key: redact(value) for key, value in live.outputs.items() if "[" not in key},
+            outputs={key: redact(value) for key, value in step_outputs(live.outputs).items()},
             error=redact(live.error_text()) if live.status.finished or live.failure else None,
             failed_step=live.failure[0] if live.failure and live.failure[0] else None,
         )

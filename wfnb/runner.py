@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from wfnb.engine import Engine
 
 _timeout = getattr(asyncio, "timeout", None)
-_STOPPED = "stopped"
 
 
 @dataclass(slots=True)
@@ -74,6 +73,30 @@ class Frame:
         if not self.index:
             return step_id
         return f"{step_id}[{','.join(map(str, self.index))}]"
+
+
+def base_id(instance: str) -> str:
+    """``b[0,2]`` -> ``b``: the step an instance id (see `Frame.instance`) is of."""
+    return instance.partition("[")[0]
+
+
+def iteration_index(instance: str) -> tuple[int, ...]:
+    """``b[0,2]`` -> ``(0, 2)``; ``()`` for a top-level step."""
+    inner = instance.partition("[")[2].rstrip("]")
+    return tuple(int(part) for part in inner.split(",")) if inner else ()
+
+
+def step_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs by step id, as results and the steps after a loop see them: a loop
+    body step by its bare id, with its last iteration's output."""
+    by_step = {key: value for key, value in outputs.items() if base_id(key) == key}
+    last: dict[str, tuple[int, ...]] = {}
+    for instance, value in outputs.items():
+        base, index = base_id(instance), iteration_index(instance)
+        if index and index >= last.get(base, index):
+            last[base] = index
+            by_step[base] = value
+    return by_step
 
 
 class CrashPoints:
@@ -123,14 +146,7 @@ class LiveRun:
                     self.outputs[instance] = engine.redact.restore(step.output)
         # A step after a loop reads a body step's last iteration through its bare id
         # (as `_settle` keeps it live); restored iterations must provide it too.
-        last: dict[str, tuple[int, ...]] = {}
-        for instance in list(self.outputs):
-            base, bracket, index = instance.partition("[")
-            if bracket:
-                position = tuple(int(i) for i in index.rstrip("]").split(","))
-                if position >= last.get(base, position):
-                    last[base] = position
-                    self.outputs[base] = self.outputs[instance]
+        self.outputs.update(step_outputs(self.outputs))
         self.failure: tuple[str, str] | None = None
         self.notes: list[str] = []
         self.stop_reason: str | None = None
@@ -495,7 +511,7 @@ class LiveRun:
         self.statuses[instance] = outcome.status
         if outcome.status is StepStatus.COMPLETED:
             self.outputs[instance] = outcome.output
-            base = instance.split("[", 1)[0]
+            base = base_id(instance)
             if base != instance:  # later steps see a loop body step's last output
                 self.outputs[base] = outcome.output
         elif outcome.error is not None:

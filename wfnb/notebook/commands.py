@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from wfnb.errors import DefinitionError, RunNotFound, WfnbError
 from wfnb.model import RunStatus, Workflow
 from wfnb.notebook import view
-from wfnb.notebook.state import RunState, StepView, base_id, iteration_of
+from wfnb.notebook.state import RunState, StepView, iteration_of
+from wfnb.runner import base_id
 from wfnb.store.base import RunRecord, latest_attempts
 
 if TYPE_CHECKING:

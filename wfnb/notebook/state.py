@@ -15,6 +15,7 @@ from typing import Any
 from wfnb.dag import Plan
 from wfnb.events import Event, EventKind
 from wfnb.model import RunStatus, StepStatus
+from wfnb.runner import base_id, iteration_index
 
 _STEP_EVENTS: dict[EventKind, StepStatus] = {
     EventKind.STEP_STARTED: StepStatus.RUNNING,
@@ -159,18 +160,9 @@ class RunState:
         return None
 
 
-def base_id(instance: str) -> str:
-    """``body[0,2]`` -> ``body``."""
-    return instance.split("[", 1)[0]
-
-
 def iteration_of(instance: str) -> int:
     """The innermost iteration index of a body instance (``b[1,3]`` -> 3)."""
-    inner = instance.partition("[")[2].rstrip("]")
-    try:
-        return int(inner.split(",")[-1])
-    except ValueError:
-        return 0
+    return iteration_index(instance)[-1]
 
 
 def all_steps(plan: Plan) -> list[str]:
