@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -535,10 +535,7 @@ class Engine:
                     )
                 )
             steps.extend(
-                replace(step, status=StepStatus.CANCELLED, ended_at=now, error="cancelled")
-                for other, step in attempts.items()
-                if other != step_id
-                and step.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+                _close_open((step for other, step in attempts.items() if other != step_id), now)
             )
             runs.append(
                 replace(
@@ -580,11 +577,8 @@ class Engine:
                     run_id=run_id,
                 )
             now = time.time()
-            open_steps = [
-                replace(step, status=StepStatus.CANCELLED, ended_at=now, error="cancelled")
-                for step in latest_attempts(await self.store.get_steps(run_id=run_id)).values()
-                if step.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
-            ]
+            attempts = latest_attempts(await self.store.get_steps(run_id=run_id))
+            open_steps = _close_open(attempts.values(), now)
             ended = replace(record, status=RunStatus.CANCELLED, ended_at=now, error="cancelled")
             await self.store.write(Batch(runs=(ended,), steps=open_steps))
         return await self.result(run_id)
@@ -734,6 +728,16 @@ class Engine:
 
 def _unmasked(value: Any) -> Any:
     return value
+
+
+def _close_open(steps: Iterable[StepRecord], now: float) -> list[StepRecord]:
+    """The steps a run that no process drives any more left open (running, or
+    waiting for a person), ended as `cancel` ends them; the others are left out."""
+    return [
+        replace(step, status=StepStatus.CANCELLED, ended_at=now, error="cancelled")
+        for step in steps
+        if step.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+    ]
 
 
 def _top_level_owner(plan: Plan) -> dict[str, str]:
