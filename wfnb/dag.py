@@ -154,7 +154,7 @@ def build_plan(workflow: Workflow) -> Plan:
             needs[step_id].add(conditional)
 
     _check_references(workflow, needs, scope_of)
-    return _plan_scope(workflow, None, needs, scope_of, branch_of)
+    return _plan_scope(workflow, None, needs, scope_of)
 
 
 def _encloses(loop_id: str, step_id: str, loop_of: Mapping[str, str]) -> bool:
@@ -171,7 +171,6 @@ def _plan_scope(
     scope: str | None,
     needs: Mapping[str, set[str]],
     scope_of: Callable[[str], str | None],
-    branch_of: Mapping[str, str],
 ) -> Plan:
     members = [sid for sid in workflow.steps if scope_of(sid) == scope]
     graph = nx.DiGraph()
@@ -188,7 +187,7 @@ def _plan_scope(
         for need in needs[sid]:
             dependents[need].append(sid)
     bodies = {
-        sid: _plan_scope(workflow, sid, needs, scope_of, branch_of)
+        sid: _plan_scope(workflow, sid, needs, scope_of)
         for sid in members
         if isinstance(workflow.steps[sid].spec, LoopSpec)
     }
