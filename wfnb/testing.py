@@ -266,6 +266,7 @@ class StoreConformance:
             error="why" if status is StepStatus.FAILED else None,
             started_at=time.time(),
             ended_at=None,
+            worker="tcp://10.0.0.7:40123" if status is StepStatus.COMPLETED else None,
         )
         self.write(store, runs=[self.run_record()], steps=[record])
         (got,) = _run(store.get_steps(run_id="r1"))

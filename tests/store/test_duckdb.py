@@ -84,7 +84,7 @@ def test_reopen_keeps_everything_and_setup_is_idempotent(db: Path) -> None:
         (step,) = asyncio.run(store.get_steps(run_id="r1"))
         pd.testing.assert_frame_equal(step.output, pd.DataFrame({"a": [1]}))
         versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-        assert versions["version"].tolist() == [1, 2]
+        assert versions["version"].tolist() == [1, 2, 3]
         asyncio.run(store.close())
 
 
@@ -107,7 +107,33 @@ def test_a_v1_file_is_migrated_keeping_its_rows(db: Path) -> None:
     got = asyncio.run(store.get_run(run_id="r1"))
     assert got is not None and got.code_hashes == {"s": "abc"}
     versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-    assert versions["version"].tolist() == [1, 2]
+    assert versions["version"].tolist() == [1, 2, 3]
+    asyncio.run(store.close())
+
+
+def test_a_v2_file_gets_the_worker_column_and_views_show_it(db: Path) -> None:
+    from wfnb.store.duckdb import _schema
+
+    con = duckdb.connect(str(db))
+    _schema.migrate(con, target=2)  # a file as a release before the Dask backend wrote it
+    con.execute(
+        "INSERT INTO runs (run_id, workflow, status, depth, created_at, started_at) "
+        "VALUES ('r1', 'etl', 'completed', 0, TIMESTAMP '2025-01-01', TIMESTAMP '2025-01-01')"
+    )
+    con.execute(
+        "INSERT INTO steps (run_id, step_id, attempt, status, started_at, output_kind) "
+        "VALUES ('r1', 'old', 1, 'completed', TIMESTAMP '2025-01-01', 'none')"
+    )
+    con.close()
+    store = DuckDBStore(db)
+    (old,) = asyncio.run(store.get_steps(run_id="r1"))
+    assert old.step_id == "old" and old.worker is None
+    write(store, steps=[step_rec("new", worker="tcp://127.0.0.1:4242")])
+    steps = {s.step_id: s for s in asyncio.run(store.get_steps(run_id="r1"))}
+    assert steps["new"].worker == "tcp://127.0.0.1:4242"
+    for view in ("run_timeline", "latest_steps"):
+        rows = store.sql(f"SELECT step_id, coalesce(worker, '-') FROM {view} ORDER BY step_id")
+        assert rows.values.tolist() == [["new", "tcp://127.0.0.1:4242"], ["old", "-"]]
     asyncio.run(store.close())
 
 
@@ -459,4 +485,22 @@ def test_journal_rows_of_an_older_release_are_replayed(db: Path) -> None:
     store = DuckDBStore(db)
     got = asyncio.run(store.get_run(run_id="v1-row"))
     assert got is not None and got.code_hashes == {}
+    asyncio.run(store.close())
+
+
+def test_journal_step_rows_without_a_worker_are_replayed(db: Path) -> None:
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    first = DuckDBStore(db)
+    asyncio.run(first.flush())  # creates the file
+    asyncio.run(first.close())
+    old = encode_batch(Batch(runs=[run_rec()], steps=[step_rec("v2-row")]))
+    journal = Journal(db.with_name(db.name + ".journal"))
+    journal.open()
+    journal.append(10**6, ([], old.runs, [old.steps[0][:12]]))  # v2 step rows had 12 fields
+    journal.close()
+    store = DuckDBStore(db)
+    (got,) = asyncio.run(store.get_steps(run_id="r1"))
+    assert got.step_id == "v2-row" and got.worker is None
     asyncio.run(store.close())

@@ -60,6 +60,8 @@ class StepRecord:
     completed attempt, the approval request (``{prompt, deadline}``) for a
     ``waiting_approval`` one. Any Python value may appear; the store decides how to
     keep it (JSON, a table, a pickle) and must give back an equal value.
+    ``worker`` is where the attempt ran, when a backend says (the Dask worker's
+    address); None for the local backend.
     """
 
     run_id: str
@@ -71,6 +73,7 @@ class StepRecord:
     error: str | None = None
     output: Any = None
     has_output: bool = False
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

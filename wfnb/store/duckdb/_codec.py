@@ -326,6 +326,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 name if kind == TABLE else None,
                 blob,
                 schema,
+                _text(s.worker),
             )
         )
     return out
@@ -393,6 +394,7 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         _table_name,
         blob,
         schema,
+        worker,
     ) = row
     return StepRecord(
         run_id=run_id,
@@ -404,4 +406,5 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         error=error,
         output=decode_value(kind, text, blob, table, schema),
         has_output=kind != NONE,
+        worker=worker,
     )

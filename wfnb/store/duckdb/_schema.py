@@ -1,6 +1,6 @@
 """The SQL: schema and its migrations, the batched upserts, and the reads.
 
-Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
+Schema (v3) — tables a user may query (times are UTC ``TIMESTAMP``s):
 
 ``workflows``  name, definition (the YAML), definition_hash, created_at
 ``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
@@ -11,12 +11,14 @@ Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
                ended_at, duration_ms, error, output (JSON; for a table, a reference
                ``{"table": …, "type": …, "rows": …}``), output_kind
                ('json' | 'table' | 'pickle' | 'none'), output_table, output_pickle,
-               output_schema (the Arrow schema a table output is restored to)
+               output_schema (the Arrow schema a table output is restored to),
+               worker (where the attempt ran: a Dask worker's address; since v3)
 ``output_…``   one real table per DataFrame/Arrow output, named in ``steps.output_table``
 
 Views: ``events`` (one row per run/step start and end, time ordered), ``run_timeline``
-(each attempt with its offsets from the run's start) and ``latest_steps`` (the last
-attempt of each step). ``schema_version`` and ``journal_state`` are bookkeeping.
+(each attempt with its offsets from the run's start, and its worker) and
+``latest_steps`` (the last attempt of each step). ``schema_version`` and
+``journal_state`` are bookkeeping.
 
 Multi-row writes are ``INSERT … SELECT unnest(list), …`` per table, never
 ``executemany``: one statement for any number of rows (2.2 ms for 400 rows against
@@ -84,8 +86,27 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS code_hashes JSON")
 
 
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    """``steps.worker``: the Dask worker an attempt ran on. The views that list
+    step columns are made again, so they show it."""
+    con.execute("ALTER TABLE steps ADD COLUMN IF NOT EXISTS worker VARCHAR")
+    con.execute(
+        """CREATE OR REPLACE VIEW run_timeline AS
+        SELECT s.run_id, r.workflow, s.step_id, s.attempt, s.status,
+               epoch_ms(s.started_at) - epoch_ms(r.started_at) AS start_offset_ms,
+               epoch_ms(s.ended_at) - epoch_ms(r.started_at) AS end_offset_ms,
+               s.duration_ms, s.error, s.worker
+        FROM steps s JOIN runs r USING (run_id)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW latest_steps AS
+        SELECT * EXCLUDE (seq) FROM steps
+        QUALIFY row_number() OVER (PARTITION BY run_id, step_id ORDER BY attempt DESC) = 1"""
+    )
+
+
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -164,13 +185,13 @@ _UPSERT_RUNS = (
 
 _STEP_COLS = (
     "run_id, step_id, attempt, status, started_at, ended_at, error, output, "
-    "output_kind, output_table, output_pickle, output_schema"
+    "output_kind, output_table, output_pickle, output_schema, worker"
 )
 _UPSERT_STEPS = (
     f"INSERT INTO steps ({_STEP_COLS}, duration_ms) SELECT *, "
     "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), unnest($2), "
     f"unnest($3), unnest($4), {_ts(5)} AS started_at, {_ts(6)} AS ended_at, unnest($7), "
-    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12)) "
+    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12), unnest($13)) "
     "ON CONFLICT DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in [*_STEP_COLS.split(", ")[3:], "duration_ms"])
 )
@@ -204,7 +225,7 @@ def upsert(
     if runs:
         con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
     if steps:
-        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 12))
+        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 13))
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -220,7 +241,7 @@ RUN_SELECT = (
 )
 STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
-    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema FROM steps "
+    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema, worker FROM steps "
     "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq"
 )
 
