@@ -24,7 +24,9 @@ from wfnb.errors import (
     TemplateRenderError,
     UnknownCallableError,
     UnknownStepError,
+    UnpicklableCallableError,
     WfnbError,
+    WorkerLost,
     WorkflowTimeout,
     YamlError,
 )
@@ -36,8 +38,13 @@ from wfnb.store import MemoryStore, Store
 
 __version__ = "0.1.0"
 
-# Loaded on first use, so `import wfnb` (and the engine) does not load duckdb.
-_LAZY = {"DuckDBStore": "wfnb.store.duckdb", "sql": "wfnb.store.duckdb"}
+# Loaded on first use, so `import wfnb` (and the engine) loads neither duckdb nor
+# distributed (wfnb.backends.dask itself imports distributed only when it connects).
+_LAZY = {
+    "DaskBackend": "wfnb.backends.dask",
+    "DuckDBStore": "wfnb.store.duckdb",
+    "sql": "wfnb.store.duckdb",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -71,6 +78,7 @@ __all__ = [
     "ApprovalRejected",
     "Backend",
     "CycleError",
+    "DaskBackend",
     "DefinitionError",
     "DuckDBStore",
     "Engine",
@@ -101,7 +109,9 @@ __all__ = [
     "TemplateRenderError",
     "UnknownCallableError",
     "UnknownStepError",
+    "UnpicklableCallableError",
     "WfnbError",
+    "WorkerLost",
     "Workflow",
     "WorkflowTimeout",
     "YamlError",

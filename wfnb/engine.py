@@ -226,12 +226,17 @@ class Engine:
             spec = step.spec
             try:
                 if step.kind == "code":
-                    self.resolve_code(spec.target, step_id=step_id)  # type: ignore[union-attr]
-                elif isinstance(spec, SkillSpec) and find_skill(spec.target) is None:
-                    raise UnknownCallableError(
-                        f"no skill registered as {spec.target!r} (decorate it with @wfnb.skill)",
-                        step_id=step_id,
-                    )
+                    fn = self.resolve_code(spec.target, step_id=step_id)  # type: ignore[union-attr]
+                    self.backend.check(fn, step_id=step_id)
+                elif isinstance(spec, SkillSpec):
+                    found = find_skill(spec.target)
+                    if found is None:
+                        raise UnknownCallableError(
+                            f"no skill registered as {spec.target!r} "
+                            "(decorate it with @wfnb.skill)",
+                            step_id=step_id,
+                        )
+                    self.backend.check(found.fn, step_id=step_id)
                 elif isinstance(spec, WorkflowSpec) and spec.target not in self.workflows:
                     raise DefinitionError(
                         f"no workflow named {spec.target!r} is registered "
@@ -679,8 +684,10 @@ class Engine:
             self._semaphores.clear()
 
     async def _let_go(self) -> None:
-        """Forget live runs (their state is in the store) and release the store."""
+        """Forget live runs (their state is in the store), release the store and
+        what the backend holds on this loop."""
         self._live.clear()
+        await self.backend.release()
         if self._holding:
             self._holding = False
             await self.store.release()

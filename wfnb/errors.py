@@ -10,11 +10,13 @@ user can catch them all with one ``except`` and tell them apart by class::
     │   ├── UnknownStepError     `needs`/`then`/`body` names a step that does not exist
     │   ├── CycleError           the steps depend on each other in a circle
     │   ├── TemplateError        a Jinja2 template does not compile
-    │   └── UnknownCallableError a `code:` or `skill:` name resolves to nothing
+    │   ├── UnknownCallableError a `code:` or `skill:` name resolves to nothing
+    │   └── UnpicklableCallableError  its callable cannot travel to the workers
     ├── StepError                a step ran and did not succeed
     │   ├── StepTimeout          it ran longer than its `timeout`
     │   ├── TemplateRenderError  its template used an undefined name
     │   ├── ApprovalRejected     a person rejected it
+    │   ├── WorkerLost           the worker running it died (retried like a failure)
     │   └── SubWorkflowError     its sub-workflow failed or nested too deep
     ├── RunError                 the run as a whole could not go on
     │   ├── WorkflowTimeout      the workflow-level `timeout` expired
@@ -80,6 +82,11 @@ class UnknownCallableError(DefinitionError):
     """A `code:` or `skill:` step names something that is not a callable."""
 
 
+class UnpicklableCallableError(DefinitionError):
+    """A `code:` or `skill:` callable cannot be pickled, so it cannot be sent to the
+    workers of a remote backend (Dask); found when the run starts."""
+
+
 class StepError(WfnbError):
     """A step ran and did not succeed."""
 
@@ -98,6 +105,10 @@ class TemplateRenderError(StepError):
 
 class ApprovalRejected(StepError):
     """A person rejected the approval step."""
+
+
+class WorkerLost(StepError):
+    """The worker running the attempt died (a Dask worker killed, out of memory)."""
 
 
 class SubWorkflowError(StepError):

@@ -173,6 +173,10 @@ class Step(BaseModel):
     timeout: float = Field(default=DEFAULT_STEP_TIMEOUT, gt=0)
     retry: Retry = Field(default_factory=Retry)
     if_: str | None = Field(default=None, alias="if")
+    #: abstract resources an attempt holds while it runs (``{GPU: 1}``): the Dask
+    #: backend passes them to ``client.submit``, so the step only runs on a worker
+    #: that declares them; the local backend has no such limits and ignores them.
+    resources: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -214,6 +218,14 @@ class Step(BaseModel):
         if self.id in self.needs:
             raise ValueError(f"step {self.id!r} cannot need itself")
         return self
+
+    @field_validator("resources")
+    @classmethod
+    def _positive_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if amount <= 0:
+                raise ValueError(f"resource {name!r} must be a positive amount, not {amount:g}")
+        return value
 
     @field_validator("needs", mode="before")
     @classmethod

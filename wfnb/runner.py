@@ -54,6 +54,8 @@ class Outcome:
     started_at: float
     output: Any = None
     error: str | None = None
+    #: where the attempt ran, when the backend says (a Dask worker's address)
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,6 +530,7 @@ class LiveRun:
                 redact(outcome.error),
                 redact(outcome.output),
                 outcome.status is StepStatus.COMPLETED,
+                outcome.worker,
             )
         )
         if outcome.status is StepStatus.FAILED:
@@ -636,7 +639,10 @@ class LiveRun:
             StepStatus.FAILED: EventKind.STEP_FAILED,
             StepStatus.CANCELLED: EventKind.STEP_CANCELLED,
         }[outcome.status]
-        self._publish(kind, step_id=instance, attempt=outcome.attempt, error=outcome.error)
+        data = {"worker": outcome.worker} if outcome.worker else None
+        self._publish(
+            kind, step_id=instance, attempt=outcome.attempt, error=outcome.error, data=data
+        )
 
     # -- one step ---------------------------------------------------------------
 
@@ -664,7 +670,9 @@ class LiveRun:
                                 self._clocks.pop(instance, None)
                 else:  # Python 3.10
                     output = await asyncio.wait_for(executor(step, ctx), limit)
-                return Outcome(StepStatus.COMPLETED, attempt, started, output=output)
+                return Outcome(
+                    StepStatus.COMPLETED, attempt, started, output=output, worker=ctx.worker
+                )
             except asyncio.CancelledError:
                 if _being_cancelled():
                     return Outcome(
@@ -683,12 +691,19 @@ class LiveRun:
             except Exception as exc:
                 error, retryable = f"{type(exc).__name__}: {exc}", True
             if not retryable or attempt >= step.retry.max_attempts or self.stop_reason:
-                return Outcome(StepStatus.FAILED, attempt, started, error=error)
+                return Outcome(StepStatus.FAILED, attempt, started, error=error, worker=ctx.worker)
             delay = step.retry.wait_before(attempt + 1)
             now = time.time()
             redact = self.engine.redact
             failed = StepRecord(
-                self.id, instance, attempt, StepStatus.FAILED, started, now, redact(error)
+                self.id,
+                instance,
+                attempt,
+                StepStatus.FAILED,
+                started,
+                now,
+                redact(error),
+                worker=ctx.worker,
             )
             await self.engine.store.write(Batch(steps=(failed,)))
             self._publish(
@@ -724,6 +739,7 @@ class LiveRun:
             depth=self.record.depth,
             scope=self.template_scope(frame),
             runtime=StepServices(self, step, frame),
+            resources=step.resources,
         )
 
     def template_scope(self, frame: Frame) -> dict[str, Any]:

@@ -50,6 +50,10 @@ class StepContext:
     ``idempotency_key`` is the same for every attempt of the step in this run (and
     for the same iteration of a loop body), so a callable can make its side effect
     happen once even though a step that was running at a crash runs again.
+
+    ``resources`` are the step's (``resources: {GPU: 1}``), for the backend;
+    ``worker`` is set by a backend that runs the attempt elsewhere (a Dask
+    worker's address), so the engine can record where it ran.
     """
 
     run_id: str
@@ -59,6 +63,8 @@ class StepContext:
     depth: int
     scope: Mapping[str, Any] = field(repr=False)
     runtime: Runtime = field(repr=False)
+    resources: Mapping[str, float] = field(default_factory=dict)
+    worker: str | None = None
 
     @property
     def idempotency_key(self) -> str:
