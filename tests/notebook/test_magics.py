@@ -203,6 +203,49 @@ def test_config_db_is_a_traitlets_setting(shell, tmp_path):
     arun(go())
 
 
+def test_config_backend_runs_the_steps_on_a_dask_scheduler(shell, dask_cluster):
+    address = dask_cluster.scheduler_address
+
+    async def go():
+        await loaded(shell)
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        await shell.run('%config Wfnb.backend = "cluster-7"')  # refused (%config logs why)
+        assert magics.settings.backend == "local"
+        assert isinstance(magics.engine.backend, wfnb.LocalBackend)
+        assert (await shell.run(f"%config Wfnb.backend = {address!r}")).error is None
+        engine = magics.engine
+        assert isinstance(engine.backend, wfnb.DaskBackend)
+        await shell.run("%%workflow remote\nsteps:\n  a: {code: work, with: {x: 7}}\n")
+        result = await shell.ns["_wf_run"]
+        assert result.status is RunStatus.COMPLETED and result.outputs == {"a": 7}
+        (step,) = await engine.store.get_steps(run_id=result.run_id)
+        workers = dask_cluster.scheduler_info["workers"]
+        assert step.worker in workers
+        assert engine.backend.dashboard_link.startswith("http://")
+        await engine.close()
+
+    arun(go())
+
+
+def test_a_backend_setting_that_names_nothing_is_refused_clearly():
+    from traitlets import TraitError
+
+    from wfnb.notebook.config import Wfnb
+
+    with pytest.raises(TraitError, match='"local", "dask" or a scheduler address'):
+        Wfnb(backend="cluster-7")
+
+
+def test_config_backend_dask_starts_a_local_cluster_only_when_a_step_runs(shell):
+    async def go():
+        await loaded(shell)
+        assert (await shell.run('%config Wfnb.backend = "dask"')).error is None
+        backend = shell.ip.magics_manager.magics["line"]["workflow"].__self__.engine.backend
+        assert isinstance(backend, wfnb.DaskBackend) and backend.client is None
+
+    arun(go())
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("5", 5)]
 )

@@ -69,6 +69,15 @@ def test_tooltips_carry_durations_attempts_and_errors():
     assert "error: ValueError: boom" in node_line(source, "b")
 
 
+def test_tooltips_say_which_worker_ran_the_step():
+    state = state_of(ALL)
+    state.apply(Event(EventKind.STEP_STARTED, "r1", "wf", "a", 1))
+    worker = {"worker": "tcp://10.0.0.7:40123"}
+    state.apply(Event(EventKind.STEP_COMPLETED, "r1", "wf", "a", 1, None, worker))
+    assert "on tcp://10.0.0.7:40123" in node_line(view.dot_source(state), "a")
+    assert " on " not in node_line(view.dot_source(state), "b")  # not run anywhere yet
+
+
 def test_loop_bodies_are_clusters_with_iteration_counts():
     text = """
 steps:

@@ -32,7 +32,7 @@ from wfnb.engine import Engine, RunHandle
 from wfnb.errors import DefinitionError, WfnbError
 from wfnb.model import RunResult
 from wfnb.notebook import commands, view
-from wfnb.notebook.config import Wfnb, make_store
+from wfnb.notebook.config import Wfnb, make_backend, make_store
 from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.state import RunState
 from wfnb.notebook.widgets import LiveView
@@ -134,7 +134,7 @@ class WorkflowMagics(Magics):
         super().__init__(shell)
         self.settings = settings
         self._engine = engine
-        settings.observe(self._db_changed, names="db")
+        settings.observe(self._db_changed, names=["db", "backend"])
 
     # -- the engine --------------------------------------------------------------
 
@@ -147,9 +147,14 @@ class WorkflowMagics(Magics):
 
     @property
     def engine(self) -> Engine:
-        """Made at first use, so a ``%config Wfnb.db`` before it takes effect."""
+        """Made at first use, so a ``%config Wfnb.db`` (or ``.backend``) before it
+        takes effect."""
         if self._engine is None:
-            self._engine = Engine(store=make_store(self.settings.db), namespace=self.ns)
+            self._engine = Engine(
+                store=make_store(self.settings.db),
+                namespace=self.ns,
+                backend=make_backend(self.settings.backend),
+            )
         return self._engine
 
     def _db_changed(self, change: Mapping[str, Any]) -> None:
@@ -158,7 +163,8 @@ class WorkflowMagics(Magics):
             return
         if old.live_runs:
             print(
-                "wfnb: runs are live; the new database is used once they end and you set it again",
+                f"wfnb: runs are live; the new Wfnb.{change['name']} is used once they end "
+                "and you set it again",
                 file=sys.stderr,
             )
             return

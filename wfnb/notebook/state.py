@@ -47,6 +47,8 @@ class StepView:
     error: str | None = None
     #: loop body steps: how many iterations have started
     iterations: int = 0
+    #: where its last attempt ran, when not in the kernel (a Dask worker's address)
+    worker: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -134,6 +136,7 @@ class RunState:
             view.error = event.error
         view.status = status
         view.attempt = event.attempt or view.attempt
+        view.worker = event.data.get("worker") or view.worker
         # Keyed by instance: approving a step inside a loop names its iteration.
         if status is StepStatus.WAITING_APPROVAL:
             prompt = event.data.get("prompt") or f"Approve {event.step_id}?"

@@ -61,6 +61,8 @@ def _tooltip(sid: str, view: StepView) -> str:
         parts.append(facts["duration"])
     if facts["iterations"]:
         parts.append(f"{facts['iterations']} iterations")
+    if view.worker:
+        parts.append(f"on {view.worker}")
     if facts["error"]:
         parts.append(f"error: {facts['error']}")
     return " · ".join(parts)
