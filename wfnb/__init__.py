@@ -4,6 +4,8 @@
 below are the whole public surface (``wfnb.__all__`` is tested).
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from wfnb.backends import Backend, LocalBackend
 from wfnb.dag import Plan, build_plan, ready_steps
 from wfnb.engine import Engine, RunHandle
@@ -37,6 +39,9 @@ from wfnb.steps.skill import skill, skills
 from wfnb.store import MemoryStore, Store
 
 __version__ = "0.1.0"
+
+if _TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from wfnb.backends.dask import DaskBackend
 
 # Loaded on first use, so `import wfnb` (and the engine) loads neither duckdb nor
 # distributed (wfnb.backends.dask itself imports distributed only when it connects).
