@@ -57,6 +57,8 @@ class Scope:
         self.store_error: BaseException | None = None
         #: records of batches the store refused, to be salvaged one by one
         self.refused: list[StepRecord] = []
+        #: whether the last batch written, and every one before it, is durable
+        self.durable: asyncio.Future[bool] | None = None
 
     def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
         self.finished.append(sid)
@@ -268,6 +270,9 @@ class Scope:
         ends as a crash would (resume picks it up)."""
         run = self.run
         records, self.refused = self.refused, []
+        # What is written from now on no longer counts on the refused records; the
+        # batches already in flight did, and stay held back.
+        self.durable = None
         store = run.host.store
         stored = False
         for record in records:
@@ -321,13 +326,26 @@ class Scope:
             slots[sid] = slot
             run.pauses.active.add(frame.instance(sid))
 
+        # A step may need what any earlier batch holds, and a refusal can come back
+        # after a later batch went through: start nothing past a refused batch.
+        earlier, durable = self.durable, loop.create_future()
+        self.durable = durable
+
         async def write_then_start() -> None:
             host = run.host
-            await host.store.write(Batch(steps=batch))
+            try:
+                await host.store.write(Batch(steps=batch))
+                ok = earlier is None or await earlier
+            except BaseException:
+                durable.set_result(False)
+                raise
+            durable.set_result(ok)
             for instance, outcome in announce:
                 host.crash.hit("after", instance)
                 run.events.outcome(instance, outcome)
             for sid, slot in slots.items():
+                if not ok:
+                    slot.cancel()
                 if slot.done():  # cancelled while its before-record was being written
                     continue
                 instance = frame.instance(sid)
