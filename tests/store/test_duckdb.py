@@ -84,7 +84,7 @@ def test_reopen_keeps_everything_and_setup_is_idempotent(db: Path) -> None:
         (step,) = asyncio.run(store.get_steps(run_id="r1"))
         pd.testing.assert_frame_equal(step.output, pd.DataFrame({"a": [1]}))
         versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-        assert versions["version"].tolist() == [1, 2]
+        assert versions["version"].tolist() == [1, 2, 3]
         asyncio.run(store.close())
 
 
@@ -107,7 +107,22 @@ def test_a_v1_file_is_migrated_keeping_its_rows(db: Path) -> None:
     got = asyncio.run(store.get_run(run_id="r1"))
     assert got is not None and got.code_hashes == {"s": "abc"}
     versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-    assert versions["version"].tolist() == [1, 2]
+    assert versions["version"].tolist() == [1, 2, 3]
+    asyncio.run(store.close())
+
+
+def test_a_journal_frame_from_before_calls_is_still_folded(db: Path) -> None:
+    from wfnb.store.base import Batch
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    encoded = encode_batch(Batch(runs=[run_rec()]))
+    journal = Journal(db.with_name(db.name + ".journal"))
+    journal.open()
+    journal.append(1, (encoded.workflows, encoded.runs, encoded.steps))  # three lists
+    journal.close()
+    store = DuckDBStore(db)
+    assert asyncio.run(store.get_run(run_id="r1")) is not None
     asyncio.run(store.close())
 
 
