@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -36,6 +36,8 @@ from wfnb.errors import (
 )
 from wfnb.events import EventBus, RunObserver, Subscription
 from wfnb.model import (
+    AgentDefaults,
+    AgentSpec,
     CodeSpec,
     RunResult,
     RunStatus,
@@ -47,11 +49,15 @@ from wfnb.model import (
 from wfnb.owner import current_owner, owner_alive
 from wfnb.redact import Redactor
 from wfnb.runner import CrashPoints, LiveRun, base_id, step_outputs
-from wfnb.steps.base import executor_for
 from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
 from wfnb.store.base import Batch, RunRecord, StepRecord, Store, WorkflowRecord, latest_attempts
 from wfnb.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    import httpx
+
+    from wfnb.steps.http import ClientPool
 
 log = logging.getLogger("wfnb")
 _KEEP_FINISHED = 256
@@ -131,7 +137,8 @@ class Engine:
     ``namespace`` is where ``code:`` names are looked up (a notebook passes its
     user namespace; it is read when a run starts, not copied). ``secrets`` are
     visible to templates as ``secrets.NAME`` and masked in everything stored or
-    shown.
+    shown. ``agent_base_url`` and ``agent_model`` are where agent steps go when
+    neither the step nor its workflow says (before the environment variables).
     """
 
     def __init__(
@@ -141,12 +148,16 @@ class Engine:
         backend: Backend | None = None,
         *,
         secrets: Mapping[str, str] | None = None,
+        agent_base_url: str | None = None,
+        agent_model: str | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
         self.namespace: Mapping[str, Any] = namespace if namespace is not None else {}
         self.backend: Backend = backend if backend is not None else LocalBackend()
         self.secrets: dict[str, str] = dict(secrets or {})
         self.redact = Redactor(self.secrets)
+        self.agent = AgentDefaults(base_url=agent_base_url, model=agent_model)
+        self._http: ClientPool | None = None
         self.bus = EventBus()
         self.workflows: dict[str, Workflow] = {}
         self.crash = CrashPoints(os.environ.get("WFNB_CRASH_AT"))
@@ -217,12 +228,6 @@ class Engine:
         sub-workflows, step executors. Raises before anything is stored."""
         for step_id, step in workflow.steps.items():
             line = workflow.line_of(step_id)
-            if executor_for(step.kind) is None:
-                raise DefinitionError(
-                    f"{step.kind} steps cannot run in this version of wfnb yet",
-                    step_id=step_id,
-                    line=line,
-                )
             spec = step.spec
             try:
                 if step.kind == "code":
@@ -232,6 +237,10 @@ class Engine:
                         f"no skill registered as {spec.target!r} (decorate it with @wfnb.skill)",
                         step_id=step_id,
                     )
+                elif isinstance(spec, AgentSpec):
+                    from wfnb.steps.agent import check_endpoint
+
+                    check_endpoint(spec, [d for d in (workflow.agent, self.agent) if d])
                 elif isinstance(spec, WorkflowSpec) and spec.target not in self.workflows:
                     raise DefinitionError(
                         f"no workflow named {spec.target!r} is registered "
@@ -678,9 +687,21 @@ class Engine:
         finally:
             self._semaphores.clear()
 
+    def http_client(self) -> httpx.AsyncClient:
+        """The pooled HTTP client of http and agent steps, made on first use (httpx
+        is imported only then) and closed with the engine."""
+        if self._http is None:
+            from wfnb.steps.http import ClientPool
+
+            self._http = ClientPool()
+        return self._http.client()
+
     async def _let_go(self) -> None:
-        """Forget live runs (their state is in the store) and release the store."""
+        """Forget live runs (their state is in the store), close the HTTP client
+        (it belongs to this event loop) and release the store."""
         self._live.clear()
+        if self._http is not None:
+            await self._http.aclose()
         if self._holding:
             self._holding = False
             await self.store.release()

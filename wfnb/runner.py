@@ -30,6 +30,7 @@ from wfnb.dag import SATISFIED, Plan, Progress
 from wfnb.errors import (
     ApprovalRejected,
     DefinitionError,
+    StepError,
     StepTimeout,
     StoreError,
     TemplateRenderError,
@@ -650,6 +651,7 @@ class LiveRun:
         while True:
             started = time.time()
             ctx = self._context(step, frame, attempt)
+            retry_after: float | None = None
             try:
                 if limit is None:
                     output = await executor(step, ctx)
@@ -678,6 +680,8 @@ class LiveRun:
                 retryable = True
             except (DefinitionError, TemplateRenderError, ApprovalRejected) as exc:
                 error, retryable = str(exc), False  # the same input fails the same way
+            except StepError as exc:  # the step knows whether (and when) to try again
+                error, retryable, retry_after = str(exc), exc.retryable, exc.retry_after
             except WfnbError as exc:
                 error, retryable = str(exc), True
             except Exception as exc:
@@ -685,6 +689,8 @@ class LiveRun:
             if not retryable or attempt >= step.retry.max_attempts or self.stop_reason:
                 return Outcome(StepStatus.FAILED, attempt, started, error=error)
             delay = step.retry.wait_before(attempt + 1)
+            if retry_after is not None:  # the server's word replaces the backoff
+                delay = min(retry_after, step.retry.max_delay)
             now = time.time()
             redact = self.engine.redact
             failed = StepRecord(

@@ -9,13 +9,16 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from wfnb.errors import ApprovalRejected, StepError, StepTimeout, SubWorkflowError
-from wfnb.model import MAX_DEPTH, RunStatus, Step, StepStatus
-from wfnb.store.base import Batch, StepRecord
+from wfnb.model import MAX_DEPTH, AgentDefaults, RunStatus, Step, StepStatus
+from wfnb.store.base import Batch, CallRecord, StepRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from wfnb.runner import Frame, LiveRun
     from wfnb.steps.base import StepContext
 
@@ -85,6 +88,16 @@ class StepServices:
 
     def resolve_code(self, target: str | Callable[..., Any]) -> Callable[..., Any]:
         return self.run.engine.resolve_code(target, step_id=self.step.id)
+
+    def http_client(self) -> httpx.AsyncClient:
+        return self.run.engine.http_client()
+
+    async def record_call(self, call: CallRecord) -> None:
+        masked = replace(call, data=self.run.engine.redact(call.data))
+        await self.run.engine.store.write(Batch(calls=(masked,)))
+
+    def agent_defaults(self) -> list[AgentDefaults]:
+        return [d for d in (self.run.workflow.agent, self.run.engine.agent) if d is not None]
 
     async def run_body(self, ctx: StepContext, index: int, loop: dict[str, Any]) -> dict[str, Any]:
         from wfnb.runner import Frame

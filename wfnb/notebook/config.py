@@ -11,6 +11,7 @@ from pathlib import Path
 from traitlets import Bool, Float, Unicode
 from traitlets.config import Configurable
 
+from wfnb.model import AgentDefaults
 from wfnb.store.base import Store
 
 
@@ -27,6 +28,17 @@ class Wfnb(Configurable):
         0.25, help="Seconds between two redraws of a live view (redraws are coalesced)."
     ).tag(config=True)
     live_view = Bool(True, help="Show the live view under %%workflow cells.").tag(config=True)
+    agent_base_url = Unicode(
+        "",
+        help="Where agent steps send chat completions when neither the step nor its "
+        "workflow says (e.g. http://localhost:11434/v1). Empty: $OPENAI_BASE_URL.",
+    ).tag(config=True)
+    agent_model = Unicode(
+        "", help="The model of agent steps that name none. Empty: $WFNB_AGENT_MODEL."
+    ).tag(config=True)
+
+    def agent_defaults(self) -> AgentDefaults:
+        return AgentDefaults(base_url=self.agent_base_url or None, model=self.agent_model or None)
 
 
 def make_store(db: str) -> Store:

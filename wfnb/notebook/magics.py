@@ -150,6 +150,7 @@ class WorkflowMagics(Magics):
         """Made at first use, so a ``%config Wfnb.db`` before it takes effect."""
         if self._engine is None:
             self._engine = Engine(store=make_store(self.settings.db), namespace=self.ns)
+        self._engine.agent = self.settings.agent_defaults()  # %config may change it any time
         return self._engine
 
     def _db_changed(self, change: Mapping[str, Any]) -> None:
