@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from wfnb.errors import DefinitionError, StepError
 from wfnb.model import DEFAULT_MAX_BYTES, AgentDefaults, AgentSpec, Step
+from wfnb.redact import credentials_in, hide
 from wfnb.steps.base import StepContext
 from wfnb.steps.http import Reply, exchange
 
@@ -125,7 +126,7 @@ async def execute(step: Step, ctx: StepContext) -> Any:
                     step_id=ctx.step_id,
                 )
     usages = [_usage(r, model) for r in replies]
-    return {
+    output = {
         "text": text,
         "json": value,
         "usage": {
@@ -134,6 +135,7 @@ async def execute(step: Step, ctx: StepContext) -> Any:
         },
         "model": usages[-1]["model"],
     }
+    return hide(output, credentials_in(headers))  # a key from the environment, echoed
 
 
 def _schema(spec: AgentSpec, ctx: StepContext) -> tuple[str, Any, type[BaseModel] | None]:
