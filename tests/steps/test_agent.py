@@ -223,6 +223,7 @@ steps:
     assert a_total == sum(c.data["total_tokens"] for c in calls if c.step_id == "a")
     assert len([c for c in calls if c.step_id == "a"]) == 2  # the repair counts too
     assert (usage["prompt_tokens"] + usage["completion_tokens"] == usage["total_tokens"]).all()
+    assert str(usage["total_tokens"].dtype) == "int64"
     assert set(requests["kind"]) == {"agent"} and len(requests) == 3
 
 

@@ -109,9 +109,9 @@ def _v3(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """CREATE OR REPLACE VIEW token_usage AS
         SELECT run_id, step_id, attempt, data->>'model' AS model,
-               sum((data->>'prompt_tokens')::BIGINT) AS prompt_tokens,
-               sum((data->>'completion_tokens')::BIGINT) AS completion_tokens,
-               sum((data->>'total_tokens')::BIGINT) AS total_tokens
+               sum((data->>'prompt_tokens')::BIGINT)::BIGINT AS prompt_tokens,
+               sum((data->>'completion_tokens')::BIGINT)::BIGINT AS completion_tokens,
+               sum((data->>'total_tokens')::BIGINT)::BIGINT AS total_tokens
         FROM calls WHERE kind = 'agent' AND data->>'total_tokens' IS NOT NULL
         GROUP BY run_id, step_id, attempt, data->>'model'"""
     )
