@@ -273,6 +273,28 @@ def test_an_invalid_url_fails_without_retry(server: LocalServer) -> None:
     assert not result.ok and len(steps) == 1
 
 
+def test_a_body_that_cannot_be_sent_fails_without_retry(server: LocalServer) -> None:
+    step = wfnb.Step(
+        id="post",
+        http={"url": server.url("/a"), "method": "POST", "json": {"s": {1, 2}}},  # a set
+        retry={"max_attempts": 3, "delay": 0},
+    )
+    engine = wfnb.Engine()
+
+    async def main() -> tuple[wfnb.RunResult, list[CallRecord]]:
+        try:
+            handle = await engine.start(wfnb.Workflow(name="bad", steps=[step]))
+            result = await handle
+            return result, await engine.store.get_calls(run_id=handle.id)
+        finally:
+            await engine.close()
+
+    result, calls = arun(main())
+    assert not result.ok and "cannot build the request" in result.error
+    assert len(calls) == 1 and "cannot build" in calls[0].data["error"]
+    assert server.seen("/a") == []
+
+
 def test_engine_close_closes_its_client(server: LocalServer) -> None:
     server.routes["/a"] = [Reply(200, "ok")]
     engine = wfnb.Engine()

@@ -145,15 +145,22 @@ async def exchange(
     size = 0
     error: StepError | None = None
     try:
-        request = client.build_request(
-            method,
-            url,
-            headers=headers,
-            params=params or None,
-            json=json_body,
-            content=content,
-            data=form,
-        )
+        try:
+            request = client.build_request(
+                method,
+                url,
+                headers=headers,
+                params=params or None,
+                json=json_body,
+                content=content,
+                data=form,
+            )
+        except (TypeError, ValueError) as exc:  # a json body with a set, say
+            raise StepError(
+                hide(f"cannot build the request: {type(exc).__name__}: {exc}", credentials),
+                step_id=ctx.step_id,
+                retryable=False,
+            ) from None
         data["url"] = mask_url(hide(str(request.url), credentials))
         response = await client.send(request, stream=True)
         try:
