@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from wfnb.errors import DefinitionError, RunNotFound, WfnbError
-from wfnb.model import RunStatus, Workflow
+from wfnb.errors import DefinitionError, RunNotFound
+from wfnb.instances import base_id
 from wfnb.notebook import view
 from wfnb.notebook.state import RunState, StepView, iteration_of
-from wfnb.runner import base_id
 from wfnb.store.base import RunRecord, latest_attempts
 
 if TYPE_CHECKING:
@@ -95,14 +94,7 @@ async def state_from_store(engine: Engine, run_id: str) -> RunState:
     record = await engine.store.get_run(run_id=run_id)
     if record is None:
         raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
-    workflow = engine.workflows.get(record.workflow)
-    if workflow is None or workflow.definition_hash != record.definition_hash:
-        stored = await engine.store.get_workflow(
-            name=record.workflow, definition_hash=record.definition_hash
-        )
-        if stored is None:
-            raise WfnbError(f"the definition of run {run_id} is not in the store")
-        workflow = Workflow.from_yaml(stored.definition, name=record.workflow)
+    workflow = await engine.definition(record)
     state = RunState(
         run_id=run_id,
         workflow=record.workflow,
@@ -178,9 +170,6 @@ def interrupted_text(runs: Sequence[RunRecord]) -> str:
 
 def older_than(age: str) -> float:
     return time.time() - parse_age(age)
-
-
-FINISHED = tuple(s for s in RunStatus if s.finished)
 
 
 def split_inputs(line: str) -> tuple[str, str | None]:

@@ -358,10 +358,7 @@ class WorkflowMagics(Magics):
 
     def _cmd_rerun(self, rest: str) -> NotebookRun | None:
         args = _parse(_rerun_options, rest)
-        rerun = getattr(self.engine, "rerun", None)
-        if rerun is None:
-            raise UsageError("this version of the engine has no Engine.rerun(run_id, from_step)")
-        return self._start(rerun(args.run, args.step), f"rerun of {args.run}")
+        return self._start(self.engine.rerun(args.run, args.step), f"rerun of {args.run}")
 
     def _cmd_prune(self, rest: str) -> None:
         args = _parse(_prune_options, rest)

@@ -14,8 +14,8 @@ from typing import Any
 
 from wfnb.dag import Plan
 from wfnb.events import Event, EventKind
+from wfnb.instances import base_id, iteration_index
 from wfnb.model import RunStatus, StepStatus
-from wfnb.runner import base_id, iteration_index
 
 _STEP_EVENTS: dict[EventKind, StepStatus] = {
     EventKind.STEP_STARTED: StepStatus.RUNNING,
@@ -57,8 +57,7 @@ class StepView:
 
 @dataclass
 class RunState:
-    """A run as the view draws it. ``version`` grows with every change, so a
-    renderer can tell whether what it drew last is still current."""
+    """A run as the view draws it."""
 
     run_id: str
     workflow: str
@@ -69,7 +68,6 @@ class RunState:
     #: step instance (``b`` or ``b[2]``) -> approval prompt, for the steps now
     #: waiting for a person
     waiting: dict[str, str] = field(default_factory=dict)
-    version: int = 0
 
     def __post_init__(self) -> None:
         for sid in all_steps(self.plan):
@@ -106,13 +104,11 @@ class RunState:
         self.waiting = {
             k: v for k, v in self.waiting.items() if statuses.get(k) is StepStatus.WAITING_APPROVAL
         }
-        self.version += 1
 
     def apply(self, event: Event) -> bool:
         """Fold one event in; False when it is about another run."""
         if event.run_id != self.run_id:
             return False
-        self.version += 1
         run_status = _RUN_EVENTS.get(event.kind)
         if run_status is not None:
             self.status = run_status

@@ -179,7 +179,6 @@ class LiveView:
             error=state.error,
             steps={sid: _copy(v) for sid, v in state.steps.items()},
             waiting=dict(state.waiting),
-            version=state.version,
         )
         self._update_text(copy)
         return copy
