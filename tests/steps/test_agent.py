@@ -228,7 +228,7 @@ steps:
 
 
 def test_missing_endpoint_is_a_clear_error_at_start() -> None:
-    engine = wfnb.Engine()
+    engine = wfnb.Engine(namespace={"f": lambda: 1})
     text = 'steps:\n  first: {code: f}\n  ask: {agent: {prompt: "hi", model: m}, needs: [first]}'
 
     async def main() -> None:
@@ -240,7 +240,6 @@ def test_missing_endpoint_is_a_clear_error_at_start() -> None:
         assert "Wfnb.agent_base_url" in message
         assert await engine.store.list_runs() == []  # nothing stored
 
-    engine.namespace = {"f": lambda: 1}
     arun(main())
 
 

@@ -11,9 +11,8 @@ from typing import Any
 
 from wfnb.dag import Plan, build_plan
 from wfnb.errors import DefinitionError, NotResumable, UnknownCallableError, did_you_mean
-from wfnb.model import CodeSpec, SkillSpec, Workflow, WorkflowSpec
+from wfnb.model import AgentDefaults, AgentSpec, CodeSpec, SkillSpec, Workflow, WorkflowSpec
 from wfnb.parse import parse_workflow
-from wfnb.steps.base import executor_for
 from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
 from wfnb.store.base import RunRecord, Store, WorkflowRecord
@@ -87,15 +86,10 @@ class Definitions:
             )
         return found  # type: ignore[no-any-return]
 
-    def check_runnable(self, workflow: Workflow) -> None:
+    def check_runnable(self, workflow: Workflow, agent: AgentDefaults | None = None) -> None:
+        """``agent`` is where agent steps go when neither they nor the workflow say."""
         for step_id, step in workflow.steps.items():
             line = workflow.line_of(step_id)
-            if executor_for(step.kind) is None:
-                raise DefinitionError(
-                    f"{step.kind} steps cannot run in this version of wfnb yet",
-                    step_id=step_id,
-                    line=line,
-                )
             spec = step.spec
             try:
                 if isinstance(spec, CodeSpec):
@@ -105,6 +99,10 @@ class Definitions:
                         f"no skill registered as {spec.target!r} (decorate it with @wfnb.skill)",
                         step_id=step_id,
                     )
+                elif isinstance(spec, AgentSpec):
+                    from wfnb.steps.agent import check_endpoint  # httpx only when used
+
+                    check_endpoint(spec, [d for d in (workflow.agent, agent) if d])
                 elif isinstance(spec, WorkflowSpec) and spec.target not in self.workflows:
                     raise DefinitionError(
                         f"no workflow named {spec.target!r} is registered "
