@@ -93,10 +93,23 @@ class UnpicklableCallableError(DefinitionError):
 
 
 class StepError(WfnbError):
-    """A step ran and did not succeed."""
+    """A step ran and did not succeed.
 
-    def __init__(self, message: str, *, step_id: str | None = None):
+    A step's `retry` setting may run it again. The step can say that no retry can
+    help (``retryable=False``: a 404, a body over ``max_bytes``) or how long to wait
+    first (``retry_after`` seconds: a server's ``Retry-After``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step_id: str | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ):
         self.step_id = step_id
+        self.retryable = retryable
+        self.retry_after = retry_after
         super().__init__(message)
 
 

@@ -65,21 +65,41 @@ class SkillSpec(_Spec):
     target: str
 
 
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+
 class HttpSpec(_Spec):
+    """One request; a status >= 400 fails the step unless ``accept_status`` lists it,
+    and a body longer than ``max_bytes`` fails it without being read whole."""
+
     url: str
     method: str = "GET"
     headers: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     json_: Any = Field(default=None, alias="json")
     body: Any = None
+    accept_status: list[int] = Field(default_factory=list)
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1)
 
 
-class AgentSpec(_Spec):
+class AgentDefaults(_Spec):
+    """Where agent steps send their requests; a workflow's ``agent:`` key, and what an
+    engine falls back to (``Engine(agent_base_url=..., agent_model=...)``)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+
+
+class AgentSpec(AgentDefaults):
+    """One chat-completions call. ``output_schema`` is a JSON schema, or the name of a
+    pydantic model in the namespace."""
+
     prompt: str
     system: str | None = None
-    model: str | None = None
-    base_url: str | None = None
-    output_schema: dict[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    output_schema: dict[str, Any] | str | None = None
 
 
 class ConditionalSpec(_Spec):
@@ -274,6 +294,8 @@ class Workflow(BaseModel):
     schedule: Literal["waves", "eager"] = "waves"
     fail_fast: bool = True
     env: list[str] = Field(default_factory=list)
+    #: defaults for the workflow's agent steps (a step's own keys win)
+    agent: AgentDefaults | None = None
 
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)

@@ -84,6 +84,8 @@ def parse_workflow(text: str, *, name: str, line_offset: int = 0, **overrides: A
 
 def compile_templates(workflow: Workflow) -> None:
     """Compile every template of every step once, so syntax errors surface now."""
+    if workflow.agent is not None:
+        template.compile_value(workflow.agent.model_dump())
     for step_id, step in workflow.steps.items():
         try:
             template.compile_value(step.with_, step_id=step_id)
@@ -101,7 +103,7 @@ def _spec_templates(step: Step) -> Iterator[tuple[Any, bool]]:
     if isinstance(spec, HttpSpec):
         yield [spec.url, spec.headers, spec.params, spec.json_, spec.body], False
     elif isinstance(spec, AgentSpec):
-        yield [spec.prompt, spec.system], False
+        yield [spec.prompt, spec.system, spec.model, spec.base_url, spec.api_key], False
     elif isinstance(spec, ApprovalSpec):
         yield spec.prompt, False
     elif isinstance(spec, ConditionalSpec):

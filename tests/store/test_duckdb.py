@@ -84,7 +84,7 @@ def test_reopen_keeps_everything_and_setup_is_idempotent(db: Path) -> None:
         (step,) = asyncio.run(store.get_steps(run_id="r1"))
         pd.testing.assert_frame_equal(step.output, pd.DataFrame({"a": [1]}))
         versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-        assert versions["version"].tolist() == [1, 2, 3]
+        assert versions["version"].tolist() == [1, 2, 3, 4]
         asyncio.run(store.close())
 
 
@@ -107,15 +107,15 @@ def test_a_v1_file_is_migrated_keeping_its_rows(db: Path) -> None:
     got = asyncio.run(store.get_run(run_id="r1"))
     assert got is not None and got.code_hashes == {"s": "abc"}
     versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-    assert versions["version"].tolist() == [1, 2, 3]
+    assert versions["version"].tolist() == [1, 2, 3, 4]
     asyncio.run(store.close())
 
 
-def test_a_v2_file_gets_the_worker_column_and_views_show_it(db: Path) -> None:
+def test_a_v2_file_gets_calls_and_the_worker_column_and_views_show_it(db: Path) -> None:
     from wfnb.store.duckdb import _schema
 
     con = duckdb.connect(str(db))
-    _schema.migrate(con, target=2)  # a file as a release before the Dask backend wrote it
+    _schema.migrate(con, target=2)  # a file as a release before http and Dask wrote it
     con.execute(
         "INSERT INTO runs (run_id, workflow, status, depth, created_at, started_at) "
         "VALUES ('r1', 'etl', 'completed', 0, TIMESTAMP '2025-01-01', TIMESTAMP '2025-01-01')"
@@ -134,6 +134,24 @@ def test_a_v2_file_gets_the_worker_column_and_views_show_it(db: Path) -> None:
     for view in ("run_timeline", "latest_steps"):
         rows = store.sql(f"SELECT step_id, coalesce(worker, '-') FROM {view} ORDER BY step_id")
         assert rows.values.tolist() == [["new", "tcp://127.0.0.1:4242"], ["old", "-"]]
+    versions = store.sql("SELECT version FROM schema_version ORDER BY version")
+    assert versions.version.tolist() == [1, 2, 3, 4]  # v3 (calls) then v4 (worker)
+    assert store.sql("SELECT count(*) AS n FROM http_requests").n.tolist() == [0]
+    asyncio.run(store.close())
+
+
+def test_a_journal_frame_from_before_calls_is_still_folded(db: Path) -> None:
+    from wfnb.store.base import Batch
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    encoded = encode_batch(Batch(runs=[run_rec()]))
+    journal = Journal(db.with_name(db.name + ".journal"))
+    journal.open()
+    journal.append(1, (encoded.workflows, encoded.runs, encoded.steps))  # three lists
+    journal.close()
+    store = DuckDBStore(db)
+    assert asyncio.run(store.get_run(run_id="r1")) is not None
     asyncio.run(store.close())
 
 

@@ -12,9 +12,8 @@ from typing import Any
 from wfnb.backends.base import Backend
 from wfnb.dag import Plan, build_plan
 from wfnb.errors import DefinitionError, NotResumable, UnknownCallableError, did_you_mean
-from wfnb.model import CodeSpec, SkillSpec, Workflow, WorkflowSpec
+from wfnb.model import AgentDefaults, AgentSpec, CodeSpec, SkillSpec, Workflow, WorkflowSpec
 from wfnb.parse import parse_workflow
-from wfnb.steps.base import executor_for
 from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
 from wfnb.store.base import RunRecord, Store, WorkflowRecord
@@ -88,15 +87,13 @@ class Definitions:
             )
         return found  # type: ignore[no-any-return]
 
-    def check_runnable(self, workflow: Workflow, backend: Backend) -> None:
+    def check_runnable(
+        self, workflow: Workflow, backend: Backend, agent: AgentDefaults | None = None
+    ) -> None:
+        """``backend`` must be able to run the code and skill callables; ``agent`` is
+        where agent steps go when neither they nor the workflow say."""
         for step_id, step in workflow.steps.items():
             line = workflow.line_of(step_id)
-            if executor_for(step.kind) is None:
-                raise DefinitionError(
-                    f"{step.kind} steps cannot run in this version of wfnb yet",
-                    step_id=step_id,
-                    line=line,
-                )
             spec = step.spec
             try:
                 if isinstance(spec, CodeSpec):
@@ -110,6 +107,10 @@ class Definitions:
                             step_id=step_id,
                         )
                     backend.check(found.fn, step_id=step_id)
+                elif isinstance(spec, AgentSpec):
+                    from wfnb.steps.agent import check_endpoint  # httpx only when used
+
+                    check_endpoint(spec, [d for d in (workflow.agent, agent) if d])
                 elif isinstance(spec, WorkflowSpec) and spec.target not in self.workflows:
                     raise DefinitionError(
                         f"no workflow named {spec.target!r} is registered "

@@ -9,7 +9,7 @@ import getpass
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wfnb.backends.base import Backend
 from wfnb.backends.local import LocalBackend
@@ -20,13 +20,18 @@ from wfnb.engine.handle import RunHandle
 from wfnb.engine.lease import StoreLease
 from wfnb.errors import LoopRunning, NotWaiting, RunNotFound
 from wfnb.events import EventBus, RunObserver, Subscription
-from wfnb.model import RunResult, StepStatus, Workflow
+from wfnb.model import AgentDefaults, RunResult, StepStatus, Workflow
 from wfnb.owner import current_owner
 from wfnb.redact import Redactor
 from wfnb.run.host import CrashPoints
 from wfnb.run.live import LiveRun, run_result
 from wfnb.store.base import RunRecord, Store
 from wfnb.store.memory import MemoryStore
+
+if TYPE_CHECKING:
+    import httpx
+
+    from wfnb.steps.http import ClientPool
 
 log = logging.getLogger("wfnb")
 
@@ -37,7 +42,8 @@ class Engine:
     ``namespace`` is where ``code:`` names are looked up (a notebook passes its
     user namespace; it is read when a run starts, not copied). ``secrets`` are
     visible to templates as ``secrets.NAME`` and masked in everything stored or
-    shown.
+    shown. ``agent_base_url`` and ``agent_model`` are where agent steps go when
+    neither the step nor its workflow says (before the environment variables).
     """
 
     def __init__(
@@ -47,11 +53,15 @@ class Engine:
         backend: Backend | None = None,
         *,
         secrets: Mapping[str, str] | None = None,
+        agent_base_url: str | None = None,
+        agent_model: str | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
         self.backend: Backend = backend if backend is not None else LocalBackend()
         self.secrets: dict[str, str] = dict(secrets or {})
         self.redact = Redactor(self.secrets)
+        self.agent = AgentDefaults(base_url=agent_base_url, model=agent_model)
+        self._http: ClientPool | None = None
         self.bus = EventBus()
         self.crash = CrashPoints.from_environment()
         self.definitions = Definitions(namespace if namespace is not None else {})
@@ -91,7 +101,7 @@ class Engine:
         """Everything a run of ``workflow`` will look up exists: callables, skills,
         sub-workflows, step executors, and that this backend can send the callables
         where they run. Raises before anything is stored."""
-        self.definitions.check_runnable(workflow, self.backend)
+        self.definitions.check_runnable(workflow, self.backend, self.agent)
 
     def code_hashes(self, workflow: Workflow) -> dict[str, str]:
         """Fingerprints of the callables that ``code:`` and ``skill:`` steps resolve to."""
@@ -250,11 +260,23 @@ class Engine:
 
     async def _let_go(self) -> None:
         """The loop these runs lived on ends: forget them (their state is in the
-        store), release the store and what the backend holds on this loop."""
+        store), release the store, the HTTP client and what the backend holds on
+        this loop."""
         await self.lease.let_go()
+        if self._http is not None:
+            await self._http.aclose()
         await self.backend.release()
 
     # -- the host of live runs (`wfnb.run.host.RunHost`) --------------------------
+
+    def http_client(self) -> httpx.AsyncClient:
+        """The pooled HTTP client of http and agent steps, made on first use (httpx
+        is imported only then) and closed with the engine."""
+        if self._http is None:
+            from wfnb.steps.http import ClientPool
+
+            self._http = ClientPool()
+        return self._http.client()
 
     def concurrency_slot(self, run: LiveRun) -> asyncio.Semaphore | None:
         """Per-workflow concurrency applies to runs users start; child runs are part

@@ -15,6 +15,7 @@ from traitlets.config import Configurable
 
 from wfnb.backends.base import Backend
 from wfnb.backends.local import LocalBackend
+from wfnb.model import AgentDefaults
 from wfnb.store.base import Store
 
 
@@ -47,6 +48,18 @@ class Wfnb(Configurable):
             f'Wfnb.backend must be "local", "dask" or a scheduler address such as '
             f'"tcp://HOST:PORT", not {value!r}'
         )
+
+    agent_base_url = Unicode(
+        "",
+        help="Where agent steps send chat completions when neither the step nor its "
+        "workflow says (e.g. http://localhost:11434/v1). Empty: $OPENAI_BASE_URL.",
+    ).tag(config=True)
+    agent_model = Unicode(
+        "", help="The model of agent steps that name none. Empty: $WFNB_AGENT_MODEL."
+    ).tag(config=True)
+
+    def agent_defaults(self) -> AgentDefaults:
+        return AgentDefaults(base_url=self.agent_base_url or None, model=self.agent_model or None)
 
 
 def make_store(db: str) -> Store:

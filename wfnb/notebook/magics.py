@@ -155,6 +155,7 @@ class WorkflowMagics(Magics):
                 namespace=self.ns,
                 backend=make_backend(self.settings.backend),
             )
+        self._engine.agent = self.settings.agent_defaults()  # %config may change it any time
         return self._engine
 
     def _db_changed(self, change: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from wfnb.errors import (
     ApprovalRejected,
     DefinitionError,
+    StepError,
     StepTimeout,
     SubWorkflowError,
     TemplateRenderError,
@@ -32,7 +33,6 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
     """Run the step's attempts until one succeeds or retries are exhausted."""
     instance = frame.instance(step.id)
     executor = executor_for(step.kind)
-    assert executor is not None, f"no executor for {step.kind}"
     limit = None if isinstance(step.spec, ApprovalSpec) else step.timeout
     container = step.kind in ("loop", "workflow")
     host = run.host
@@ -41,6 +41,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
+        retry_after: float | None = None
         try:
             if limit is None:
                 output = await executor(step, ctx)
@@ -69,6 +70,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             error, retryable = str(exc), False  # the same input fails the same way
         except SubWorkflowError as exc:
             error, retryable, below, cause = str(exc), True, exc.path, exc.cause
+        except StepError as exc:  # the step knows whether (and when) to try again
+            error, retryable, retry_after = str(exc), exc.retryable, exc.retry_after
         except WfnbError as exc:
             error, retryable = str(exc), True
         except Exception as exc:
@@ -84,6 +87,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                 worker=ctx.worker,
             )
         delay = step.retry.wait_before(attempt + 1)
+        if retry_after is not None:  # the server's word replaces the backoff
+            delay = min(retry_after, step.retry.max_delay)
         now = time.time()
         failed = StepRecord(
             run.id,

@@ -6,7 +6,8 @@ harmless: that is what lets a journal be replayed after a crash without doubling
 anything, and what lets a store group-commit writes that arrive together.
 
 Keys: a `WorkflowRecord` by ``(name, definition_hash)``, a `RunRecord` by
-``run_id``, a `StepRecord` by ``(run_id, step_id, attempt)``.
+``run_id``, a `StepRecord` by ``(run_id, step_id, attempt)``, a `CallRecord` by
+``(run_id, step_id, attempt, seq)``.
 
 Times are Unix epoch seconds (floats): cheap to take on the hot path; stores convert
 them for humans and need only keep them to the microsecond.
@@ -77,15 +78,40 @@ class StepRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One request a step attempt made to the outside world: an HTTP request of an
+    ``http`` step, a chat-completions call of an ``agent`` step.
+
+    Written by the step as soon as the request ends (answered, failed or cut off),
+    not with the attempt's end, so every request of every attempt is kept, also
+    those of an attempt that was cancelled, timed out or killed. ``seq`` numbers
+    the requests of one attempt from 1. ``data`` is JSON-able (str keys; str, int,
+    float, bool, None, lists and dicts of them), already masked: ``method``,
+    ``url``, ``status``, ``duration_ms``, ``bytes``, ``error`` for every kind, and
+    ``model``, ``prompt_tokens``, ``completion_tokens``, ``total_tokens`` for
+    ``agent`` calls.
+    """
+
+    run_id: str
+    step_id: str
+    attempt: int
+    seq: int
+    kind: str
+    started_at: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """Records that become durable together, atomically, in the order given."""
 
     workflows: Sequence[WorkflowRecord] = field(default_factory=tuple)
     runs: Sequence[RunRecord] = field(default_factory=tuple)
     steps: Sequence[StepRecord] = field(default_factory=tuple)
+    calls: Sequence[CallRecord] = field(default_factory=tuple)
 
     def __bool__(self) -> bool:
-        return bool(self.workflows or self.runs or self.steps)
+        return bool(self.workflows or self.runs or self.steps or self.calls)
 
 
 @runtime_checkable
@@ -134,9 +160,14 @@ class Store(Protocol):
         """The definition a run started with; None on a miss."""
         ...
 
+    async def get_calls(self, *, run_id: str) -> list[CallRecord]:
+        """Every request of every step attempt of the run, ordered by start then
+        ``seq``; an empty list for an unknown run."""
+        ...
+
     async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
         """Delete finished runs created before ``older_than`` (epoch seconds) with
-        their steps and outputs; keep failed ones if asked. Returns how many runs
+        their steps, calls and outputs; keep failed ones if asked. Returns how many runs
         were deleted. Runs that are pending, running or paused are never pruned."""
         ...
 

@@ -1,6 +1,6 @@
 """The SQL: schema and its migrations, the batched upserts, and the reads.
 
-Schema (v3) — tables a user may query (times are UTC ``TIMESTAMP``s):
+Schema (v4) — tables a user may query (times are UTC ``TIMESTAMP``s):
 
 ``workflows``  name, definition (the YAML), definition_hash, created_at
 ``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
@@ -12,13 +12,17 @@ Schema (v3) — tables a user may query (times are UTC ``TIMESTAMP``s):
                ``{"table": …, "type": …, "rows": …}``), output_kind
                ('json' | 'table' | 'pickle' | 'none'), output_table, output_pickle,
                output_schema (the Arrow schema a table output is restored to),
-               worker (where the attempt ran: a Dask worker's address; since v3)
+               worker (where the attempt ran: a Dask worker's address; since v4)
 ``output_…``   one real table per DataFrame/Arrow output, named in ``steps.output_table``
+``calls``      (since v3) one row per request of a step attempt: run_id, step_id,
+               attempt, seq, kind ('http' | 'agent'), started_at, data (JSON, masked)
 
 Views: ``events`` (one row per run/step start and end, time ordered), ``run_timeline``
-(each attempt with its offsets from the run's start, and its worker) and
-``latest_steps`` (the last attempt of each step). ``schema_version`` and
-``journal_state`` are bookkeeping.
+(each attempt with its offsets from the run's start, and its worker),
+``latest_steps`` (the last attempt of each step), ``http_requests`` (every request
+of ``http`` and ``agent`` steps: method, url, status, duration_ms, bytes, error)
+and ``token_usage`` (tokens per agent step attempt and model, summed over its
+requests). ``schema_version`` and ``journal_state`` are bookkeeping.
 
 Multi-row writes are ``INSERT … SELECT unnest(list), …`` per table, never
 ``executemany``: one statement for any number of rows (2.2 ms for 400 rows against
@@ -87,6 +91,34 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    """``calls`` and the two views over it: what http and agent steps sent."""
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS calls (
+        run_id VARCHAR NOT NULL, step_id VARCHAR NOT NULL, attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL, kind VARCHAR NOT NULL, started_at TIMESTAMP, data JSON,
+        PRIMARY KEY (run_id, step_id, attempt, seq))"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW http_requests AS
+        SELECT run_id, step_id, attempt, seq, kind, started_at,
+               data->>'method' AS method, data->>'url' AS url,
+               (data->>'status')::INTEGER AS status,
+               (data->>'duration_ms')::DOUBLE AS duration_ms,
+               (data->>'bytes')::BIGINT AS bytes, data->>'error' AS error
+        FROM calls"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW token_usage AS
+        SELECT run_id, step_id, attempt, data->>'model' AS model,
+               sum((data->>'prompt_tokens')::BIGINT)::BIGINT AS prompt_tokens,
+               sum((data->>'completion_tokens')::BIGINT)::BIGINT AS completion_tokens,
+               sum((data->>'total_tokens')::BIGINT)::BIGINT AS total_tokens
+        FROM calls WHERE kind = 'agent' AND data->>'total_tokens' IS NOT NULL
+        GROUP BY run_id, step_id, attempt, data->>'model'"""
+    )
+
+
+def _v4(con: duckdb.DuckDBPyConnection) -> None:
     """``steps.worker``: the Dask worker an attempt ran on. The views that list
     step columns are made again, so they show it."""
     con.execute("ALTER TABLE steps ADD COLUMN IF NOT EXISTS worker VARCHAR")
@@ -106,7 +138,7 @@ def _v3(con: duckdb.DuckDBPyConnection) -> None:
 
 
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -197,6 +229,14 @@ _UPSERT_STEPS = (
 )
 
 
+_UPSERT_CALLS = (
+    "INSERT INTO calls SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), "
+    + _ts(6)
+    + ", unnest($7)::JSON ON CONFLICT DO UPDATE SET kind = excluded.kind, "
+    "started_at = excluded.started_at, data = excluded.data"
+)
+
+
 def last_per_key(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
     """DuckDB refuses to update one row twice in one statement: keep the last record
     of each key, in first-seen order."""
@@ -218,6 +258,7 @@ def upsert(
     workflows: Sequence[tuple[Any, ...]],
     runs: Sequence[tuple[Any, ...]],
     steps: Sequence[tuple[Any, ...]],
+    calls: Sequence[tuple[Any, ...]] = (),
 ) -> None:
     """Upsert rows, inside the caller's transaction."""
     if workflows:
@@ -226,6 +267,8 @@ def upsert(
         con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
     if steps:
         con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 13))
+    if calls:
+        con.execute(_UPSERT_CALLS, _columns(last_per_key(calls, 4), 7))
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -243,6 +286,11 @@ STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
     "output::VARCHAR, output_kind, output_table, output_pickle, output_schema, worker FROM steps "
     "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq"
+)
+
+CALL_SELECT = (
+    f"SELECT run_id, step_id, attempt, seq, kind, {_us('started_at')}, data::VARCHAR "
+    "FROM calls WHERE run_id = ? ORDER BY started_at, seq, step_id, attempt"
 )
 
 

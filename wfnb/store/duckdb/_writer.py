@@ -46,7 +46,7 @@ from wfnb.store.duckdb._waiters import LIVE, Waiter
 
 log = logging.getLogger("wfnb.store")
 _WRITE, _CALL, _HOLD, _CLOSE = range(4)
-Rows = tuple[list[Any], list[Any], list[Any]]
+Rows = tuple[list[Any], list[Any], list[Any], list[Any]]
 
 
 class Writer:
@@ -203,7 +203,7 @@ class Writer:
             self._fold()
             self._commit(batches)
             return
-        rows: Rows = ([], [], [])
+        rows: Rows = ([], [], [], [])
         for b in batches:
             for acc, part in zip(rows, b.rows, strict=True):
                 acc.extend(part)
@@ -282,15 +282,20 @@ class Writer:
         workflows: list[Any] = []
         runs: list[Any] = []
         steps: list[Any] = []
-        for _, (w, r, s) in frames:
+        calls: list[Any] = []
+        for _, frame_rows in frames:
+            # A frame journalled before calls existed holds three lists.
+            w, r, s, *c = frame_rows
             workflows += w
             runs += r
             steps += s
+            calls += c[0] if c else []
         tables: list[PendingTable] = []
         for b in batches:
             workflows += b.workflows
             runs += b.runs
             steps += b.steps
+            calls += b.calls
             tables += b.tables
         created: set[str] = set()
         dropped: set[str] = set()
@@ -298,7 +303,7 @@ class Writer:
             verdicts = _tables.vet(con, tables)
             con.execute("BEGIN")
             steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
-            _schema.upsert(con, workflows, runs, steps)
+            _schema.upsert(con, workflows, runs, steps, calls)
             if frames:
                 _schema.set_folded_seq(con, frames[-1][0])
             con.execute("COMMIT")
