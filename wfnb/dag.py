@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from wfnb import template
 from wfnb.errors import CycleError, DefinitionError, UnknownStepError, did_you_mean
 from wfnb.model import ConditionalSpec, LoopSpec, StepStatus, Workflow
@@ -44,12 +42,16 @@ class Plan:
     #: conditional id -> (then ids, else ids)
     branches: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
 
-    @property
-    def graph(self) -> nx.DiGraph:
-        graph = nx.DiGraph()
-        graph.add_nodes_from(self.steps)
-        graph.add_edges_from((need, step) for step in self.steps for need in self.needs[step])
-        return graph
+    def downstream(self, step_id: str) -> set[str]:
+        """Every step that needs ``step_id``, directly or through others."""
+        found: set[str] = set()
+        stack = list(self.dependents[step_id])
+        while stack:
+            sid = stack.pop()
+            if sid not in found:
+                found.add(sid)
+                stack.extend(self.dependents[sid])
+        return found
 
 
 def build_plan(workflow: Workflow) -> Plan:
@@ -192,6 +194,9 @@ def _plan_scope(
     members = [sid for sid in workflow.steps if scope_of(sid) == scope]
     generations = _generations(members, needs)
     if generations is None:
+        # (networkx only here, on the error path: importing it costs ~14 MB and 1 s)
+        import networkx as nx
+
         graph = nx.DiGraph()
         graph.add_edges_from((need, sid) for sid in members for need in needs[sid])
         cycle = [edge[0] for edge in nx.find_cycle(graph)]
