@@ -88,6 +88,7 @@ class Definitions:
         return found  # type: ignore[no-any-return]
 
     def check_runnable(self, workflow: Workflow) -> None:
+        resolved: set[str] = set()  # each name once: 10,000 steps often share a few
         for step_id, step in workflow.steps.items():
             line = workflow.line_of(step_id)
             if executor_for(step.kind) is None:
@@ -99,7 +100,10 @@ class Definitions:
             spec = step.spec
             try:
                 if isinstance(spec, CodeSpec):
-                    self.resolve_code(spec.target, step_id=step_id)
+                    if not isinstance(spec.target, str) or spec.target not in resolved:
+                        self.resolve_code(spec.target, step_id=step_id)
+                        if isinstance(spec.target, str):
+                            resolved.add(spec.target)
                 elif isinstance(spec, SkillSpec) and find_skill(spec.target) is None:
                     raise UnknownCallableError(
                         f"no skill registered as {spec.target!r} (decorate it with @wfnb.skill)",
@@ -116,9 +120,16 @@ class Definitions:
 
     def code_hashes(self, workflow: Workflow) -> dict[str, str]:
         hashes = {}
+        by_name: dict[str, str] = {}
         for step_id, step in workflow.steps.items():
             if isinstance(step.spec, CodeSpec):
-                hashes[step_id] = fingerprint(self.resolve_code(step.spec.target))
+                target = step.spec.target
+                if not isinstance(target, str):
+                    hashes[step_id] = fingerprint(target)
+                    continue
+                if target not in by_name:
+                    by_name[target] = fingerprint(self.resolve_code(target))
+                hashes[step_id] = by_name[target]
             elif isinstance(step.spec, SkillSpec) and (found := find_skill(step.spec.target)):
                 hashes[step_id] = fingerprint(found.fn)
         return hashes
