@@ -92,12 +92,17 @@ class Definitions:
     ) -> None:
         """``backend`` must be able to run the code and skill callables; ``agent`` is
         where agent steps go when neither they nor the workflow say."""
+        checked: set[str] = set()  # each name once: 10,000 steps often share a few
         for step_id, step in workflow.steps.items():
             line = workflow.line_of(step_id)
             spec = step.spec
             try:
                 if isinstance(spec, CodeSpec):
-                    backend.check(self.resolve_code(spec.target, step_id=step_id), step_id=step_id)
+                    target = spec.target
+                    if not isinstance(target, str) or target not in checked:
+                        backend.check(self.resolve_code(target, step_id=step_id), step_id=step_id)
+                        if isinstance(target, str):
+                            checked.add(target)
                 elif isinstance(spec, SkillSpec):
                     found = find_skill(spec.target)
                     if found is None:
@@ -122,9 +127,16 @@ class Definitions:
 
     def code_hashes(self, workflow: Workflow) -> dict[str, str]:
         hashes = {}
+        by_name: dict[str, str] = {}
         for step_id, step in workflow.steps.items():
             if isinstance(step.spec, CodeSpec):
-                hashes[step_id] = fingerprint(self.resolve_code(step.spec.target))
+                target = step.spec.target
+                if not isinstance(target, str):
+                    hashes[step_id] = fingerprint(target)
+                    continue
+                if target not in by_name:
+                    by_name[target] = fingerprint(self.resolve_code(target))
+                hashes[step_id] = by_name[target]
             elif isinstance(step.spec, SkillSpec) and (found := find_skill(step.spec.target)):
                 hashes[step_id] = fingerprint(found.fn)
         return hashes
