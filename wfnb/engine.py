@@ -52,6 +52,7 @@ from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
 from wfnb.store.base import Batch, RunRecord, StepRecord, Store, WorkflowRecord, latest_attempts
 from wfnb.store.memory import MemoryStore
+from wfnb.timeline import Timeline
 
 log = logging.getLogger("wfnb")
 _KEEP_FINISHED = 256
@@ -120,6 +121,10 @@ class RunHandle:
 
     async def cancel(self) -> None:
         await self._engine.cancel(self.id)
+
+    async def timeline(self) -> Timeline:
+        """The run's Gantt picture so far (every attempt, from the store)."""
+        return await self._engine.timeline(self.id)
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.id} {self.workflow.name} {self.status.value}>"
@@ -434,6 +439,24 @@ class Engine:
         restored = {step.step_id: step for step in copied}
         return await self._begin(workflow, record, restored, copied=copied)
 
+    async def definition(self, record: RunRecord) -> Workflow:
+        """The definition ``record``'s run started with (registered, else stored)."""
+        return await self._definition(record)
+
+    async def timeline(self, run_id: str) -> Timeline:
+        """Every attempt of the run against time, as the store has it."""
+        record = await self.store.get_run(run_id=run_id)
+        if record is None:
+            raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
+        kinds = {sid: step.kind for sid, step in (await self._definition(record)).steps.items()}
+        return Timeline.from_records(
+            await self.store.get_steps(run_id=run_id),
+            origin=record.started_at,
+            kinds=kinds,
+            title=f"{record.workflow} {run_id}: {record.status.value}",
+            now=record.ended_at,
+        )
+
     async def _definition(self, record: RunRecord) -> Workflow:
         """The definition the run started with, even if the cell was edited since."""
         registered = self.workflows.get(record.workflow)
@@ -607,7 +630,7 @@ class Engine:
                 if step.status is StepStatus.COMPLETED and step.has_output
             }
         )
-        return RunResult(
+        result = RunResult(
             run_id=record.run_id,
             workflow=record.workflow,
             status=record.status,
@@ -615,12 +638,14 @@ class Engine:
             error=record.error,
             failed_step=record.failed_step,
         )
+        result._timelines = self.timeline
+        return result
 
     def _snapshot(self, live: LiveRun, *, masked: bool = True) -> RunResult:
         # Shown to the user, so masked like the records; unmasked only for a parent
         # run's steps, which need the real values as their own outputs are.
         redact = self.redact if masked else _unmasked
-        return RunResult(
+        result = RunResult(
             run_id=live.id,
             workflow=live.workflow.name,
             status=live.status,
@@ -628,6 +653,8 @@ class Engine:
             error=redact(live.error_text()) if live.status.finished or live.failure else None,
             failed_step=live.failure[0] if live.failure and live.failure[0] else None,
         )
+        result._timelines = self.timeline
+        return result
 
     def handle(self, run_id: str) -> RunHandle | None:
         """The handle of a run this engine is driving (or drove recently); None otherwise."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from enum import Enum
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from wfnb.errors import RunError
 
 DEFAULT_STEP_TIMEOUT = 300.0
 MAX_DEPTH = 5
@@ -343,10 +345,29 @@ class RunResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
+    #: ``Engine.timeline`` of the engine that made this result (not a field: results
+    #: compare by their fields alone)
+    _timelines: Callable[[str], Awaitable[Any]] | None = PrivateAttr(default=None)
 
     @property
     def ok(self) -> bool:
         return self.status is RunStatus.COMPLETED
+
+    async def timeline(self) -> Any:
+        """The run's Gantt picture (a `wfnb.timeline.Timeline`) from its store."""
+        if self._timelines is None:
+            raise RunError(
+                "this result was not made by an engine: `await engine.timeline(run_id)`",
+                run_id=self.run_id,
+            )
+        return await self._timelines(self.run_id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunResult):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = BaseModel.__hash__
 
     def __getitem__(self, step_id: str) -> Any:
         return self.outputs[step_id]

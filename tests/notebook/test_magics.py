@@ -196,7 +196,7 @@ def test_config_db_is_a_traitlets_setting(shell, tmp_path):
         first = magics.engine
         cell = await shell.run(f"%config Wfnb.db = {str(tmp_path / 'x.duckdb')!r}")
         assert cell.error is None, cell.stderr
-        assert magics.settings.db.endswith("x.duckdb")
+        assert magics.session.settings.db.endswith("x.duckdb")
         assert magics.engine is not first, "no live run: the next run uses the new file"
         assert magics.engine.store.path == tmp_path / "x.duckdb"
 
@@ -218,7 +218,7 @@ def test_runs_show_cancel_and_prune_from_the_line_magic(shell):
         await done
         await shell.run("%%workflow hang\nsteps:\n  a: {code: work, with: {delay: 60}}\n")
         hang = shell.ns["_wf_run"]
-        await asyncio.sleep(0.05)
+        await hang.started
         wait = "\nimport asyncio\nawait asyncio.sleep(0.2)"
         cancelled = await shell.run(f"%workflow cancel {hang.id}{wait}")
         assert f"{hang.id}: cancelled" in cancelled.text
@@ -226,7 +226,7 @@ def test_runs_show_cancel_and_prune_from_the_line_magic(shell):
         assert done.id in runs.text and hang.id in runs.text and "cancelled" in runs.text
         only = await shell.run(f"%workflow runs quick{wait}")
         assert done.id in only.text and hang.id not in only.text
-        shown = await shell.run(f"%workflow show {done.id}")
+        shown = await shell.run(f"%workflow show {done.id}{wait}")
         assert f"quick {done.id}: completed" in shown.text
         missing = await shell.run(f"%workflow show nosuchrun{wait}")
         assert "RunNotFound" in missing.text
@@ -361,23 +361,25 @@ def test_load_reports_interrupted_runs_and_resume_button_resumes(shell):
             )
         )
         magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
-        magics._engine = Engine(store=store, namespace=shell.ns)
+        magics.session.engine = Engine(store=store, namespace=shell.ns)
         from IPython.utils.capture import capture_output
 
         with capture_output() as captured:
-            panel = await magics.report_interrupted()
-        [update] = [o.data for o in captured.outputs if "interrupted" in o.data["text/plain"]]
-        assert "1 interrupted run" in update["text/plain"]
-        assert "`%workflow resume deadbeef0001`" in update["text/plain"]
-        assert update["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.model_id
-        [resume] = [
-            b for row in panel.children[1:] for b in row.children if isinstance(b, w.Button)
-        ]
+            report = await magics.session.report()
+        [shown] = [o.data for o in captured.outputs if "interrupted" in o.data["text/plain"]]
+        assert "1 interrupted run" in shown["text/plain"]
+        assert "`%workflow resume deadbeef0001`" in shown["text/plain"]
+        assert shown["application/vnd.jupyter.widget-view+json"]["model_id"] == report.box.model_id
+        row = report.rows["deadbeef0001"]
+        [resume] = [b for b in row.children[0].children if b.description == "Resume"]
         resume.click()
-        await asyncio.sleep(0.05)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if "_wf_run" in shell.ns:
+                break
         run = shell.ns["_wf_run"]
         result = await run
         assert result.status is RunStatus.COMPLETED and result.outputs == {"a": 1, "b": 2}
-        assert len(panel.children) == 3, "the resumed run's live view joins the panel"
+        assert any(isinstance(c, w.VBox) for c in row.children), "the live view joins the row"
 
     arun(go())

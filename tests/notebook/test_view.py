@@ -13,7 +13,7 @@ import pytest
 import wfnb
 from wfnb.events import Event, EventKind
 from wfnb.model import RunStatus, StepStatus
-from wfnb.notebook import view
+from wfnb.notebook import palette, view
 from wfnb.notebook.state import RunState
 
 from ..conftest import arun, wf
@@ -47,8 +47,8 @@ def test_each_status_has_its_own_colour_in_the_dot_source():
     statuses = dict(zip("abcdefg", StepStatus, strict=True))
     source = view.dot_source(state_of(ALL, **statuses))
     for sid, status in statuses.items():
-        assert f'fillcolor="{view.STATUS_COLORS[status]}"' in node_line(source, sid), status
-    assert len(set(view.STATUS_COLORS.values())) == len(StepStatus)
+        assert f'fillcolor="{palette.STATUS_COLORS[status]}"' in node_line(source, sid), status
+    assert len(set(palette.STATUS_COLORS.values())) == len(StepStatus)
 
 
 def test_waves_are_ranks_left_to_right():
@@ -90,7 +90,7 @@ steps:
 def test_svg_is_embeddable_and_coloured():
     svg = view.svg_from_dot(view.dot_source(state_of(ALL, a=StepStatus.FAILED)))
     assert svg.startswith("<svg") and "<?xml" not in svg
-    assert view.STATUS_COLORS[StepStatus.FAILED] in svg
+    assert palette.STATUS_COLORS[StepStatus.FAILED] in svg
 
 
 def test_a_large_dag_collapses_waves_but_keeps_failing_steps():
@@ -117,7 +117,7 @@ def test_without_dot_the_view_is_a_table_and_says_once_how_to_install(monkeypatc
     first, second = view.picture_html(state), view.picture_html(state)
     assert "install graphviz" in first.lower() and "<table" in first
     assert "install graphviz" not in second.lower() and "<table" in second
-    assert view.STATUS_COLORS[StepStatus.FAILED] in second
+    assert palette.STATUS_COLORS[StepStatus.FAILED] in second
 
 
 def test_state_follows_events_and_ignores_other_runs():

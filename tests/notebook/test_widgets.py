@@ -10,7 +10,7 @@ import ipywidgets as w
 
 import wfnb
 from wfnb.model import RunStatus, StepStatus
-from wfnb.notebook import view
+from wfnb.notebook import palette, view
 from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.widgets import LiveView
 
@@ -31,7 +31,7 @@ def start(
 
 async def settled_view(live: LiveView) -> None:
     for _ in range(300):
-        if live.finished and live.throttle._inflight is None and live.throttle._closed:
+        if live.finished and live.final is not None:
             await asyncio.sleep(0.05)
             return
         await asyncio.sleep(0.01)
@@ -78,8 +78,8 @@ def test_a_500_step_run_is_drawn_a_bounded_number_of_times_and_ends_green():
         assert live.progress.value == 500 and live.progress.description == "500/500"
         assert "completed" in live.header.value and live.cancel_button.disabled
         if view.has_dot():
-            assert view.STATUS_COLORS[StepStatus.COMPLETED] in live.picture.value
-            assert view.STATUS_COLORS[StepStatus.PENDING] not in live.picture.value
+            assert palette.STATUS_COLORS[StepStatus.COMPLETED] in live.picture.value
+            assert palette.STATUS_COLORS[StepStatus.PENDING] not in live.picture.value
         await engine.close()
 
     arun(go())
@@ -144,7 +144,7 @@ def test_cancel_button_cancels_and_a_failed_step_shows_its_error():
         await settled_view(live)
         assert "step &#x27;a&#x27; failed" in live.error.value
         assert "the source is gone" in live.error.value
-        assert "failed" in live.bundle(final=True)["text/html"]
+        assert live.final is not None and "failed" in live.final["text/html"]
         await engine.close()
 
     arun(go())
