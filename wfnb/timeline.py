@@ -159,10 +159,8 @@ class Timeline:
                 f"{html.escape(_clip(sid))}</text>"
             )
         previous: dict[str, Bar] = {}
-        for b in self.bars:
-            row = row_of.get(b.step_id)
-            if row is None:
-                continue
+        for b in (bar for bar in self.bars if bar.step_id in row_of):
+            row = row_of[b.step_id]
             y = 24 + row * _ROW
             x0 = _LABEL + b.start * scale
             end = self.now if b.end is None else b.end

@@ -182,19 +182,18 @@ class RunState:
         return True
 
     def _log(self, event: Event, attempt: int, status: StepStatus) -> None:
+        """The attempt's record as the store would have it (built directly: this
+        runs for every event, on the loop)."""
         assert event.step_id is not None
         key = (event.step_id, attempt)
         old = self.records.get(key)
         if event.kind is EventKind.STEP_RETRYING:
             status = StepStatus.FAILED  # the attempt that just failed; the next one starts later
-        if old is None:
-            start = (
-                event.at if status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL) else None
-            )
-            old = StepRecord(self.run_id, event.step_id, attempt, status, start)
-        ended = None if status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL) else event.at
-        self.records[key] = replace(
-            old, status=status, ended_at=ended, error=event.error or old.error
+        open_ = status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+        started = old.started_at if old is not None else (event.at if open_ else None)
+        error = event.error or (old.error if old is not None else None)
+        self.records[key] = StepRecord(
+            self.run_id, event.step_id, attempt, status, started, None if open_ else event.at, error
         )
 
     @property
