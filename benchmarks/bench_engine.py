@@ -1,15 +1,19 @@
-"""Per-step overhead of the engine, against bare asyncio measured in the same run.
+"""Per-step overhead of the engine, against the floors measured in the same run.
 
     python benchmarks/bench_engine.py                 # in-memory store
     python benchmarks/bench_engine.py --store duckdb  # durable: DuckDBStore in a temp dir
+    python benchmarks/bench_engine.py --steps 10000   # the same shapes, larger
 
-Shapes: a 200-step chain, a 200-step fan-out, 10 waves x 20 (each step needs one
-step of the previous wave), and a skewed two-layer DAG run eagerly (makespan over
-the ideal critical path). Each step is a no-op coroutine, so what is measured is
-the engine: planning, templates, events, checkpoints. "bare" runs the same no-op
-coroutines with plain asyncio (awaited in a chain, gathered for the fan-out);
-overhead = (engine - bare) / steps. The machine is shared and noisy: we report the
-median of several repetitions, and ratios taken in the same process.
+Shapes (`shapes.py`): a chain, a fan-out, and waves of 20 (each step needs one step
+of the previous wave), of 200 steps by default; and a skewed two-layer DAG run
+eagerly (makespan over the ideal critical path). Each step is a no-op coroutine,
+so what is measured is the engine: planning, templates, events, checkpoints.
+"bare" runs the same no-op coroutines with plain asyncio; overhead = (engine -
+bare) / steps. With ``--store duckdb`` the fsync floor (one small write + fsync in
+the store's directory) is printed too, and the chain's cost per step as a multiple
+of it: a durable chain step cannot cost less than one acknowledgement. The machine
+is shared and noisy: we report the median of several repetitions, and ratios taken
+in the same process.
 """
 
 from __future__ import annotations
@@ -23,38 +27,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shapes
+
 import wfnb
-
-
-async def noop() -> None:
-    return None
 
 
 async def sleeper(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def chain(n: int) -> wfnb.Workflow:
-    steps = {f"s{i}": {"code": "noop", **({"needs": [f"s{i - 1}"]} if i else {})} for i in range(n)}
-    return wfnb.Workflow(name="chain", steps=steps)
-
-
-def fan_out(n: int) -> wfnb.Workflow:
-    steps: dict[str, Any] = {"root": {"code": "noop"}}
-    steps.update({f"s{i}": {"code": "noop", "needs": ["root"]} for i in range(n - 1)})
-    return wfnb.Workflow(name="fanout", steps=steps)
+def workflow_of(shape: shapes.Shape, *, code: str = "noop", name: str = "bench") -> wfnb.Workflow:
+    steps = {
+        sid: {"code": code, **({"needs": needs} if needs else {})}
+        for sid, needs in shape.needs.items()
+    }
+    return wfnb.Workflow(name=name, steps=steps)
 
 
 def waves(width: int, depth: int, *, code: str = "noop", name: str = "waves") -> wfnb.Workflow:
     """``depth`` waves of ``width`` steps; each step needs one of the wave before."""
-    steps: dict[str, Any] = {}
-    for w in range(depth):
-        for i in range(width):
-            body: dict[str, Any] = {"code": code}
-            if w:
-                body["needs"] = [f"w{w - 1}_{i}"]
-            steps[f"w{w}_{i}"] = body
-    return wfnb.Workflow(name=name, steps=steps)
+    return workflow_of(shapes.waves(width, depth), code=code, name=name)
 
 
 def skewed(width: int = 20, short: float = 0.005, long: float = 0.1) -> tuple[wfnb.Workflow, float]:
@@ -68,29 +60,8 @@ def skewed(width: int = 20, short: float = 0.005, long: float = 0.1) -> tuple[wf
     return wfnb.Workflow(name="skewed", steps=steps, schedule="eager"), long
 
 
-async def bare_chain(n: int) -> None:
-    for _ in range(n):
-        await noop()
-
-
-async def bare_fan_out(n: int) -> None:
-    await noop()
-    await asyncio.gather(*(noop() for _ in range(n - 1)))
-
-
-async def bare_waves(width: int, depth: int) -> None:
-    for _ in range(depth):
-        await asyncio.gather(*(noop() for _ in range(width)))
-
-
-async def timed(make: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    await make()
-    return time.perf_counter() - started
-
-
 async def run_engine(store_factory: Callable[[], Any], workflow: wfnb.Workflow) -> float:
-    engine = wfnb.Engine(store=store_factory(), namespace={"noop": noop, "sleeper": sleeper})
+    engine = wfnb.Engine(store=store_factory(), namespace={"noop": shapes.noop, "sleeper": sleeper})
     engine.register(workflow)
     await (await engine.start(workflow))  # warm-up: plans, templates, store schema
     started = time.perf_counter()
@@ -114,27 +85,33 @@ def store_factory(kind: str, tmp: Path) -> Callable[[], Any]:
     return make
 
 
-async def main(kind: str, repeat: int) -> None:
+def sized_shapes(steps: int) -> list[shapes.Shape]:
+    return [shapes.chain(steps), shapes.fan_out(steps), shapes.waves(20, max(1, steps // 20))]
+
+
+async def main(kind: str, repeat: int, steps: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         factory = store_factory(kind, Path(tmp))
-        shapes = [
-            ("chain 200", chain(200), lambda: bare_chain(200), 200),
-            ("fan-out 200", fan_out(200), lambda: bare_fan_out(200), 200),
-            ("10 waves x 20", waves(20, 10), lambda: bare_waves(20, 10), 200),
-        ]
+        fsync_s = shapes.fsync_floor(Path(tmp)) if kind == "duckdb" else None
+        shapes.print_floors(fsync_s)
         print(f"store: {kind}; median of {repeat} runs; overhead = (engine - bare) / steps")
-        print(f"{'shape':<16}{'engine ms':>11}{'bare ms':>10}{'µs/step':>10}{'ratio':>9}")
-        for label, workflow, bare, steps in shapes:
+        header = f"{'shape':<18}{'engine ms':>11}{'bare ms':>10}{'µs/step':>10}{'ratio':>9}"
+        print(header + ("   step ÷ fsync" if fsync_s else ""))
+        for shape in sized_shapes(steps):
+            workflow = workflow_of(shape, name=shape.name)
             engine_times, bare_times = [], []
             for _ in range(repeat):
                 engine_times.append(await run_engine(factory, workflow))
-                bare_times.append(await timed(bare))
+                bare_times.append(await shapes.timed(lambda s=shape: shapes.bare(s)))
             engine_s, bare_s = statistics.median(engine_times), statistics.median(bare_times)
-            per_step = (engine_s - bare_s) / steps * 1e6
-            print(
-                f"{label:<16}{engine_s * 1e3:>11.2f}{bare_s * 1e3:>10.3f}"
-                f"{per_step:>10.1f}{engine_s / bare_s:>9.0f}x"
+            per_step = (engine_s - bare_s) / shape.size
+            line = (
+                f"{shape.label:<18}{engine_s * 1e3:>11.2f}{bare_s * 1e3:>10.3f}"
+                f"{per_step * 1e6:>10.1f}{engine_s / bare_s:>9.0f}x"
             )
+            if fsync_s:
+                line += f"{per_step / fsync_s:>14.2f}x"
+            print(line)
         workflow, ideal = skewed()
         makespans = [await run_engine(factory, workflow) for _ in range(repeat)]
         print(f"skewed eager makespan / ideal: {statistics.median(makespans) / ideal:.3f}")
@@ -144,5 +121,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", choices=["memory", "duckdb"], default="memory")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=shapes.STEPS)
     args = parser.parse_args()
-    asyncio.run(main(args.store, args.repeat))
+    asyncio.run(main(args.store, args.repeat, args.steps))

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install everything, then run the whole test suite. Extra arguments go to pytest.
+# Install everything (Graphviz, Chromium, wfnb[dev,dask]), then run the whole test
+# suite: tests/, the notebooks under nbval, the browser test. Extra arguments go to
+# pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh test
 set +e
 python3 -m pytest "$@"
 status=$?

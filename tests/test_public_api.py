@@ -3,15 +3,33 @@ import sys
 
 import wfnb
 
+#: module attributes that are not for users to type: IPython looks them up
+IPYTHON_HOOKS = {"load_ipython_extension", "unload_ipython_extension"}
+
 
 def test_all_is_sorted_and_complete():
     public = sorted(
         name
         for name in dir(wfnb)
-        if not name.startswith("_") and name not in {"annotations"} and not _is_module(name)
+        if not name.startswith("_")
+        and name not in {"annotations", *IPYTHON_HOOKS}
+        and not _is_module(name)
     )
     assert wfnb.__all__ == sorted(wfnb.__all__)
     assert sorted(wfnb.__all__) == public
+
+
+def test_the_ipython_hooks_stay_module_attributes_outside_all():
+    for hook in IPYTHON_HOOKS:
+        assert callable(getattr(wfnb, hook))
+        assert hook not in wfnb.__all__
+
+
+def test_the_planner_is_not_public_and_the_store_records_are():
+    assert not {"Plan", "build_plan", "ready_steps"} & set(wfnb.__all__)
+    for name in ("Batch", "RunRecord", "StepRecord", "WorkflowRecord"):
+        assert getattr(wfnb, name) is getattr(wfnb.store, name)
+        assert name in wfnb.store.__all__
 
 
 def _is_module(name: str) -> bool:

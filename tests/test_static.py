@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
 def test_ruff_is_clean():
     out = subprocess.run(
-        ["ruff", "check", "wfnb", "tests", "benchmarks", "examples"],
+        ["ruff", "check", "wfnb", "tests", "benchmarks", "examples", "notebooks"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,17 +1,22 @@
 """wfnb: durable workflows in a Jupyter notebook.
 
 ``%load_ext wfnb`` in a notebook; ``wfnb.Engine`` in scripts and tests. The names
-below are the whole public surface (``wfnb.__all__`` is tested).
+in ``__all__`` are the whole public surface (tested); the IPython hooks
+``load_ipython_extension``/``unload_ipython_extension`` are here for ``%load_ext``
+only. The planner (`wfnb.dag`) is internal.
 """
 
+# `parse` provides Workflow.from_yaml/to_yaml (the model itself has no YAML).
+from wfnb import parse  # noqa: F401
 from wfnb.backends import Backend, LocalBackend
-from wfnb.dag import Plan, build_plan, ready_steps
 from wfnb.engine import Engine, RunHandle
 from wfnb.errors import (
     ApprovalRejected,
     CycleError,
     DefinitionError,
+    LoopRunning,
     NotResumable,
+    NotWaiting,
     RunError,
     RunNotFound,
     SchemaError,
@@ -32,7 +37,7 @@ from wfnb.events import Event, EventKind, RunObserver
 from wfnb.model import Retry, RunResult, RunStatus, Step, StepStatus, Workflow
 from wfnb.steps.base import StepContext
 from wfnb.steps.skill import skill, skills
-from wfnb.store import MemoryStore, Store
+from wfnb.store import Batch, MemoryStore, RunRecord, StepRecord, Store, WorkflowRecord
 
 __version__ = "0.1.0"
 
@@ -70,6 +75,7 @@ def unload_ipython_extension(ip: object) -> None:
 __all__ = [
     "ApprovalRejected",
     "Backend",
+    "Batch",
     "CycleError",
     "DefinitionError",
     "DuckDBStore",
@@ -77,20 +83,23 @@ __all__ = [
     "Event",
     "EventKind",
     "LocalBackend",
+    "LoopRunning",
     "MemoryStore",
     "NotResumable",
-    "Plan",
+    "NotWaiting",
     "Retry",
     "RunError",
     "RunHandle",
     "RunNotFound",
     "RunObserver",
+    "RunRecord",
     "RunResult",
     "RunStatus",
     "SchemaError",
     "Step",
     "StepContext",
     "StepError",
+    "StepRecord",
     "StepStatus",
     "StepTimeout",
     "Store",
@@ -103,13 +112,10 @@ __all__ = [
     "UnknownStepError",
     "WfnbError",
     "Workflow",
+    "WorkflowRecord",
     "WorkflowTimeout",
     "YamlError",
-    "build_plan",
-    "load_ipython_extension",
-    "ready_steps",
     "skill",
     "skills",
     "sql",
-    "unload_ipython_extension",
 ]

@@ -14,13 +14,13 @@ Implicit edges the user does not write:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from wfnb import template
-from wfnb.errors import CycleError, DefinitionError, UnknownStepError
+from wfnb.errors import CycleError, DefinitionError, UnknownStepError, did_you_mean
 from wfnb.model import ConditionalSpec, LoopSpec, StepStatus, Workflow
 
 SATISFIED = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
@@ -55,60 +55,81 @@ class Plan:
 def build_plan(workflow: Workflow) -> Plan:
     """Check the workflow's graph and plan it; raises `DefinitionError`s that name
     the step and its line."""
+    loop_of, branch_of = _containers(workflow)
+    _check_loops_nest(workflow, loop_of)
+    needs = _effective_needs(workflow, loop_of, branch_of)
+    _check_references(workflow, needs, loop_of.get)
+    return _plan_scope(workflow, None, needs, loop_of.get)
+
+
+def _unknown(workflow: Workflow, step_id: str, ref: str, where: str) -> UnknownStepError:
+    return UnknownStepError(
+        f"{where} names step {ref!r}, which does not exist{did_you_mean(ref, workflow.steps)}",
+        step_id=step_id,
+        line=workflow.line_of(step_id),
+    )
+
+
+def _containers(workflow: Workflow) -> tuple[dict[str, str], dict[str, str]]:
+    """Every step a loop body or a conditional branch holds -> that loop, that
+    conditional; checks that every step named exists and has one container."""
     steps = workflow.steps
-    line = workflow.line_of
-
-    def unknown(step_id: str, ref: str, where: str) -> UnknownStepError:
-        hint = _did_you_mean(ref, steps)
-        return UnknownStepError(
-            f"{where} names step {ref!r}, which does not exist{hint}",
-            step_id=step_id,
-            line=line(step_id),
-        )
-
     loop_of: dict[str, str] = {}
     branch_of: dict[str, str] = {}
     for step_id, step in steps.items():
         for need in step.needs:
             if need not in steps:
-                raise unknown(step_id, need, "`needs`")
+                raise _unknown(workflow, step_id, need, "`needs`")
         if isinstance(step.spec, LoopSpec):
             for body_id in step.spec.body:
                 if body_id not in steps:
-                    raise unknown(step_id, body_id, "the loop `body`")
+                    raise _unknown(workflow, step_id, body_id, "the loop `body`")
                 if body_id == step_id or body_id in loop_of:
                     owner = step_id if body_id == step_id else loop_of[body_id]
                     raise DefinitionError(
                         f"step {body_id!r} is already the body of loop {owner!r}",
                         step_id=step_id,
-                        line=line(step_id),
+                        line=workflow.line_of(step_id),
                     )
                 loop_of[body_id] = step_id
         if isinstance(step.spec, ConditionalSpec):
             for target in (*step.spec.then, *step.spec.else_):
                 if target not in steps:
-                    raise unknown(step_id, target, "the conditional branch")
+                    raise _unknown(workflow, step_id, target, "the conditional branch")
                 if target == step_id or target in branch_of:
                     raise DefinitionError(
                         f"step {target!r} is in more than one conditional branch",
                         step_id=step_id,
-                        line=line(step_id),
+                        line=workflow.line_of(step_id),
                     )
                 branch_of[target] = step_id
+    return loop_of, branch_of
 
+
+def _check_loops_nest(workflow: Workflow, loop_of: Mapping[str, str]) -> None:
+    """Loops may nest, never contain each other."""
     for body_id in loop_of:
         seen = {body_id}
         scope: str | None = loop_of[body_id]
         while scope is not None:
             if scope in seen:
                 raise DefinitionError(
-                    f"loops {sorted(seen)} contain each other", step_id=scope, line=line(scope)
+                    f"loops {sorted(seen)} contain each other",
+                    step_id=scope,
+                    line=workflow.line_of(scope),
                 )
             seen.add(scope)
             scope = loop_of.get(scope)
 
-    def scope_of(step_id: str) -> str | None:
-        return loop_of.get(step_id)
+
+def _effective_needs(
+    workflow: Workflow, loop_of: Mapping[str, str], branch_of: Mapping[str, str]
+) -> dict[str, set[str]]:
+    """Each step's needs within its own scope: a need that lives outside a step's
+    loop becomes a need of the enclosing loop at the level where both meet, and a
+    branch step needs its conditional."""
+    line = workflow.line_of
+    scope_of = loop_of.get
 
     def lift(ref: str, scope: str | None) -> str | None:
         """The member of ``scope`` that is ``ref`` or encloses it; None if ref is outside."""
@@ -117,10 +138,8 @@ def build_plan(workflow: Workflow) -> Plan:
             current = scope_of(current)
         return current
 
-    # Effective needs, per scope: a need that lives outside a step's loop becomes a
-    # need of the enclosing loop at the level where both meet.
-    needs: dict[str, set[str]] = {step_id: set() for step_id in steps}
-    for step_id, step in steps.items():
+    needs: dict[str, set[str]] = {step_id: set() for step_id in workflow.steps}
+    for step_id, step in workflow.steps.items():
         scope = scope_of(step_id)
         for need in step.needs:
             if _encloses(need, step_id, loop_of):
@@ -152,9 +171,7 @@ def build_plan(workflow: Workflow) -> Plan:
                     line=line(step_id),
                 )
             needs[step_id].add(conditional)
-
-    _check_references(workflow, needs, scope_of)
-    return _plan_scope(workflow, None, needs, scope_of)
+    return needs
 
 
 def _encloses(loop_id: str, step_id: str, loop_of: Mapping[str, str]) -> bool:
@@ -233,7 +250,7 @@ def _check_references(
             if ref not in workflow.steps:
                 raise UnknownStepError(
                     f"a template reads steps.{ref}, which does not exist"
-                    + _did_you_mean(ref, workflow.steps),
+                    + did_you_mean(ref, workflow.steps),
                     step_id=step_id,
                     line=workflow.line_of(step_id),
                 )
@@ -260,13 +277,6 @@ def _check_references(
                 step_id=step_id,
                 line=workflow.line_of(step_id),
             )
-
-
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)

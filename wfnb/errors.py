@@ -16,10 +16,12 @@ user can catch them all with one ``except`` and tell them apart by class::
     │   ├── TemplateRenderError  its template used an undefined name
     │   ├── ApprovalRejected     a person rejected it
     │   └── SubWorkflowError     its sub-workflow failed or nested too deep
-    ├── RunError                 the run as a whole could not go on
+    ├── RunError                 the run as a whole could not go on, or do what was asked
     │   ├── WorkflowTimeout      the workflow-level `timeout` expired
     │   ├── RunNotFound          no run has that id
-    │   └── NotResumable         the run is finished, or is still live elsewhere
+    │   ├── NotResumable         the run is finished, or is still live elsewhere
+    │   ├── NotWaiting           an approval names a step that is not waiting for one
+    │   └── LoopRunning          `run_sync` called inside a running event loop
     └── StoreError               the checkpoint store failed
         └── StoreLocked          another process holds the store's write lock
 
@@ -30,6 +32,9 @@ without parsing messages.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class WfnbError(Exception):
@@ -97,15 +102,37 @@ class TemplateRenderError(StepError):
 
 
 class ApprovalRejected(StepError):
-    """A person rejected the approval step."""
+    """A person rejected the approval step; ``by`` and ``comment`` say who and why."""
+
+    def __init__(self, *, by: str, comment: str | None = None, step_id: str | None = None):
+        self.by = by
+        self.comment = comment
+        super().__init__(f"rejected by {by}" + (f": {comment}" if comment else ""), step_id=step_id)
 
 
 class SubWorkflowError(StepError):
-    """A `workflow:` step's child run failed, or nesting exceeded the depth limit."""
+    """A `workflow:` step's child run failed, or nesting exceeded the depth limit.
+
+    ``path`` is where the failure began, the failed step of the child run and on
+    down through nested sub-workflows (empty when the child failed as a whole or
+    never ran), and ``cause`` the reason given there.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step_id: str | None = None,
+        path: tuple[str, ...] = (),
+        cause: str | None = None,
+    ):
+        self.path = path
+        self.cause = cause
+        super().__init__(message, step_id=step_id)
 
 
 class RunError(WfnbError):
-    """The run as a whole could not go on."""
+    """The run as a whole could not go on, or cannot do what was asked of it."""
 
     def __init__(self, message: str, *, run_id: str | None = None):
         self.run_id = run_id
@@ -124,6 +151,18 @@ class NotResumable(RunError):
     """The run cannot be resumed: it finished, or a live process is driving it."""
 
 
+class NotWaiting(RunError):
+    """The step named in an approval or rejection is not waiting for a decision."""
+
+    def __init__(self, message: str, *, run_id: str | None = None, step_id: str | None = None):
+        self.step_id = step_id
+        super().__init__(message, run_id=run_id)
+
+
+class LoopRunning(RunError):
+    """`Engine.run_sync` was called where an event loop already runs: await instead."""
+
+
 class StoreError(WfnbError):
     """The checkpoint store failed; the checkpoint in question was not acknowledged."""
 
@@ -134,3 +173,10 @@ class StoreLocked(StoreError):
     def __init__(self, message: str, *, holder: str | None = None):
         self.holder = holder
         super().__init__(message)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a choice is close to ``name``, else ``""``: the
+    one hint every "no such name" message ends with."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

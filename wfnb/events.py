@@ -68,11 +68,8 @@ class Subscription:
         self._queue: deque[Event] = deque(maxlen=max_backlog)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
 
     def _push(self, event: Event) -> None:
-        if len(self._queue) == self._queue.maxlen:
-            self.dropped += 1
         self._queue.append(event)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain())

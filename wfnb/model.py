@@ -3,21 +3,24 @@
 Pydantic validates shape and types; the planner (`wfnb.dag`) checks the graph. A
 `Step` has exactly one *kind*; its kind-specific settings live in ``step.spec``, a
 model of its own per kind, so each step module gets a typed spec.
+
+No YAML here: `wfnb.parse` reads and writes the text. It sits above the model and
+installs itself as the model's `DefinitionCodec` when imported (``import wfnb``
+does), so `Workflow.from_yaml` and `Workflow.to_yaml` work without the model
+importing anything above it.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from wfnb.errors import RunError
+from wfnb.errors import did_you_mean
 
 DEFAULT_STEP_TIMEOUT = 300.0
 MAX_DEPTH = 5
@@ -196,12 +199,8 @@ class Step(BaseModel):
             strangers = [key for key in data if key not in known]
             hint = ""
             if strangers:
-                close = difflib.get_close_matches(str(strangers[0]), list(STEP_KINDS), n=1)
-                hint = (
-                    f"unknown step kind {strangers[0]!r}"
-                    + (f" (did you mean {close[0]!r}?)" if close else "")
-                    + "; "
-                )
+                close = did_you_mean(str(strangers[0]), STEP_KINDS)
+                hint = f"unknown step kind {strangers[0]!r}{close}; "
             raise ValueError(f"{hint}a step needs exactly one of: {', '.join(STEP_KINDS)}")
         kind = kinds[0]
         raw = data[kind]
@@ -302,9 +301,19 @@ class Workflow(BaseModel):
     @classmethod
     def from_yaml(cls, text: str, *, name: str, **overrides: Any) -> Workflow:
         """Parse a `%%workflow` body; errors are `DefinitionError`s naming step and line."""
-        from wfnb.parse import parse_workflow
+        return _codec().load(text, name=name, **overrides)
 
-        return parse_workflow(text, name=name, **overrides)
+    @classmethod
+    def from_text(
+        cls, data: Mapping[str, Any], *, source: str | None, lines: Mapping[str, int]
+    ) -> Workflow:
+        """Validate ``data`` read from a text: ``source`` is kept as the definition
+        (None when options overrode it, so the model is rendered instead) and
+        ``lines`` point errors at the step's line."""
+        workflow = cls.model_validate(data)
+        workflow._source = source
+        workflow._lines = dict(lines)
+        return workflow
 
     def line_of(self, step_id: str) -> int | None:
         """The line of the cell that declares ``step_id``, when parsed from YAML."""
@@ -314,17 +323,17 @@ class Workflow(BaseModel):
         """The definition as YAML: the cell text as written, or a rendering of it."""
         if self._source is not None:
             return self._source
-        if self._rendered is not None:
-            return self._rendered
-        body: dict[str, Any] = {
-            key: value
-            for key, value in self.model_dump(
-                by_alias=True, exclude_defaults=True, exclude={"name", "steps"}
-            ).items()
-        }
-        body["steps"] = {sid: step.to_yaml_dict() for sid, step in self.steps.items()}
-        self._rendered = yaml.safe_dump(body, sort_keys=False)
+        if self._rendered is None:
+            self._rendered = _codec().dump(self.to_dict())
         return self._rendered
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as it would be written in a cell, minus the name."""
+        body: dict[str, Any] = self.model_dump(
+            by_alias=True, exclude_defaults=True, exclude={"name", "steps"}
+        )
+        body["steps"] = {sid: step.to_yaml_dict() for sid, step in self.steps.items()}
+        return body
 
     @property
     def definition_hash(self) -> str:
@@ -345,29 +354,10 @@ class RunResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
-    #: ``Engine.timeline`` of the engine that made this result (not a field: results
-    #: compare by their fields alone)
-    _timelines: Callable[[str], Awaitable[Any]] | None = PrivateAttr(default=None)
 
     @property
     def ok(self) -> bool:
         return self.status is RunStatus.COMPLETED
-
-    async def timeline(self) -> Any:
-        """The run's Gantt picture (a `wfnb.timeline.Timeline`) from its store."""
-        if self._timelines is None:
-            raise RunError(
-                "this result was not made by an engine: `await engine.timeline(run_id)`",
-                run_id=self.run_id,
-            )
-        return await self._timelines(self.run_id)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RunResult):
-            return NotImplemented
-        return self.__dict__ == other.__dict__
-
-    __hash__ = BaseModel.__hash__
 
     def __getitem__(self, step_id: str) -> Any:
         return self.outputs[step_id]
@@ -377,3 +367,25 @@ def callable_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None) or ""
     qualname = getattr(fn, "__qualname__", None) or repr(fn)
     return qualname if module in ("", "__main__", "builtins") else f"{module}.{qualname}"
+
+
+class DefinitionCodec(Protocol):
+    """Reads and writes definitions as text (`wfnb.parse` is the one there is)."""
+
+    def load(self, text: str, *, name: str, **overrides: Any) -> Workflow: ...
+
+    def dump(self, body: Mapping[str, Any]) -> str: ...
+
+
+_CODEC: list[DefinitionCodec] = []
+
+
+def install_codec(codec: DefinitionCodec) -> None:
+    """Make ``codec`` the one `Workflow.from_yaml`/`to_yaml` use."""
+    _CODEC[:] = [codec]
+
+
+def _codec() -> DefinitionCodec:
+    if not _CODEC:  # only if wfnb.model were loaded without the package
+        raise RuntimeError("import wfnb (or wfnb.parse) to read or write workflow YAML")
+    return _CODEC[0]

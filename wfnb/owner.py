@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wfnb.store.base import RunRecord
 
 
 def _start_time(pid: int) -> str:
@@ -45,3 +49,14 @@ def owner_alive(owner: str | None) -> bool:
     except PermissionError:
         return True
     return not started or _start_time(pid) == started
+
+
+def driven_elsewhere(record: RunRecord, *, here: str) -> bool:
+    """Whether another live process drives ``record``'s run: it is not finished and
+    its owner is neither ``here`` (this process) nor gone. The one check before
+    anything here resumes, cancels, approves or rejects a run it does not drive."""
+    return (
+        not record.status.finished
+        and record.owner not in (None, here)
+        and owner_alive(record.owner)
+    )

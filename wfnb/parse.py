@@ -1,4 +1,4 @@
-"""From the YAML of a `%%workflow` cell to a checked `Workflow`.
+"""From the YAML of a `%%workflow` cell to a checked `Workflow`, and back.
 
 Every failure is a `DefinitionError` that names the step and the line, because the
 person reading it is looking at the cell, not at a traceback. The YAML is composed
@@ -10,7 +10,7 @@ keys (YAML would silently keep the last one, dropping a step) and for alias bomb
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -27,6 +27,7 @@ from wfnb.model import (
     LoopSpec,
     Step,
     Workflow,
+    install_codec,
 )
 
 MAX_SOURCE_CHARS = 1_000_000
@@ -68,12 +69,14 @@ def parse_workflow(text: str, *, name: str, line_offset: int = 0, **overrides: A
     given = {key: value for key, value in overrides.items() if value is not None}
     data.update(given)
     try:
-        workflow = Workflow.model_validate({"name": name, **data})
+        workflow = Workflow.from_text(
+            {"name": name, **data},
+            # The stored definition must be what runs: with overrides, render the model.
+            source=None if given else text,
+            lines=_step_lines(root, line_offset),
+        )
     except ValidationError as exc:
         raise _schema_error(exc, root, line_offset) from None
-    # The stored definition must be what runs: with overrides, render the model.
-    workflow._source = None if given else text
-    workflow._lines = _step_lines(root, line_offset)
     compile_templates(workflow)
     build_plan(workflow)
     return workflow
@@ -226,3 +229,16 @@ def _schema_error(exc: ValidationError, root: yaml.MappingNode, line_offset: int
             first_step, first_line = step_id, line + line_offset
     extra = f" (and {len(messages) - 3} more)" if len(messages) > 3 else ""
     return SchemaError("; ".join(messages[:3]) + extra, step_id=first_step, line=first_line)
+
+
+class _YamlCodec:
+    """`Workflow.from_yaml`/`to_yaml`, provided from here so the model has no YAML."""
+
+    def load(self, text: str, *, name: str, **overrides: Any) -> Workflow:
+        return parse_workflow(text, name=name, **overrides)
+
+    def dump(self, body: Mapping[str, Any]) -> str:
+        return str(yaml.safe_dump(dict(body), sort_keys=False))
+
+
+install_codec(_YamlCodec())

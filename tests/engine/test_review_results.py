@@ -29,8 +29,9 @@ steps:
     async def main():
         handle = await engine.start(workflow)
         live = await asyncio.wait_for(handle.wait(), 10)
-        engine._finished.clear()  # as after a restart: the result comes from the store
-        return live, await engine.result(handle.id)
+        # as after a restart: the result comes from the store
+        restarted = wfnb.Engine(engine.store, secrets={"api": TOKEN})
+        return live, await restarted.result(handle.id)
 
     live, stored = arun(main())
     assert live.status is RunStatus.FAILED and live.failed_step == "use"

@@ -1,4 +1,4 @@
-"""The example notebook runs top to bottom in a real kernel, and what it saves
+"""The approvals notebook (notebooks/02-approvals.ipynb) runs top to bottom in a real kernel, and what it saves
 shows the run's result without any widget state (the HTML repr)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def test_example_notebook_runs_and_saves_its_result(
 ):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    notebook = nbformat.read(REPO / "examples" / "notebook.ipynb", as_version=4)
+    notebook = nbformat.read(REPO / "notebooks" / "02-approvals.ipynb", as_version=4)
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     )
@@ -40,4 +40,4 @@ def test_example_notebook_runs_and_saves_its_result(
     assert "<svg" in shown["data"]["text/html"]
     sql_cell = next(c for c in notebook.cells if "%%wfsql" in c.source)
     assert "review" in sql_cell.outputs[0]["data"]["text/plain"]
-    assert (tmp_path / ".wfnb" / "wfnb.duckdb").exists()
+    assert (tmp_path / ".wfnb" / "02-approvals.duckdb").exists()

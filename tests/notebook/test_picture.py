@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import wfnb
+from wfnb.dag import build_plan
 from wfnb.events import Event, EventKind
 from wfnb.model import RunStatus, StepStatus
 from wfnb.notebook import palette, picture, view
@@ -93,9 +94,7 @@ steps:
 
 def test_retrying_is_a_state_of_its_own_with_a_countdown():
     workflow = wf("steps:\n  a: {code: work, retry: {max_attempts: 3, delay: 2}}\n")
-    state = RunState(
-        run_id="r1", workflow="wf", plan=wfnb.build_plan(workflow), definition=workflow
-    )
+    state = RunState(run_id="r1", workflow="wf", plan=build_plan(workflow), definition=workflow)
     state.apply(Event(EventKind.RUN_STARTED, "r1", "wf", at=100.0))
     state.apply(Event(EventKind.STEP_STARTED, "r1", "wf", "a", 1, at=100.0))
     state.apply(
@@ -130,9 +129,7 @@ steps:
   d: {code: work, needs: [b]}
 """
     workflow = wf(text)
-    state = RunState(
-        run_id="r", workflow="w", plan=wfnb.build_plan(workflow), status=RunStatus.RUNNING
-    )
+    state = RunState(run_id="r", workflow="w", plan=build_plan(workflow), status=RunStatus.RUNNING)
     state.steps["a"].status = StepStatus.COMPLETED
     state.steps["b"].status = StepStatus.RUNNING
     assert state.held("c") and not state.held("d")
@@ -169,14 +166,14 @@ def test_the_timeline_draws_every_attempt_and_reads_as_text():
     assert timeline._repr_html_().startswith('<div class="wfnb-timeline"')
 
 
-def test_handle_and_result_give_the_timeline():
+def test_handle_and_engine_give_the_timeline():
     async def go() -> None:
         engine = wfnb.Engine(namespace={"work": work})
         handle = await engine.start(
             wf("steps:\n  a: {code: work}\n  b: {code: work, needs: [a]}\n")
         )
-        result = await handle
-        for timeline in (await handle.timeline(), await result.timeline()):
+        await handle
+        for timeline in (await handle.timeline(), await engine.timeline(handle.id)):
             assert [row[0] for row in timeline.rows()] == ["a", "b"]
         await engine.close()
 
@@ -186,7 +183,7 @@ def test_handle_and_result_give_the_timeline():
 def test_summary_text_is_readable_for_every_run():
     workflow = wf("steps:\n  a: {code: work}\n")
     state = RunState(
-        run_id="r", workflow="w", plan=wfnb.build_plan(workflow), status=RunStatus.COMPLETED
+        run_id="r", workflow="w", plan=build_plan(workflow), status=RunStatus.COMPLETED
     )
     text = picture.summary_text(state)
     assert text.startswith("w r: completed") and "a" in text and "…" not in text

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import wfnb
+from wfnb.dag import build_plan
 from wfnb.events import Event, EventKind
 from wfnb.model import RunStatus, StepStatus
 from wfnb.notebook import palette, view
@@ -21,7 +22,7 @@ from ..conftest import arun, wf
 
 def state_of(text: str, **statuses: StepStatus) -> RunState:
     workflow = wf(text)
-    state = RunState(run_id="r1", workflow=workflow.name, plan=wfnb.build_plan(workflow))
+    state = RunState(run_id="r1", workflow=workflow.name, plan=build_plan(workflow))
     for sid, status in statuses.items():
         state.steps[sid].status = status
     return state
@@ -97,7 +98,7 @@ def test_a_large_dag_collapses_waves_but_keeps_failing_steps():
     steps = {"root": {"code": "work"}}
     steps.update({f"s{i}": {"code": "work", "needs": ["root"]} for i in range(400)})
     workflow = wfnb.Workflow(name="big", steps=steps)
-    state = RunState(run_id="r", workflow="big", plan=wfnb.build_plan(workflow))
+    state = RunState(run_id="r", workflow="big", plan=build_plan(workflow))
     state.steps["s7"].status = StepStatus.FAILED
     source = view.dot_source(state)
     assert source.count("[label=") < 10

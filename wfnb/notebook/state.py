@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from wfnb.dag import Plan
 from wfnb.errors import RunNotFound
 from wfnb.events import Event, EventKind
+from wfnb.instances import base_id, iteration_index
 from wfnb.model import RunStatus, StepStatus, Workflow
-from wfnb.runner import base_id, iteration_index
 from wfnb.store.base import RunRecord, StepRecord, latest_attempts
 
 if TYPE_CHECKING:

@@ -92,10 +92,6 @@ class Journal:
             os.ftruncate(self._fd, 0)
             self._size = 0
 
-    @property
-    def size(self) -> int:
-        return self._size
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

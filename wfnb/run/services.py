@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from wfnb.errors import ApprovalRejected, StepError, StepTimeout, SubWorkflowError
-from wfnb.model import MAX_DEPTH, RunStatus, Step, StepStatus
+from wfnb.model import MAX_DEPTH, RunResult, RunStatus, Step, StepStatus
+from wfnb.run.frame import Failure, Frame
 from wfnb.store.base import Batch, StepRecord
 
 if TYPE_CHECKING:
-    from wfnb.runner import Frame, LiveRun
+    from wfnb.run.live import LiveRun
     from wfnb.steps.base import StepContext
 
 
@@ -68,7 +69,7 @@ def base_scope(run: LiveRun) -> dict[str, Any]:
             "parent_id": record.parent_run_id,
         },
         "env": {name: os.environ[name] for name in workflow.env if name in os.environ},
-        "secrets": run.engine.secrets,
+        "secrets": run.host.secrets,
     }
 
 
@@ -81,14 +82,12 @@ class StepServices:
         self.frame = frame
 
     async def call(self, fn: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> Any:
-        return await self.run.engine.backend.call(fn, kwargs, ctx)
+        return await self.run.host.backend.call(fn, kwargs, ctx)
 
     def resolve_code(self, target: str | Callable[..., Any]) -> Callable[..., Any]:
-        return self.run.engine.resolve_code(target, step_id=self.step.id)
+        return self.run.host.resolve_code(target, step_id=self.step.id)
 
     async def run_body(self, ctx: StepContext, index: int, loop: dict[str, Any]) -> dict[str, Any]:
-        from wfnb.runner import Frame
-
         body = self.frame.plan.bodies[self.step.id]
         frame = Frame(
             body, (*self.frame.index, index), loop, self.frame, self.frame.instance(self.step.id)
@@ -130,51 +129,39 @@ class StepServices:
                 f"past the depth limit of {MAX_DEPTH}",
                 step_id=ctx.step_id,
             )
-        engine = run.engine
         child_id = f"{run.id}.{ctx.step_id}"
         # Starting the child writes its record: a stop meanwhile must not leave it
         # half started (recorded, never driven), so the start is seen through.
         starting = asyncio.ensure_future(
-            engine._child_run(
+            run.host.start_child(
                 workflow, inputs, run_id=child_id, parent=run, parent_step=ctx.step_id, depth=depth
             )
         )
         try:
-            await asyncio.shield(starting)
+            child = await asyncio.shield(starting)
             while True:
-                live = engine._live.get(child_id)
-                if live is None:
-                    break
-                await live.settled()
-                if live.finished:
+                await child.settled()
+                if child.finished:
                     break
                 # The child waits for a person: so does this step, and maybe the run.
-                run.set_waiting(ctx.step_id, True)
-                run.hold_clocks([ctx.step_id, *self._loops_around()], True)
+                loops = [ctx.step_id, *self._loops_around()]
+                run.pauses.set_waiting(ctx.step_id, True)
+                run.pauses.hold_clocks(loops, True)
                 try:
-                    await live.status_changed()
+                    await child.status_changed()
                 finally:
-                    run.hold_clocks([ctx.step_id, *self._loops_around()], False)
-                    run.set_waiting(ctx.step_id, False)
+                    run.pauses.hold_clocks(loops, False)
+                    run.pauses.set_waiting(ctx.step_id, False)
         except asyncio.CancelledError:
             # This step was stopped (cancel, timeout, fail-fast): so is its child run,
             # which is part of this run, and this run ends only after it.
             if not run.shutting_down():
-                run.finish_after(_stop_child(engine, starting, child_id))
+                run.finish_after(_stop_child(starting))
             raise
-        ended = engine._live.get(child_id) or engine._finished.get(child_id)
-        if ended is not None:  # its real outputs: they are this step's output
-            result = engine._snapshot(ended, masked=False)
-        else:  # from the store: masked, so put the secrets back
-            stored = await engine.result(child_id)
-            result = stored.model_copy(update={"outputs": engine.redact.restore(stored.outputs)})
+        # its real outputs, not masked ones: they are this step's output
+        result = child.result(masked=False)
         if result.status is not RunStatus.COMPLETED:
-            path, cause = _failure_path(result.failed_step, result.error or result.status.value)
-            where = f" at {path}" if path else ""
-            raise SubWorkflowError(
-                f"sub-workflow {workflow!r} (run {child_id}) {result.status.value}{where}: {cause}",
-                step_id=ctx.step_id,
-            )
+            raise _child_failed(workflow, child_id, result, child.failure, step_id=ctx.step_id)
         return result.outputs
 
     async def request_approval(
@@ -206,14 +193,14 @@ class StepServices:
             has_output=True,
         )
         try:
-            await run.engine.store.write(Batch(steps=(record,)))
+            await run.host.store.write(Batch(steps=(record,)))
         except BaseException:  # stopped (or failed) before it was ever waiting
             run.approvals.pop(instance, None)
             raise
         run.statuses[instance] = StepStatus.WAITING_APPROVAL
-        run.publish_waiting(instance, ctx.attempt, request)
-        run.set_waiting(instance, True)
-        run.hold_clocks(self._loops_around(), True)
+        run.events.waiting(instance, ctx.attempt, request)
+        run.pauses.set_waiting(instance, True)
+        run.pauses.hold_clocks(self._loops_around(), True)
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.time())
             try:
@@ -224,41 +211,46 @@ class StepServices:
                 ) from None
         finally:
             run.approvals.pop(instance, None)
-            run.hold_clocks(self._loops_around(), False)
-            run.set_waiting(instance, False)
+            run.pauses.hold_clocks(self._loops_around(), False)
+            run.pauses.set_waiting(instance, False)
             if not future.done():
                 future.cancel()
         run.statuses[instance] = StepStatus.RUNNING
         if not decision.get("approved"):
-            who = decision.get("by") or "someone"
-            comment = decision.get("comment")
             raise ApprovalRejected(
-                f"rejected by {who}" + (f": {comment}" if comment else ""), step_id=instance
+                by=decision.get("by") or "someone",
+                comment=decision.get("comment"),
+                step_id=instance,
             )
         return decision
 
 
-def _failure_path(step_id: str | None, error: str) -> tuple[str, str]:
-    """Where a child run failed (``'inner' > 'load'`` through nested sub-workflows,
-    each level's prefix folded in, not repeated) and why."""
-    if not step_id:
-        return "", error
-    prefix = f"step {step_id!r} failed: "
-    rest = error.removeprefix(prefix)
-    path = repr(step_id)
-    if rest.startswith("sub-workflow ") and ") failed at " in rest:
-        deeper_path, _, rest = rest.split(") failed at ", 1)[1].partition(": ")
-        path = f"{path} > {deeper_path}"
-    return path, rest
+def _child_failed(
+    workflow: str, child_id: str, result: RunResult, failure: Failure | None, *, step_id: str
+) -> SubWorkflowError:
+    """The error of a step whose child run did not complete: where the failure began
+    (``'inner' > 'load'`` through nested sub-workflows) and why, from the child's
+    `Failure`, never from its message."""
+    if failure is not None and failure.step:
+        path = (failure.step, *failure.below)
+        cause = failure.cause or failure.error
+    else:
+        path, cause = (), result.error or result.status.value
+    where = f" at {' > '.join(map(repr, path))}" if path else ""
+    return SubWorkflowError(
+        f"sub-workflow {workflow!r} (run {child_id}) {result.status.value}{where}: {cause}",
+        step_id=step_id,
+        path=path,
+        cause=cause,
+    )
 
 
-async def _stop_child(engine: Any, starting: asyncio.Future[Any], child_id: str) -> None:
+async def _stop_child(starting: asyncio.Future[LiveRun]) -> None:
     """Stop a child run once its start is through, and wait for its end."""
     try:
-        await starting
+        child = await starting
     except Exception:  # noqa: BLE001 - it never started: nothing to stop
         return
-    live = engine._live.get(child_id)
-    if live is not None:
-        live.request_stop("cancelled")
-        await live.done()
+    if not child.finished:
+        child.request_stop("cancelled")
+        await child.done()

@@ -1,0 +1,148 @@
+"""Definitions and the registry: the workflows an engine knows, their plans, the
+callables their steps name, and the definition a stored run started with."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wfnb.dag import Plan, build_plan
+from wfnb.errors import DefinitionError, NotResumable, UnknownCallableError, did_you_mean
+from wfnb.model import CodeSpec, SkillSpec, Workflow, WorkflowSpec
+from wfnb.parse import parse_workflow
+from wfnb.steps.base import executor_for
+from wfnb.steps.code import fingerprint
+from wfnb.steps.skill import find_skill
+from wfnb.store.base import RunRecord, Store, WorkflowRecord
+
+log = logging.getLogger("wfnb")
+
+
+class Definitions:
+    """``namespace`` is where ``code:`` names are looked up (read when a run
+    starts, not copied)."""
+
+    def __init__(self, namespace: Mapping[str, Any]) -> None:
+        self.namespace = namespace
+        self.workflows: dict[str, Workflow] = {}
+        self._plans: dict[tuple[str, str], Plan] = {}
+        self._saved: set[tuple[str, str]] = set()
+
+    def register(self, workflow: Workflow) -> Workflow:
+        self.plan(workflow)
+        self.workflows[workflow.name] = workflow
+        return workflow
+
+    def plan(self, workflow: Workflow) -> Plan:
+        key = (workflow.name, workflow.definition_hash)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = build_plan(workflow)
+        return plan
+
+    def unsaved(self, workflow: Workflow) -> tuple[WorkflowRecord, ...]:
+        """The record of ``workflow``'s definition unless this engine stored it
+        already; `saved` marks it stored once the write went through."""
+        if (workflow.name, workflow.definition_hash) in self._saved:
+            return ()
+        return (
+            WorkflowRecord(
+                workflow.name, workflow.to_yaml(), workflow.definition_hash, time.time()
+            ),
+        )
+
+    def saved(self, workflow: Workflow) -> None:
+        self._saved.add((workflow.name, workflow.definition_hash))
+
+    def resolve_code(
+        self, target: str | Callable[..., Any], *, step_id: str | None = None
+    ) -> Callable[..., Any]:
+        if callable(target):
+            return target
+        head, _, rest = target.partition(".")
+        found: Any
+        if head in self.namespace:
+            found = self.namespace[head]
+            for part in rest.split(".") if rest else ():
+                found = getattr(found, part, None)
+        elif rest:
+            module, _, attr = target.rpartition(".")
+            try:
+                found = getattr(importlib.import_module(module), attr, None)
+            except ImportError:
+                found = None
+        else:
+            found = None
+        if found is None:
+            hint = did_you_mean(target, [k for k, v in self.namespace.items() if callable(v)])
+            raise UnknownCallableError(
+                f"no callable named {target!r} in the namespace{hint}", step_id=step_id
+            )
+        if not callable(found):
+            raise UnknownCallableError(
+                f"{target!r} is a {type(found).__name__}, not a callable", step_id=step_id
+            )
+        return found  # type: ignore[no-any-return]
+
+    def check_runnable(self, workflow: Workflow) -> None:
+        for step_id, step in workflow.steps.items():
+            line = workflow.line_of(step_id)
+            if executor_for(step.kind) is None:
+                raise DefinitionError(
+                    f"{step.kind} steps cannot run in this version of wfnb yet",
+                    step_id=step_id,
+                    line=line,
+                )
+            spec = step.spec
+            try:
+                if isinstance(spec, CodeSpec):
+                    self.resolve_code(spec.target, step_id=step_id)
+                elif isinstance(spec, SkillSpec) and find_skill(spec.target) is None:
+                    raise UnknownCallableError(
+                        f"no skill registered as {spec.target!r} (decorate it with @wfnb.skill)",
+                        step_id=step_id,
+                    )
+                elif isinstance(spec, WorkflowSpec) and spec.target not in self.workflows:
+                    raise DefinitionError(
+                        f"no workflow named {spec.target!r} is registered "
+                        f"(known: {', '.join(sorted(self.workflows)) or 'none'})",
+                        step_id=step_id,
+                    )
+            except DefinitionError as exc:
+                raise type(exc)(exc.reason, step_id=step_id, line=line) from None
+
+    def code_hashes(self, workflow: Workflow) -> dict[str, str]:
+        hashes = {}
+        for step_id, step in workflow.steps.items():
+            if isinstance(step.spec, CodeSpec):
+                hashes[step_id] = fingerprint(self.resolve_code(step.spec.target))
+            elif isinstance(step.spec, SkillSpec) and (found := find_skill(step.spec.target)):
+                hashes[step_id] = fingerprint(found.fn)
+        return hashes
+
+    async def of_run(self, store: Store, record: RunRecord) -> Workflow:
+        """The definition ``record``'s run started with, even if the cell was edited
+        since: the registered one if it is the same, else the stored text."""
+        registered = self.workflows.get(record.workflow)
+        if registered is not None and registered.definition_hash == record.definition_hash:
+            return registered
+        stored = await store.get_workflow(
+            name=record.workflow, definition_hash=record.definition_hash
+        )
+        if stored is None:
+            if registered is not None:
+                log.warning(
+                    "run %s: its definition is not stored; using the current one", record.run_id
+                )
+                return registered
+            raise NotResumable(
+                f"the definition of workflow {record.workflow!r} used by run {record.run_id} "
+                "is not in the store",
+                run_id=record.run_id,
+            )
+        # The stored text is what the run hashed (the cell as written, or the
+        # model's rendering), so the parsed definition keeps the run's hash.
+        return parse_workflow(stored.definition, name=record.workflow)

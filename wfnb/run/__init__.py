@@ -1,0 +1,1 @@
+"""One live run, split by seam (see the modules)."""

@@ -1,0 +1,130 @@
+"""One step's attempts: run it, time it out, retry it with backoff, and say what
+it came to. Which errors are worth a retry is decided here, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from wfnb.errors import (
+    ApprovalRejected,
+    DefinitionError,
+    StepTimeout,
+    SubWorkflowError,
+    TemplateRenderError,
+    WfnbError,
+)
+from wfnb.events import EventKind
+from wfnb.model import ApprovalSpec, Step, StepStatus
+from wfnb.run.frame import Frame, Outcome
+from wfnb.run.services import StepServices
+from wfnb.steps.base import StepContext, executor_for
+from wfnb.store.base import Batch, StepRecord
+
+if TYPE_CHECKING:
+    from wfnb.run.live import LiveRun
+
+_timeout = getattr(asyncio, "timeout", None)
+
+
+async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> Outcome:
+    """Run the step's attempts until one succeeds or retries are exhausted."""
+    instance = frame.instance(step.id)
+    executor = executor_for(step.kind)
+    assert executor is not None, f"no executor for {step.kind}"
+    limit = None if isinstance(step.spec, ApprovalSpec) else step.timeout
+    container = step.kind in ("loop", "workflow")
+    host = run.host
+    while True:
+        started = time.time()
+        ctx = step_context(run, step, frame, attempt)
+        below: tuple[str, ...] = ()
+        cause: str | None = None
+        try:
+            if limit is None:
+                output = await executor(step, ctx)
+            elif _timeout is not None:
+                async with _timeout(limit) as clock:
+                    if container:
+                        run.pauses.clock_started(instance, clock)
+                    try:
+                        output = await executor(step, ctx)
+                    finally:
+                        if container:
+                            run.pauses.clock_ended(instance)
+            else:  # Python 3.10
+                output = await asyncio.wait_for(executor(step, ctx), limit)
+            return Outcome(StepStatus.COMPLETED, attempt, started, output=output)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
+            # Nobody cancelled this step: its own code raised CancelledError.
+            error: str = "CancelledError: raised by the step's own code, not a stop"
+            retryable = True
+        except (asyncio.TimeoutError, TimeoutError):
+            error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
+            retryable = True
+        except (DefinitionError, TemplateRenderError, ApprovalRejected) as exc:
+            error, retryable = str(exc), False  # the same input fails the same way
+        except SubWorkflowError as exc:
+            error, retryable, below, cause = str(exc), True, exc.path, exc.cause
+        except WfnbError as exc:
+            error, retryable = str(exc), True
+        except Exception as exc:
+            error, retryable = f"{type(exc).__name__}: {exc}", True
+        if not retryable or attempt >= step.retry.max_attempts or run.stop_reason:
+            return Outcome(
+                StepStatus.FAILED, attempt, started, error=error, below=below, cause=cause
+            )
+        delay = step.retry.wait_before(attempt + 1)
+        now = time.time()
+        failed = StepRecord(
+            run.id, instance, attempt, StepStatus.FAILED, started, now, host.redact(error)
+        )
+        await host.store.write(Batch(steps=(failed,)))
+        run.events.publish(
+            EventKind.STEP_RETRYING,
+            step_id=instance,
+            attempt=attempt,
+            error=error,
+            data={"delay": delay, "next_attempt": attempt + 1},
+        )
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
+        attempt += 1
+        run.attempts[instance] = attempt
+        before = StepRecord(run.id, instance, attempt, StepStatus.RUNNING, time.time())
+        await host.store.write(Batch(steps=(before,)))
+        run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
+
+
+def cancel_text(run: LiveRun) -> str:
+    """The error a cancelled step is recorded with: why it was stopped."""
+    # Without a run-wide reason, a step is only cancelled by fail-fast in its scope.
+    return {
+        "timeout": "cancelled: the workflow timed out",
+        "cancelled": "cancelled",
+    }.get(run.stop_reason or "", "cancelled: another step failed (fail_fast)")
+
+
+def step_context(run: LiveRun, step: Step, frame: Frame, attempt: int) -> StepContext:
+    return StepContext(
+        run_id=run.id,
+        workflow=run.workflow.name,
+        step_id=frame.instance(step.id),
+        attempt=attempt,
+        depth=run.record.depth,
+        scope=run.template_scope(frame),
+        runtime=StepServices(run, step, frame),
+    )
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task has been asked to cancel (Python 3.10 cannot tell:
+    assume it has)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or bool(cancelling())

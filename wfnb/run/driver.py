@@ -1,0 +1,394 @@
+"""The scope driver: runs the steps of one plan in one frame (the workflow, or one
+loop iteration) until none can start.
+
+Each turn it takes in the steps that finished, asks the planner what they unlock,
+and hands the records of both to the store in one batch that is not awaited: the
+steps it unlocks start once that batch is durable, and meanwhile the driver goes
+on, so a store can group-commit a whole wave. Stopping is a flag it reads on each
+turn (see `LiveRun.request_stop`), never a cancellation injected into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from wfnb.dag import SATISFIED, Progress
+from wfnb.errors import StoreError, WfnbError
+from wfnb.events import EventKind
+from wfnb.instances import base_id
+from wfnb.model import StepStatus
+from wfnb.run.attempts import cancel_text, run_attempts, step_context
+from wfnb.run.frame import Failure, Frame, Outcome
+from wfnb.store.base import Batch, StepRecord
+
+if TYPE_CHECKING:
+    from wfnb.run.live import LiveRun
+
+
+class Scope:
+    """The driver's working set for one plan in one frame, and the driver."""
+
+    def __init__(self, run: LiveRun, frame: Frame) -> None:
+        plan = frame.plan
+        self.run = run
+        self.plan = plan
+        self.frame = frame
+        self.progress = Progress(
+            plan,
+            {
+                sid: status
+                for sid in plan.steps
+                if (status := run.statuses.get(frame.instance(sid))) in SATISFIED
+            },
+        )
+        self.running: dict[str, asyncio.Future[Outcome]] = {}
+        self.finished: deque[str] = deque()
+        self.records: list[StepRecord] = []
+        self.announce: list[tuple[str, Outcome]] = []
+        self.writes: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self.failed = False
+        self.store_error: BaseException | None = None
+        #: records of batches the store refused, to be salvaged one by one
+        self.refused: list[StepRecord] = []
+        #: whether the last batch written, and every one before it, is durable
+        self.durable: asyncio.Future[bool] | None = None
+
+    def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
+        self.finished.append(sid)
+        self.wake.set()
+
+    async def drive(self) -> bool:
+        """Run the steps of the frame's plan until none can start; True when all of
+        them completed or were skipped. A failure stops the scope (fail-fast); at
+        the top level it stops the run."""
+        run, plan, frame = self.run, self.plan, self.frame
+        for sid in plan.branches:  # conditionals restored completed chose already
+            if self.progress.status[sid] is StepStatus.COMPLETED:
+                self._skip_branch_not_taken(sid, run.outputs.get(frame.instance(sid)))
+        pauses = run.pauses
+        if frame.owner is not None:
+            pauses.in_body[frame.owner] = self
+        stop_wait = asyncio.ensure_future(run.stop_signal.wait())
+        stop_wait.add_done_callback(lambda _: self.wake.set())
+        halted = False
+        try:
+            while True:
+                while self.finished:
+                    self._apply(self.finished.popleft())
+                if self.store_error is not None:
+                    error, self.store_error = self.store_error, None
+                    if not await self._salvage(error):
+                        raise error
+                starts: list[str] = []
+                halt = run.stop_reason is not None or (self.failed and run.workflow.fail_fast)
+                if not halt:
+                    self._collect_ready(starts)
+                elif not halted:
+                    halted = True
+                    for future in self.running.values():
+                        future.cancel()
+                if self.records:
+                    self._write_then_start(starts)
+                # Only now, with what just finished taken in and what it unlocked
+                # reserved, does `active` say whether anything is still at work.
+                pauses.check()
+                if not self.running and not self.writes:
+                    break
+                await self.wake.wait()
+                self.wake.clear()
+        except asyncio.CancelledError:
+            await self._record_cancelled()
+            raise
+        finally:
+            stop_wait.cancel()
+            for future in self.running.values():
+                future.cancel()
+            if frame.owner is not None:
+                pauses.in_body.pop(frame.owner, None)
+        # From the run's statuses, not `progress`: a salvaged step failed after the fact.
+        return all(run.statuses.get(frame.instance(sid)) in SATISFIED for sid in plan.steps)
+
+    async def _record_cancelled(self) -> None:
+        """Write down the steps a cancelled scope leaves behind (a loop step stopped
+        in the middle of its body), so the store does not show them running."""
+        for future in self.running.values():
+            future.cancel()
+        while self.finished:
+            self._apply(self.finished.popleft())
+        # The slots just cancelled are done, but their done-callbacks (which queue
+        # them in self.finished) only run on a later loop turn, after this scope
+        # is gone: take them in now. Unless the run's own task is being cancelled
+        # (its loop is shutting down, as after `run_sync` returns at a pause): that
+        # is no stop, and the store must keep the run as it stood, to be resumed.
+        if not self.run.shutting_down():
+            for sid in list(self.running):
+                self._apply(sid)
+        if self.records:
+            batch, self.records = self.records, []
+            await asyncio.shield(self.run.host.store.write(Batch(steps=batch)))
+
+    def _collect_ready(self, starts: list[str]) -> None:
+        now = time.time()
+        run, progress, frame = self.run, self.progress, self.frame
+        while True:
+            ready = progress.ready()
+            if not ready.start and not ready.skip:
+                return
+            for sid in ready.skip:
+                self._skip(sid, now)
+            for sid in ready.start:
+                instance = frame.instance(sid)
+                step = run.workflow.steps[sid]
+                if step.if_ is not None:
+                    try:
+                        run_it = step_context(run, step, frame, 0).truthy(step.if_)
+                    except WfnbError as exc:
+                        attempt = self._next_attempt(instance)
+                        outcome = Outcome(StepStatus.FAILED, attempt, now, error=str(exc))
+                        self._settle(sid, outcome)
+                        self.announce.append((instance, outcome))
+                        continue
+                    if not run_it:
+                        self._skip(sid, now)
+                        continue
+                attempt = self._next_attempt(instance)
+                progress.mark(sid, StepStatus.RUNNING)
+                run.statuses[instance] = StepStatus.RUNNING
+                run.host.crash.hit("before", instance)
+                self.records.append(StepRecord(run.id, instance, attempt, StepStatus.RUNNING, now))
+                starts.append(sid)
+
+    def _next_attempt(self, instance: str) -> int:
+        run = self.run
+        previous = run.restored.get(instance)
+        if previous is not None and previous.status is StepStatus.WAITING_APPROVAL:
+            attempt = previous.attempt  # still the same request, not a new attempt
+        else:
+            attempt = run.attempts.get(instance, 0) + 1
+        run.attempts[instance] = attempt
+        return attempt
+
+    def _skip(self, sid: str, now: float) -> None:
+        run = self.run
+        instance = self.frame.instance(sid)
+        self.progress.mark(sid, StepStatus.SKIPPED)
+        run.statuses[instance] = StepStatus.SKIPPED
+        attempt = run.attempts.get(instance, 0) + 1
+        self.records.append(StepRecord(run.id, instance, attempt, StepStatus.SKIPPED, now, now))
+        run.events.publish(EventKind.STEP_SKIPPED, step_id=instance)
+        # A skipped conditional takes neither branch: both are skipped, even steps
+        # that have other, completed needs.
+        then, otherwise = self.plan.branches.get(sid, (frozenset(), frozenset()))
+        for other in sorted((then | otherwise) - self.progress.blocked):
+            if self.progress.status[other] is StepStatus.PENDING:
+                self._skip(other, now)
+
+    def _apply(self, sid: str) -> None:
+        """Take in a finished step: its outcome, the branch it chose, what it unlocks."""
+        run = self.run
+        future = self.running.pop(sid)
+        instance = self.frame.instance(sid)
+        run.pauses.active.discard(instance)
+        if future.cancelled():
+            outcome = Outcome(
+                StepStatus.CANCELLED, run.attempts[instance], time.time(), error=cancel_text(run)
+            )
+        elif isinstance(error := future.exception(), StoreError):
+            # The step's own bookkeeping (a retry's records) could not be written:
+            # a failure of the step, recorded (or refused) like any other.
+            outcome = Outcome(
+                StepStatus.FAILED,
+                run.attempts[instance],
+                time.time(),
+                error=f"the checkpoint store failed: {error}",
+            )
+        else:
+            outcome = future.result()
+        run.host.crash.hit("finished", instance)
+        if outcome.status is StepStatus.COMPLETED and sid in self.plan.branches:
+            self._skip_branch_not_taken(sid, outcome.output)
+        self._settle(sid, outcome)
+        self.announce.append((instance, outcome))
+
+    def _skip_branch_not_taken(self, sid: str, output: Any) -> None:
+        taken = set(output.get("steps", ())) if isinstance(output, Mapping) else set()
+        then, otherwise = self.plan.branches[sid]
+        # (A blocked step, one with a failed need, is settled already: leave it.)
+        for other in sorted((then | otherwise) - taken - self.progress.blocked):
+            if self.progress.status[other] is StepStatus.PENDING:
+                self._skip(other, time.time())
+
+    def _settle(self, sid: str, outcome: Outcome) -> None:
+        run = self.run
+        instance = self.frame.instance(sid)
+        self.progress.mark(sid, outcome.status)
+        run.statuses[instance] = outcome.status
+        if outcome.status is StepStatus.COMPLETED:
+            run.outputs[instance] = outcome.output
+            base = base_id(instance)
+            if base != instance:  # later steps see a loop body step's last output
+                run.outputs[base] = outcome.output
+        elif outcome.error is not None:
+            run.errors[instance] = outcome.error
+        redact = run.host.redact
+        self.records.append(
+            StepRecord(
+                run.id,
+                instance,
+                outcome.attempt,
+                outcome.status,
+                outcome.started_at,
+                time.time(),
+                redact(outcome.error),
+                redact(outcome.output),
+                outcome.status is StepStatus.COMPLETED,
+            )
+        )
+        if outcome.status is StepStatus.FAILED:
+            self.failed = True
+            if not self.frame.index:
+                if run.failure is None:
+                    run.failure = Failure(
+                        instance, outcome.error or "failed", outcome.below, outcome.cause
+                    )
+                if run.workflow.fail_fast:
+                    run.request_stop("failed")
+
+    async def _salvage(self, error: BaseException) -> bool:
+        """The store refused a batch, typically for an output it cannot keep (a
+        lock, a socket). Write its records one by one, the refused output's step as
+        failed without it and the steps it kept from starting as cancelled, then
+        stop like fail-fast: the store never shows a run abandoned `running`.
+        False when the store takes nothing at all: then it is gone, and the run
+        ends as a crash would (resume picks it up)."""
+        run = self.run
+        records, self.refused = self.refused, []
+        # What is written from now on no longer counts on the refused records; the
+        # batches already in flight did, and stay held back.
+        self.durable = None
+        store = run.host.store
+        stored = False
+        for record in records:
+            if record.status is StepStatus.RUNNING:  # a before-record: never started
+                record = replace(
+                    record,
+                    status=StepStatus.CANCELLED,
+                    ended_at=time.time(),
+                    error=f"not started: the store refused a checkpoint ({error})",
+                )
+            try:
+                await store.write(Batch(steps=(record,)))
+                stored = True
+                continue
+            except StoreError as exc:
+                if not record.has_output:
+                    continue
+                reason = f"its output could not be stored: {exc}"
+            failed = replace(
+                record, status=StepStatus.FAILED, output=None, has_output=False, error=reason
+            )
+            try:
+                await store.write(Batch(steps=(failed,)))
+            except StoreError:
+                continue
+            stored = True
+            run.statuses[failed.step_id] = StepStatus.FAILED
+            run.outputs.pop(failed.step_id, None)
+            run.errors[failed.step_id] = reason
+            self.failed = True
+            if not self.frame.index and run.failure is None:
+                run.failure = Failure(failed.step_id, reason)
+        if stored and not self.frame.index:
+            run.request_stop("failed")
+        return stored
+
+    def _write_then_start(self, starts: list[str]) -> None:
+        """Write the scope's pending records; once durable, announce the outcomes
+        and start ``starts``. Not awaited: the driver goes on collecting, so writes
+        overlap and the store can group-commit them."""
+        run, frame = self.run, self.frame
+        batch, self.records = self.records, []
+        announce, self.announce = self.announce, []
+        loop = asyncio.get_running_loop()
+        slots: dict[str, asyncio.Future[Outcome]] = {}
+        for sid in starts:
+            # Reserve the step's place now, so the driver knows it is in flight.
+            slot: asyncio.Future[Outcome] = loop.create_future()
+            slot.add_done_callback(functools.partial(self.step_done_callback, sid))
+            self.running[sid] = slot
+            slots[sid] = slot
+            run.pauses.active.add(frame.instance(sid))
+
+        # A step may need what any earlier batch holds, and a refusal can come back
+        # after a later batch went through: start nothing past a refused batch.
+        earlier, durable = self.durable, loop.create_future()
+        self.durable = durable
+
+        async def write_then_start() -> None:
+            host = run.host
+            try:
+                await host.store.write(Batch(steps=batch))
+                ok = earlier is None or await earlier
+            except BaseException:
+                durable.set_result(False)
+                raise
+            durable.set_result(ok)
+            for instance, outcome in announce:
+                host.crash.hit("after", instance)
+                run.events.outcome(instance, outcome)
+            for sid, slot in slots.items():
+                if not ok:
+                    slot.cancel()
+                if slot.done():  # cancelled while its before-record was being written
+                    continue
+                instance = frame.instance(sid)
+                host.crash.hit("started", instance)
+                attempt = run.attempts[instance]
+                run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
+                step_task = loop.create_task(
+                    run_attempts(run, run.workflow.steps[sid], frame, attempt)
+                )
+                _forward(step_task, slot)
+
+        def written(task: asyncio.Task[None]) -> None:
+            self.writes.discard(task)
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                self.store_error = error
+                self.refused.extend(batch)
+                for slot in slots.values():
+                    if not slot.done():
+                        slot.cancel()
+            self.wake.set()
+
+        task = loop.create_task(write_then_start())
+        self.writes.add(task)
+        task.add_done_callback(written)
+
+
+def _forward(task: asyncio.Task[Outcome], slot: asyncio.Future[Outcome]) -> None:
+    """Tie a step's task to the slot the driver waits on, both ways."""
+
+    def forward(done: asyncio.Task[Outcome]) -> None:
+        if slot.done():
+            return
+        if done.cancelled():
+            slot.cancel()
+        elif done.exception() is not None:
+            slot.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            slot.set_result(done.result())
+
+    def cancel(done: asyncio.Future[Outcome]) -> None:
+        if done.cancelled():
+            task.cancel()
+
+    task.add_done_callback(forward)
+    slot.add_done_callback(cancel)
