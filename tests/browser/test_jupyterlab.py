@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from .conftest import Lab, copy_notebook
@@ -24,6 +25,7 @@ FAILING = [
     "def parse_amounts(text):\n    return [int(word) for word in text.split()]",
     "%%workflow amounts\nsteps:\n  parse: {code: parse_amounts, with: {text: '12 7 twelve'}}",
 ]
+WIDGET = "application/vnd.jupyter.widget-view+json"
 WAIT = 90_000  # ms: a kernel starting on a busy 2-core machine
 
 
@@ -106,3 +108,28 @@ def test_approve_with_the_mouse_completes_the_run_without_another_cell(
     assert executed_prompts(page) == ["[1]:", "[2]:", "[3]:"]
     output.locator("svg").first.wait_for()
     output.screenshot(path=str(screenshots / "run-completed.png"))
+
+
+def test_reopened_notebook_shows_the_final_dag_and_no_widget_errors(
+    page: Any, lab: Lab, screenshots: Path
+):
+    page.keyboard.press("Control+s")
+    page.locator(".jp-mod-dirty").first.wait_for(state="detached")
+    page.goto("about:blank")
+    lab.shut_down_kernels()
+    saved = nbformat.read(lab.root / NOTEBOOK, as_version=4)
+    [shop] = [c for c in saved.cells if c.source.startswith("%%workflow shop")]
+    kinds = [sorted(o.get("data", {})) for o in shop.outputs]
+    assert not any(WIDGET in k for k in kinds), f"the final view was saved as a widget: {kinds}"
+
+    open_notebook(page, lab)
+    output = code_cell(page, "%%workflow shop").locator(".jp-OutputArea")
+    output.locator("svg").first.wait_for()
+    output.get_by_text("completed").first.wait_for()
+    # Every output of the reopened notebook is drawn once the DAG is; none is a widget
+    # (which could only show "Error displaying widget: model not found").
+    rendered = page.locator(".jp-OutputArea-output[data-mime-type]")
+    mime_types = {rendered.nth(i).get_attribute("data-mime-type") for i in range(rendered.count())}
+    assert WIDGET not in mime_types, mime_types
+    assert "Error displaying widget" not in page.content()
+    output.screenshot(path=str(screenshots / "reopened-final-dag.png"))
