@@ -152,3 +152,43 @@ def test_timeline_diff_and_rerun_name_what_changed(kernel):
     kernel.until(lambda: displays(kernel, "attempt", seen), what="the timeline")
     [timeline] = displays(kernel, "attempt", seen)
     assert "<svg" in timeline["text/html"] and "b" in timeline["text/plain"]
+
+
+def test_the_run_is_in_the_store_before_the_workflow_cell_returns(kernel_factory, tmp_path):
+    """SIGKILL the instant the cell's reply arrives: the next kernel finds the run.
+    The store is held by another process while the cell runs, so a cell that
+    returned before its run's record was written would return first, and lose it."""
+    import queue
+    import signal
+
+    import duckdb
+
+    first = kernel_factory()
+    load(first)
+    db = tmp_path / ".wfnb" / "wfnb.duckdb"
+    first.until(lambda: db.exists(), what="the store file")
+    holder = None
+    while holder is None:  # the kernel closes the file once idle (its load report)
+        try:
+            holder = duckdb.connect(str(db))
+        except duckdb.Error:
+            first.drain(0.1)
+    msg = first.send("%%workflow sudden\nsteps:\n  a: {code: work, with: {x: 1, delay: 600}}\n")
+    try:
+        reply = first.wait_reply(msg, timeout=2)  # returned while the store was held?
+    except queue.Empty:
+        holder.close()
+        holder = None
+        reply = first.wait_reply(msg)
+    first.km.signal_kernel(signal.SIGKILL)
+    if holder is not None:
+        holder.close()
+    assert reply.status == "ok", reply.error
+    first.until(lambda: not first.km.is_alive(), what="the kernel to die")
+
+    second = kernel_factory()
+    load(second)
+    second.until(lambda: displays(second, "interrupted"), what="the report")
+    [report] = displays(second, "interrupted")
+    assert "sudden" in report["text/plain"] and "1 interrupted run" in report["text/plain"]
+    assert "%workflow resume" in report["text/plain"]

@@ -383,3 +383,22 @@ def test_load_reports_interrupted_runs_and_resume_button_resumes(shell):
         assert any(isinstance(c, w.VBox) for c in row.children), "the live view joins the row"
 
     arun(go())
+
+
+def test_the_cell_returns_once_the_run_is_recorded_and_wait_needs_an_awaiting_cell(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run("%%workflow rec\nsteps:\n  a: {code: work, with: {delay: 0.3}}\n")
+        assert cell.error is None, cell.stderr
+        run = shell.ns["_wf_run"]
+        assert run.started.done() and run.id is not None  # recorded, not just scheduled
+        assert await run.engine.store.get_run(run_id=run.id) is not None
+        # run_cell_magic called from code: the cell cannot await, so no --wait.
+        cell = await shell.run(
+            "r = get_ipython().run_cell_magic('workflow', 'rec2 --wait', 'steps:\\n  a: {code: work}\\n')"
+        )
+        assert "autoawait" in str(cell.error)
+        assert shell.ns["_wf_run"] is run, "nothing started"
+        await run
+
+    arun(go())

@@ -5,7 +5,6 @@ steps whose code changed, ages. Every table comes as HTML and as readable text
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 import time
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from wfnb.engine import Engine
-    from wfnb.notebook.runs import NotebookRun
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: tables and views a user queries; DuckDB's "did you mean" may name its own catalog
@@ -269,21 +267,6 @@ def sql_error(exc: WfnbError) -> str:
     if match and match.group(1) not in USER_TABLES and not match.group(1).startswith("output_"):
         text = text.replace(match.group(0), "\n(tables: " + ", ".join(USER_TABLES) + ")")
     return text
-
-
-def block_until_settled(loop: asyncio.AbstractEventLoop, run: NotebookRun) -> Any:
-    """``%%workflow NAME --wait``: block the cell until the run ends or pauses. The
-    kernel's loop is already running, so this needs nest_asyncio, which we apply
-    only here, for headless runs (papermill, nbconvert, nbval): a widget click
-    that arrives while a cell blocks is lost (DESIGN §6)."""
-    import nest_asyncio
-
-    nest_asyncio.apply(loop)
-
-    async def settle() -> RunResult:
-        return await run
-
-    return loop.run_until_complete(settle())
 
 
 def split_inputs(line: str) -> tuple[str, str | None]:

@@ -2,6 +2,12 @@
 earlier kernels left unfinished; and at the kernel's shutdown, make the records of
 runs started here durable and say which are left interrupted.
 
+A ``%%workflow`` cell gets one more line, ``await <the magics>.finish_cell()``
+(an input transformer adds it after IPython turned the cell into a call of the
+magic): magics cannot be async, but the cell can, so it returns only once the
+run's record is durable, and with ``--wait`` once the run ended or paused, while
+the loop stays free for widget clicks.
+
 ``%reload_ext wfnb`` keeps the session (its engine and live runs). IPython answers
 a second ``%load_ext`` of a loaded extension with "already loaded" and calls
 nothing, so the ``load_ext`` magic is wrapped to show the report again for wfnb
@@ -27,11 +33,14 @@ HTML_TYPES: tuple[type, ...] = (RunHandle, RunResult, NotebookRun)
 class _Loaded:
     """What load put in place, so unload can take exactly that away."""
 
-    def __init__(self, session: Session, magics: Any, load_ext: Any, shutdown: Any) -> None:
+    def __init__(
+        self, session: Session, magics: Any, load_ext: Any, shutdown: Any, cells: Any
+    ) -> None:
         self.session = session
         self.magics = magics
         self.load_ext = load_ext
         self.shutdown = shutdown
+        self.cells = cells
 
 
 _LOADED: dict[int, _Loaded] = {}
@@ -58,7 +67,10 @@ def load_ipython_extension(ip: Any) -> None:
     load_ext = ip.magics_manager.magics["line"].get("load_ext")
     if load_ext is not None:
         ip.register_magic_function(_load_ext(ip, session, load_ext), "line", "load_ext")
-    _LOADED[id(ip)] = _Loaded(session, magics, load_ext, _hook_shutdown(ip, session))
+    cells = _AwaitTheRun(ip, session)
+    ip.input_transformers_post.append(cells.transform)
+    ip.events.register("pre_run_cell", cells.pre_run_cell)
+    _LOADED[id(ip)] = _Loaded(session, magics, load_ext, _hook_shutdown(ip, session), cells)
     session.report()
 
 
@@ -74,6 +86,9 @@ def unload_ipython_extension(ip: Any) -> None:
             ip.magics_manager.magics[kind].pop(name, None)
     if loaded.load_ext is not None:
         ip.magics_manager.magics["line"]["load_ext"] = loaded.load_ext
+    if loaded.cells.transform in ip.input_transformers_post:
+        ip.input_transformers_post.remove(loaded.cells.transform)
+    ip.events.unregister("pre_run_cell", loaded.cells.pre_run_cell)
     kernel = getattr(ip, "kernel", None)
     if loaded.shutdown is not None and kernel is not None:
         kernel.do_shutdown = loaded.shutdown
@@ -83,6 +98,31 @@ def unload_ipython_extension(ip: Any) -> None:
     if session.settings in ip.configurables:
         ip.configurables.remove(session.settings)
     session.detach()
+
+
+#: how IPython spells a ``%%workflow`` cell once transformed (one line)
+_MAGIC_CALL = "get_ipython().run_cell_magic('workflow', "
+_AWAIT = "await get_ipython().magics_manager.registry['WorkflowMagics'].finish_cell()\n"
+
+
+class _AwaitTheRun:
+    """Adds the awaiting line to ``%%workflow`` cells, and tells the session
+    whether the cell now running has it (a ``run_cell_magic`` called from code
+    does not)."""
+
+    def __init__(self, ip: Any, session: Session) -> None:
+        self.ip = ip
+        self.session = session
+
+    def transform(self, lines: list[str]) -> list[str]:
+        # Top-level await needs autoawait (on in every Jupyter kernel); without it
+        # the line would be a syntax error, so the cell returns at once instead.
+        if len(lines) == 1 and lines[0].startswith(_MAGIC_CALL) and self.ip.autoawait:
+            return [lines[0].rstrip("\n") + "\n", _AWAIT]
+        return lines
+
+    def pre_run_cell(self, info: Any) -> None:
+        self.session.cell_awaits = _AWAIT in (getattr(info, "transformed_cell", None) or "")
 
 
 def _load_ext(ip: Any, session: Session, original: Any) -> Any:

@@ -24,7 +24,7 @@ from IPython.display import display as _display
 from wfnb.errors import DefinitionError, WfnbError
 from wfnb.notebook import commands, view
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.session import Session, UsageProblem, running_loop
+from wfnb.notebook.session import Session, UsageProblem
 from wfnb.notebook.state import RunState
 from wfnb.parse import parse_workflow
 
@@ -178,10 +178,15 @@ class WorkflowMagics(Magics):
                 view.picture_html(state), f"registered workflow {wf.name} ({len(wf.steps)} steps)"
             )
             return None
-        run = self.session.start(self.engine.start(wf, inputs), wf.name, args.var)
         if args.wait:
-            return commands.block_until_settled(running_loop(), run)
+            self.session.check_wait()
+        run = self.session.start(self.engine.start(wf, inputs), wf.name, args.var)
+        self.session.hand_over(run, wait=args.wait)
         return None
+
+    async def finish_cell(self) -> Any:
+        """Awaited by the line the extension adds to every ``%%workflow`` cell."""
+        return await self.session.finish_cell()
 
     def _cmd_list(self, rest: str) -> None:
         self.session.show(*commands.workflows_table(self.engine))

@@ -18,6 +18,7 @@ from typing import Any
 
 from wfnb.engine import Engine, RunHandle
 from wfnb.errors import WfnbError
+from wfnb.model import RunResult
 from wfnb.notebook import picture
 from wfnb.notebook.config import Wfnb, make_store
 from wfnb.notebook.recovery import Report, stale_runs
@@ -59,6 +60,11 @@ class Session:
         self.runs: dict[str, NotebookRun] = {}
         #: runs whose start (the first durable record) has not finished yet
         self.starting: set[NotebookRun] = set()
+        #: the cell being run ends with ``await <magics>.finish_cell()`` (see extension)
+        self.cell_awaits = False
+        #: what that line waits for: the run a ``%%workflow`` cell started, and
+        #: whether to wait for it to settle (``--wait``) or only for its record
+        self.pending: tuple[NotebookRun, bool] | None = None
         settings.observe(self._db_changed, names="db")
 
     @property
@@ -164,6 +170,33 @@ class Session:
         self.bind(run, var)
         self.watch(run)
         return run
+
+    def check_wait(self) -> None:
+        """``--wait`` needs the cell to end with the awaiting line (before any run starts)."""
+        if not self.cell_awaits:
+            raise UsageProblem(
+                "--wait needs a cell that can await (IPython's autoawait, on in every "
+                "Jupyter kernel: `%autoawait on`); or run `await _wf_run` next"
+            )
+
+    def hand_over(self, run: NotebookRun, *, wait: bool) -> None:
+        """The end of a ``%%workflow`` cell. The cell then awaits `finish_cell`, so
+        it returns only once the run's record is durable (a kernel killed the next
+        instant leaves it resumable), and with ``--wait`` once the run has ended or
+        paused. Awaiting, not blocking the loop: clicks still arrive (DESIGN §6).
+        Called from code (``run_cell_magic``) the cell cannot await: it returns at
+        once and the record is written a moment later."""
+        if self.cell_awaits:
+            self.pending = (run, wait)
+
+    async def finish_cell(self) -> RunResult | None:
+        pending, self.pending = self.pending, None
+        self.cell_awaits = False
+        if pending is None:
+            return None
+        run, wait = pending
+        await asyncio.wait([run.started])  # its record is in the store (or it failed)
+        return await run if wait else None
 
     def restart(self, run_id: str, step: str | None) -> NotebookRun:
         """Resume ``run_id`` (``step`` None) or rerun it from ``step``; bound to
