@@ -219,7 +219,12 @@ def test_runs_show_cancel_and_prune_from_the_line_magic(shell):
         await shell.run("%%workflow hang\nsteps:\n  a: {code: work, with: {delay: 60}}\n")
         hang = shell.ns["_wf_run"]
         await hang.started
-        wait = "\nimport asyncio\nawait asyncio.sleep(0.2)"
+        # The cell waits for the task the magic started, whose result updates its display.
+        wait = (
+            "\nimport asyncio\ntasks = "
+            "get_ipython().magics_manager.registry['WorkflowMagics'].session.tasks"
+            "\nif tasks:\n    await asyncio.wait(tasks)"
+        )
         cancelled = await shell.run(f"%workflow cancel {hang.id}{wait}")
         assert f"{hang.id}: cancelled" in cancelled.text
         runs = await shell.run(f"%workflow runs{wait}")

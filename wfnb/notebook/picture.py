@@ -29,7 +29,8 @@ def facts(state: RunState) -> list[str]:
         parts.append(format_duration(state.duration))
     retried = sum(1 for (_sid, attempt) in state.records if attempt > 1)
     if retried:
-        parts.append(f"{state.attempts} attempts ({retried} retries)")
+        noun = "retry" if retried == 1 else "retries"
+        parts.append(f"{state.attempts} attempts ({retried} {noun})")
     return parts
 
 

@@ -17,7 +17,7 @@ started cells ago. Stop those with the view's Cancel button or ``%workflow cance
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from wfnb.model import RunResult, RunStatus, StepStatus
@@ -45,6 +45,8 @@ class NotebookRun:
         self.until = until
         #: decisions sent and not yet taken up by the run (see `decide`)
         self.decisions: set[asyncio.Task[None]] = set()
+        #: awaited by a cell that saw the run end (the view shows its final picture there)
+        self.finishers: list[Callable[[], Awaitable[None]]] = []
         # An exception nobody retrieves would be logged as "never retrieved".
         started.add_done_callback(_retrieve)
 
@@ -101,14 +103,18 @@ class NotebookRun:
             if self.decisions:
                 await asyncio.gather(*self.decisions, return_exceptions=True)
             if until == "done":
-                return await handle.wait()
-            while True:
+                result = await handle.wait()
+            else:
                 result = await handle
                 # The engine flips a resumed run's status before it records it, and
                 # its "settled" signal clears only then: go on waiting in that window.
-                if result.status is RunStatus.PAUSED or result.status.finished:
-                    return result
-                await asyncio.sleep(0.005)
+                while not (result.status is RunStatus.PAUSED or result.status.finished):
+                    await asyncio.sleep(0.005)
+                    result = await handle
+            if result.status.finished:
+                for finish in list(self.finishers):
+                    await finish()
+            return result
         except asyncio.CancelledError:
             # A kernel interrupt while a cell awaits this run: stop the run too,
             # recorded as cancelled (resumable), even if it is still starting.

@@ -60,6 +60,8 @@ class Session:
         self.runs: dict[str, NotebookRun] = {}
         #: runs whose start (the first durable record) has not finished yet
         self.starting: set[NotebookRun] = set()
+        #: tasks carrying out what a magic asked for, until they are done
+        self.tasks: set[asyncio.Task[Any]] = set()
         #: the cell being run ends with ``await <magics>.finish_cell()`` (see extension)
         self.cell_awaits = False
         #: what that line waits for: the run a ``%%workflow`` cell started, and
@@ -102,6 +104,8 @@ class Session:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
@@ -158,7 +162,6 @@ class Session:
             run,
             display=self.display,
             interval=self.settings.redraw_interval,
-            restart=self.restart,
         )
 
     def start(

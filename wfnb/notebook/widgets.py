@@ -5,8 +5,9 @@ Header (status, progress facts, its age) + DAG (SVG) and legend + timeline +
 progress bar + Cancel + Approve/Reject (with a comment box) per waiting approval +
 the failing step's error. Engine events update a `RunState` on the loop; a
 `Throttle` turns bursts of them into a bounded number of redraws. When the run
-ends the display becomes `picture.final_bundle` (no widget model: DESIGN §4), and
-a failed or cancelled run gets an actions row (Resume, Rerun from a step).
+ends the display becomes `picture.final_bundle` (no widget model: DESIGN §4); a
+failed or cancelled run's picture names the commands that carry it on, and no
+button survives into the saved notebook.
 
 Threads (DESIGN §6): on ipykernel 7.0-7.3 a click reaches ``on_click`` on a
 subshell thread with its own event loop, and resolving the engine's future there
@@ -46,8 +47,6 @@ class DisplayHandle(Protocol):
 #: shows a mime bundle and returns a handle to update it (IPython's display,
 #: injected by the session so this module needs no IPython)
 Display = Callable[[Bundle], DisplayHandle | None]
-#: starts a run again: (run id, step to rerun from or None to resume) -> the run
-Restart = Callable[[str, str | None], NotebookRun]
 
 
 class LiveView:
@@ -61,7 +60,6 @@ class LiveView:
         display: Display | None = None,
         interval: float = 0.25,
         picture: Callable[[RunState], str] | None = None,
-        restart: Restart | None = None,
         on_final: Callable[[Bundle], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -72,7 +70,8 @@ class LiveView:
         self.state: RunState | None = None
         self.finished = False
         self.final: Bundle | None = None
-        self.restart = restart
+        #: resolved once the view has come to rest (final picture drawn, or none)
+        self.at_rest: asyncio.Future[None] = self.loop.create_future()
         self._draw = picture or _picture
         self.header = w.HTML(f"<b>{html.escape(run.workflow_name)}</b>: starting…")
         self.picture = w.HTML("")
@@ -103,6 +102,7 @@ class LiveView:
         self._display: DisplayHandle | None = None
         if display is not None:
             self._display = display(self.bundle())
+            run.finishers.append(self.show_final)
         run.started.add_done_callback(self._attach)
 
     # -- wiring ------------------------------------------------------------------
@@ -123,6 +123,7 @@ class LiveView:
             self.error.value = _error_html(f"{type(error).__name__}: {error}" if error else "")
             self.cancel_button.layout.display = "none"
             self._close()
+            self._rest()
             return
         self.state = state_of_handle(self.engine, handle)
         self.progress.max = max(1, self.state.total)
@@ -162,27 +163,40 @@ class LiveView:
     async def _final(self) -> None:
         """The static picture, from the store (every attempt, who approved), else
         from what the events told us."""
-        handle = self.run.handle
-        state = self.state
-        if handle is not None and state is not None:
-            state.sync(handle.status, handle.step_statuses)
-            with contextlib.suppress(Exception):  # the picture must come to rest anyway
-                state = await load_state(self.engine, handle.id)
-            self.state = state
-        await self.throttle.flush()
-        self._close()
-        if state is None:
-            return
-        svg = await self.loop.run_in_executor(view.render_executor(), view.render_svg, state)
-        self.final = picture.final_bundle(state, svg)
-        if self.on_final is not None:
-            self.on_final(self.final)
-        if self._display is not None:
+        try:
+            handle = self.run.handle
+            state = self.state
+            if handle is not None and state is not None:
+                state.sync(handle.status, handle.step_statuses)
+                with contextlib.suppress(Exception):  # the picture must come to rest anyway
+                    state = await load_state(self.engine, handle.id)
+                self.state = state
+            await self.throttle.flush()
+            self._close()
+            if state is None:
+                return
+            svg = await self.loop.run_in_executor(view.render_executor(), view.render_svg, state)
+            self.final = picture.final_bundle(state, svg)
+            if self.on_final is not None:
+                self.on_final(self.final)
+            if self._display is not None:
+                self._display.update(self.final, raw=True)
+        finally:
+            self._rest()
+
+    def _rest(self) -> None:
+        if not self.at_rest.done():
+            self.at_rest.set_result(None)
+
+    async def show_final(self) -> None:
+        """Called by a cell that awaited the run to its end: show the final picture
+        again, from that cell. The view's own update went out under the cell that
+        drew the view; JupyterLab applies it anyway, but a headless executor
+        (nbclient: papermill, nbconvert, nbval) only reads the messages of the
+        cell it runs, and would save the widget. An update is idempotent."""
+        await asyncio.shield(self.at_rest)
+        if self.final is not None and self._display is not None:
             self._display.update(self.final, raw=True)
-            if self._show is not None and self.restart is not None:
-                actions = Actions(state, self.loop, self.restart, self.engine)
-                if actions.box is not None:
-                    actions.handle = self._show(actions.bundle())
 
     def _close(self) -> None:
         if self._subscription is not None:
@@ -300,85 +314,6 @@ def approval_row(
     approve.on_click(lambda _b: on_decide(True))
     reject.on_click(lambda _b: on_decide(False))
     return row
-
-
-class Actions:
-    """Resume and "Rerun from" for a failed or cancelled run: a small display of its
-    own under the static picture. A click starts the run again and shows its live
-    view here; a start that fails (e.g. a step's function is not defined in this
-    kernel yet) says what to define and leaves the buttons usable."""
-
-    def __init__(
-        self,
-        state: RunState,
-        loop: asyncio.AbstractEventLoop,
-        restart: Restart,
-        engine: Engine,
-    ) -> None:
-        self.loop = loop
-        self.restart = restart
-        self.engine = engine
-        self.run_id = state.run_id
-        self.handle: DisplayHandle | None = None
-        self.box: w.VBox | None = None
-        self.message = w.HTML("")
-        self.commands = picture.next_steps(state)
-        if not self.commands:
-            return
-        self.resume = w.Button(description="Resume", icon="play", button_style="primary")
-        failed = state.failed_step
-        steps = list(state.plan.steps)
-        self.step = w.Dropdown(
-            options=steps,
-            value=failed[0] if failed and failed[0] in steps else steps[0],
-            layout=w.Layout(width="160px"),
-        )
-        self.rerun = w.Button(description="Rerun from", icon="redo")
-        self.resume.on_click(lambda _b: loop.call_soon_threadsafe(self._go, None))
-        self.rerun.on_click(lambda _b: loop.call_soon_threadsafe(self._go, self.step.value))
-        self.box = w.VBox([w.HBox([self.resume, self.rerun, self.step]), self.message])
-
-    def bundle(self) -> Bundle:
-        assert self.box is not None
-        bundle: Bundle = dict(self.box._repr_mimebundle_() or {})
-        text = " or ".join(self.commands)
-        bundle["text/plain"] = f"carry on with {text}"
-        bundle["text/html"] = f"<code>{html.escape(text)}</code>"
-        return bundle
-
-    def _buttons(self, enabled: bool) -> None:
-        for button in (self.resume, self.rerun, self.step):
-            button.disabled = not enabled
-
-    def _go(self, step: str | None) -> None:
-        self._buttons(False)
-        self.message.value = ""
-        try:
-            run = self.restart(self.run_id, step)
-        except Exception as exc:  # noqa: BLE001 - shown, and the buttons stay usable
-            self._failed(exc)
-            return
-        run.started.add_done_callback(lambda _f: self._started(run))
-
-    def _started(self, run: NotebookRun) -> None:
-        error = run.start_error
-        if error is not None:
-            self._failed(error)
-            return
-        if self.handle is None or self.box is None:
-            return
-        handle = self.handle
-
-        def take_over(bundle: Bundle) -> DisplayHandle:
-            handle.update(bundle, raw=True)
-            return handle
-
-        # The new run's live view takes this display over, and its final picture too.
-        LiveView(self.engine, run, display=take_over, restart=self.restart)
-
-    def _failed(self, error: BaseException) -> None:
-        self.message.value = _error_html(f"{type(error).__name__}: {error}")
-        self._buttons(True)
 
 
 def _picture(state: RunState) -> str:
