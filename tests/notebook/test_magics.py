@@ -407,3 +407,29 @@ def test_the_cell_returns_once_the_run_is_recorded_and_wait_needs_an_awaiting_ce
         await run
 
     arun(go())
+
+
+def test_a_run_argument_can_name_a_variable_bound_to_a_run(shell):
+    """`@no_var_expand` keeps `{run.id}` out of magic lines: `_wf_run` (or any name
+    bound to a run or a result) stands for the run's id."""
+
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow gate\nsteps:\n  review: {approval: {prompt: Ship it}}\n"
+            "  after: {code: work, needs: [review], with: {x: 3}}\n"
+        )
+        assert cell.error is None and not cell.stderr, cell.stderr
+        assert (await shell.run("paused = await _wf_run")).error is None
+        cell = await shell.run('%workflow approve _wf_run review --comment "fine by me"')
+        assert cell.error is None, cell.stderr
+        assert "approved review of " + shell.ns["_wf_run"].id in cell.text
+        done = (await shell.run("await _wf_run.wait()")).result
+        assert done.status is RunStatus.COMPLETED
+        assert done.outputs["review"]["comment"] == "fine by me"
+        shown = await shell.run("%workflow show paused")  # a RunResult's name
+        assert f"gate {done.run_id}: completed" in shown.text
+        missing = await shell.run("%workflow show no_such_name")
+        assert "no run 'no_such_name'" in missing.text
+
+    arun(go())

@@ -2,11 +2,12 @@
 earlier kernels left unfinished; and at the kernel's shutdown, make the records of
 runs started here durable and say which are left interrupted.
 
-A ``%%workflow`` cell gets one more line, ``await <the magics>.finish_cell()``
-(an input transformer adds it after IPython turned the cell into a call of the
-magic): magics cannot be async, but the cell can, so it returns only once the
-run's record is durable, and with ``--wait`` once the run ended or paused, while
-the loop stays free for widget clicks.
+A ``%%workflow`` cell, and a cell that is one ``%workflow`` command, becomes
+``await <the magics>.finish_cell(<the magic's call>)`` (an input transformer wraps
+the call IPython turned the cell into): magics cannot be async, but the
+cell can, so it returns only once the run's record is durable (with ``--wait``,
+once the run ended or paused), or once the command's result is shown, while the
+loop stays free for widget clicks.
 
 ``%reload_ext wfnb`` keeps the session (its engine and live runs). IPython answers
 a second ``%load_ext`` of a loaded extension with "already loaded" and calls
@@ -100,13 +101,17 @@ def unload_ipython_extension(ip: Any) -> None:
     session.detach()
 
 
-#: how IPython spells a ``%%workflow`` cell once transformed (one line)
-_MAGIC_CALL = "get_ipython().run_cell_magic('workflow', "
-_AWAIT = "await get_ipython().magics_manager.registry['WorkflowMagics'].finish_cell()\n"
+#: how IPython spells a ``%%workflow`` cell, or a ``%workflow`` line, once transformed
+_MAGIC_CALLS = (
+    "get_ipython().run_cell_magic('workflow', ",
+    "get_ipython().run_line_magic('workflow', ",
+)
+_AWAIT = "await get_ipython().magics_manager.registry['WorkflowMagics'].finish_cell("
 
 
 class _AwaitTheRun:
-    """Adds the awaiting line to ``%%workflow`` cells, and tells the session
+    """Makes ``%%workflow`` cells and ``%workflow`` lines that are a cell of their
+    own await what they started, and tells the session
     whether the cell now running has it (a ``run_cell_magic`` called from code
     does not)."""
 
@@ -116,9 +121,9 @@ class _AwaitTheRun:
 
     def transform(self, lines: list[str]) -> list[str]:
         # Top-level await needs autoawait (on in every Jupyter kernel); without it
-        # the line would be a syntax error, so the cell returns at once instead.
-        if len(lines) == 1 and lines[0].startswith(_MAGIC_CALL) and self.ip.autoawait:
-            return [lines[0].rstrip("\n") + "\n", _AWAIT]
+        # the cell would be a syntax error, so it returns at once instead.
+        if len(lines) == 1 and lines[0].startswith(_MAGIC_CALLS) and self.ip.autoawait:
+            return [_AWAIT + lines[0].rstrip("\n") + ")\n"]
         return lines
 
     def pre_run_cell(self, info: Any) -> None:

@@ -184,9 +184,14 @@ class WorkflowMagics(Magics):
         self.session.hand_over(run, wait=args.wait)
         return None
 
-    async def finish_cell(self) -> Any:
-        """Awaited by the line the extension adds to every ``%%workflow`` cell."""
-        return await self.session.finish_cell()
+    async def finish_cell(self, value: Any = None) -> Any:
+        """What a ``%%workflow`` cell (or a ``%workflow`` line alone in a cell)
+        awaits, as the extension rewrites it; ``value`` is what the magic returned."""
+        return await self.session.finish_cell(value)
+
+    def _run(self, word: str) -> str:
+        """A RUN argument: a run id, or a name the user bound to a run (``_wf_run``)."""
+        return self.session.run_id(word)
 
     def _cmd_list(self, rest: str) -> None:
         self.session.show(*commands.workflows_table(self.engine))
@@ -202,15 +207,15 @@ class WorkflowMagics(Magics):
         )
 
     def _cmd_show(self, rest: str) -> None:
-        run_id = _one(rest, "show RUN")
+        run_id = self._run(_one(rest, "show RUN"))
         self.session.later(commands.final_picture(self.engine, run_id), commands.bundle_pair)
 
     def _cmd_timeline(self, rest: str) -> None:
-        run_id = _one(rest, "timeline RUN")
+        run_id = self._run(_one(rest, "timeline RUN"))
         self.session.later(self.engine.timeline(run_id), lambda t: (t._repr_html_(), t.text()))
 
     def _cmd_diff(self, rest: str) -> None:
-        parts = shlex.split(rest)
+        parts = [self._run(part) for part in shlex.split(rest)]
         if len(parts) != 2:
             raise UsageError("usage: %workflow diff RUN_A RUN_B")
         self.session.later(commands.diff_runs(self.engine, *parts), commands.frame_pair)
@@ -225,11 +230,12 @@ class WorkflowMagics(Magics):
         self.session.show(view.picture_html(state), f"workflow {name}: {len(wf.steps)} steps")
 
     def _cmd_resume(self, rest: str) -> None:
-        run_id = _one(rest, "resume RUN")
+        run_id = self._run(_one(rest, "resume RUN"))
         self.session.watch(self.session.restart(run_id, None))
 
     def _decision(self, rest: str, approved: bool) -> None:
         args = _parse(_decide_options, rest)
+        args.run = self._run(args.run)
         verb = "approved" if approved else "rejected"
         self.session.later(
             _awaitable(self.session.decide(args.run, args.step, approved, args.comment)),
@@ -243,7 +249,7 @@ class WorkflowMagics(Magics):
         self._decision(rest, False)
 
     def _cmd_cancel(self, rest: str) -> None:
-        run_id = _one(rest, "cancel RUN")
+        run_id = self._run(_one(rest, "cancel RUN"))
         self.session.later(
             self.engine.cancel(run_id),
             lambda r: (
@@ -255,7 +261,7 @@ class WorkflowMagics(Magics):
     def _cmd_wait(self, rest: str) -> NotebookRun:
         """A magic cannot block the loop it runs on: this returns the run, which the
         next line awaits (``r = %workflow wait RUN`` then ``await r``)."""
-        run_id = _one(rest, "wait RUN")
+        run_id = self._run(_one(rest, "wait RUN"))
         handle = self.engine.handle(run_id)
         if handle is None:
             raise UsageError(f"run {run_id} is not live in this kernel: `%workflow show {run_id}`")
@@ -266,6 +272,7 @@ class WorkflowMagics(Magics):
 
     def _cmd_rerun(self, rest: str) -> None:
         args = _parse(_rerun_options, rest)
+        args.run = self._run(args.run)
         self.session.later(commands.changed_steps(self.engine, args.run), commands.changed_pair)
         self.session.watch(self.session.restart(args.run, args.step))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from wfnb.engine import Engine, RunHandle
@@ -62,11 +62,11 @@ class Session:
         self.starting: set[NotebookRun] = set()
         #: tasks carrying out what a magic asked for, until they are done
         self.tasks: set[asyncio.Task[Any]] = set()
-        #: the cell being run ends with ``await <magics>.finish_cell()`` (see extension)
+        #: the cell being run is ``await <magics>.finish_cell(<magic>)`` (see extension)
         self.cell_awaits = False
-        #: what that line waits for: the run a ``%%workflow`` cell started, and
-        #: whether to wait for it to settle (``--wait``) or only for its record
-        self.pending: tuple[NotebookRun, bool] | None = None
+        #: what that line waits for: the record (or with ``--wait`` the end) of the
+        #: run a ``%%workflow`` cell started, or the task a ``%workflow`` line started
+        self.pending: Callable[[], Awaitable[Any]] | None = None
         settings.observe(self._db_changed, names="db")
 
     @property
@@ -116,8 +116,10 @@ class Session:
         self, coro: Coroutine[Any, Any, Any], render: Callable[[Any], tuple[str, str]]
     ) -> asyncio.Task[Any]:
         """Run ``coro`` as a task; show ``render(result)`` (or the error) in a
-        display made now, so it lands under this cell whenever it finishes."""
-        handle = self.show("<i>working…</i>", "working…")
+        display made now, so it lands under this cell whenever it finishes. A cell
+        that awaits the task (a command alone in its cell) shows only the result."""
+        awaited = self.cell_awaits
+        handle = None if awaited else self.show("<i>working…</i>", "working…")
         task = self.spawn(coro)
 
         def done(t: asyncio.Task[Any]) -> None:
@@ -132,8 +134,12 @@ class Session:
                 bundle = {"text/html": html_text, "text/plain": plain}
             if handle is not None:
                 handle.update(bundle, raw=True)
+            elif awaited:
+                self.display(bundle)  # runs before the cell's await returns
 
         task.add_done_callback(done)
+        if awaited:
+            self.pending = lambda: asyncio.wait([task])
         return task
 
     # -- runs --------------------------------------------------------------------------
@@ -190,16 +196,21 @@ class Session:
         Called from code (``run_cell_magic``) the cell cannot await: it returns at
         once and the record is written a moment later."""
         if self.cell_awaits:
-            self.pending = (run, wait)
+            self.pending = lambda: self._until_recorded(run, wait)
 
-    async def finish_cell(self) -> RunResult | None:
-        pending, self.pending = self.pending, None
-        self.cell_awaits = False
-        if pending is None:
-            return None
-        run, wait = pending
+    async def _until_recorded(self, run: NotebookRun, wait: bool) -> RunResult | None:
         await asyncio.wait([run.started])  # its record is in the store (or it failed)
         return await run if wait else None
+
+    async def finish_cell(self, value: Any = None) -> Any:
+        """The cell's value: what the magic returned (``value``), or with
+        ``--wait`` the run's `RunResult`."""
+        pending, self.pending = self.pending, None
+        self.cell_awaits = False
+        result = await pending() if pending is not None else None
+        if value is not None:
+            return value
+        return result if isinstance(result, RunResult) else None
 
     def restart(self, run_id: str, step: str | None) -> NotebookRun:
         """Resume ``run_id`` (``step`` None) or rerun it from ``step``; bound to
@@ -210,6 +221,19 @@ class Session:
         run = NotebookRun(engine, running_loop().create_task(coro), workflow=label)
         self.bind(run)
         return run
+
+    def run_id(self, word: str) -> str:
+        """What a RUN argument names. ``@no_var_expand`` keeps ``{run.id}`` out of
+        magic lines, so a name bound in the notebook to a run (``_wf_run``, a
+        `RunHandle`, a `RunResult`) stands for its id; any other word is an id."""
+        value = self.ns.get(word) if word.isidentifier() else None
+        if isinstance(value, RunResult):
+            return value.run_id
+        if isinstance(value, NotebookRun | RunHandle):
+            if value.id is None:
+                raise UsageProblem(f"{word} has not started (yet): it has no run id")
+            return value.id
+        return word
 
     def decide(self, run_id: str, step: str, approved: bool, comment: str | None) -> Any:
         """A decision through the bound run when there is one (so ``await _wf_run``
