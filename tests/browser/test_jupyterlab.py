@@ -80,6 +80,13 @@ def run_cell(page: Any, cell: Any) -> None:
     )
 
 
+def shoot(element: Any, path: Path) -> None:
+    """A picture of ``element`` whole: the notebook scrolls inside its own panel,
+    which can leave the element's top outside it (clipped in the picture)."""
+    element.evaluate("e => e.scrollIntoView({block: 'center'})")
+    element.screenshot(path=str(path))
+
+
 def executed_prompts(page: Any) -> list[str]:
     texts = page.locator(".jp-CodeCell .jp-InputPrompt").all_text_contents()
     return [t.strip() for t in texts if re.search(r"\d", t)]
@@ -97,7 +104,7 @@ def test_approve_with_the_mouse_completes_the_run_without_another_cell(
     approve = output.get_by_role("button", name="Approve")
     approve.wait_for()
     output.get_by_text("paused").first.wait_for()
-    output.screenshot(path=str(screenshots / "approval-waiting.png"))
+    shoot(output, screenshots / "approval-waiting.png")
 
     approve.click()  # a real mouse click on the widget
 
@@ -107,7 +114,7 @@ def test_approve_with_the_mouse_completes_the_run_without_another_cell(
     # Nothing but the three cells above ran: the click alone finished the run.
     assert executed_prompts(page) == ["[1]:", "[2]:", "[3]:"]
     output.locator("svg").first.wait_for()
-    output.screenshot(path=str(screenshots / "run-completed.png"))
+    shoot(output, screenshots / "run-completed.png")
 
 
 def test_a_failed_run_ends_as_a_picture_naming_the_commands_to_carry_on(page: Any):
@@ -146,4 +153,22 @@ def test_reopened_notebook_shows_the_final_dag_and_no_widget_errors(
     mime_types = {rendered.nth(i).get_attribute("data-mime-type") for i in range(rendered.count())}
     assert WIDGET not in mime_types, mime_types
     assert "Error displaying widget" not in page.content()
-    output.screenshot(path=str(screenshots / "reopened-final-dag.png"))
+    shoot(output, screenshots / "reopened-final-dag.png")
+    shoot(output.locator(".wfnb-timeline").first, screenshots / "timeline.png")
+
+
+def test_the_final_picture_reads_in_the_dark_theme(page: Any, lab: Lab, screenshots: Path):
+    """The reopened notebook again, in JupyterLab Dark: outlines and text stay
+    visible (the pictures carry their own light panel)."""
+    lab.theme("JupyterLab Dark")
+    try:
+        open_notebook(page, lab)
+        page.locator('body[data-jp-theme-light="false"]').wait_for(state="attached")
+        output = code_cell(page, "%%workflow shop").locator(".jp-OutputArea")
+        output.locator("svg").first.wait_for()
+        output.get_by_text("completed").first.wait_for()
+        assert "Error displaying widget" not in page.content()
+        shoot(output, screenshots / "reopened-final-dag-dark.png")
+        shoot(output.locator(".wfnb-timeline").first, screenshots / "timeline-dark.png")
+    finally:
+        lab.theme("JupyterLab Light")
