@@ -170,3 +170,15 @@ def test_500_rapid_changes_cost_a_bounded_number_of_redraws():
 def test_a_burst_within_one_interval_is_one_or_two_redraws():
     redraws, _elapsed, delivered = arun(_throttled(500, interval=10.0, spread=0.0))
     assert redraws <= 2 and delivered[-1] == 500
+
+
+def test_a_snapshot_copies_only_the_steps_changed_since_the_last():
+    state = state_of("steps:\n  a: {code: work}\n  b: {code: work, needs: [a]}\n")
+    first = state.copy()
+    state.apply(Event(EventKind.STEP_STARTED, "r1", "wf", "a", 1, at=1.0))
+    second = state.copy()
+    assert second.steps["b"] is first.steps["b"], "an unchanged step is shared"
+    assert second.steps["a"] is not first.steps["a"]
+    assert second.steps["a"].status is StepStatus.RUNNING
+    assert first.steps["a"].status is StepStatus.PENDING, "an earlier snapshot never changes"
+    assert second.steps["a"] is not state.steps["a"], "the live state is never shared"

@@ -196,3 +196,21 @@ def test_the_view_comes_to_rest_with_the_true_statuses_even_if_it_missed_events(
         await engine.close()
 
     arun(go())
+
+
+def test_the_live_timeline_is_redrawn_less_often_than_the_dag():
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        run, live = start(engine, wf("steps:\n  a: {code: work, with: {delay: 0.05}}\n"))
+        await run
+        await settled_view(live)
+        live.timeline_interval = 3600.0
+        state = live.state
+        assert state is not None and state.records
+        live.timeline.value = "drawn before"
+        assert live.render(state.copy())[1] == "drawn before"
+        live.timeline_interval = 0.0
+        assert "wfnb-timeline" in live.render(state.copy())[1]
+        await engine.close()
+
+    arun(go())

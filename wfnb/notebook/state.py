@@ -95,6 +95,9 @@ class RunState:
     records: dict[tuple[str, int], StepRecord] = field(default_factory=dict)
     #: when this state last changed (the age a live view shows)
     as_of: float = field(default_factory=time.time)
+    #: the last `copy` and the steps changed since: a copy shares the unchanged ones
+    _last_copy: RunState | None = field(default=None, repr=False, compare=False)
+    _changed: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for sid in all_steps(self.plan):
@@ -106,13 +109,27 @@ class RunState:
                     view.kind, view.max_attempts = step.kind, step.retry.max_attempts
 
     def copy(self) -> RunState:
-        """A snapshot a render thread may read while the loop goes on changing this."""
-        return replace(
+        """A snapshot a render thread may read while the loop goes on changing this.
+        Nobody changes a snapshot, so steps unchanged since the last one are shared
+        with it: a redraw of a 1,000-step run copies the few steps that moved."""
+        last = self._last_copy
+        steps = {
+            sid: last.steps[sid]
+            if last is not None and sid not in self._changed and sid in last.steps
+            else replace(v)
+            for sid, v in self.steps.items()
+        }
+        snapshot = replace(
             self,
-            steps={sid: replace(v) for sid, v in self.steps.items()},
+            steps=steps,
             waiting=dict(self.waiting),
             records=dict(self.records),
+            _last_copy=None,
+            _changed=set(),
         )
+        self._last_copy = snapshot
+        self._changed = set()
+        return snapshot
 
     def seed(self, statuses: Mapping[str, StepStatus]) -> None:
         """Take a handle's statuses (a resumed run starts half done)."""
@@ -134,8 +151,11 @@ class RunState:
         self.as_of = time.time()
 
     def _view(self, instance: str) -> StepView:
-        view = self.steps.setdefault(base_id(instance), StepView())
-        if instance != base_id(instance):
+        """The view of ``instance``'s step, for changing it (so it counts as changed)."""
+        base = base_id(instance)
+        self._changed.add(base)
+        view = self.steps.setdefault(base, StepView())
+        if instance != base:
             view.iterations = max(view.iterations, iteration_of(instance) + 1)
         return view
 
@@ -251,7 +271,7 @@ def state_of_handle(engine: Engine, handle: RunHandle) -> RunState:
     )
     state.seed(handle.step_statuses)
     if result.failed_step and result.error:
-        state.steps[base_id(result.failed_step)].error = result.error
+        state._view(result.failed_step).error = result.error
     return state
 
 

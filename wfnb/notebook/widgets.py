@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -94,8 +95,11 @@ class LiveView:
             layout=w.Layout(border="1px solid #9e9e9e", padding="4px"),
         )
         self._approval_rows: dict[str, w.Widget] = {}
+        #: the timeline is redrawn less often than the DAG (see `render`)
+        self.timeline_interval = max(1.0, 4 * interval)
+        self._timeline_at = time.monotonic()
         self.throttle: view.Throttle[RunState | None, tuple[str, str]] = view.Throttle(
-            self.loop, self._snapshot, self._render, self._deliver, interval=interval
+            self.loop, self._snapshot, self.render, self._deliver, interval=interval
         )
         self._subscription: Subscription | None = engine.subscribe(self._on_event)
         self._show = display
@@ -214,11 +218,17 @@ class LiveView:
         self._update_text(copy)
         return copy
 
-    def _render(self, state: RunState | None) -> tuple[str, str]:
-        """Runs on the render thread: the DAG and the timeline."""
+    def render(self, state: RunState | None) -> tuple[str, str]:
+        """Runs on the render thread: the DAG, and the timeline at most once per
+        ``timeline_interval`` (a 1,000-attempt timeline is ~10 ms of Python that
+        holds the GIL the run needs; the final picture always has it)."""
         if state is None:
             return "", ""
-        timeline = picture.timeline_of(state)._repr_html_() if state.records else ""
+        timeline = self.timeline.value
+        now = time.monotonic()
+        if state.records and now - self._timeline_at >= self.timeline_interval:
+            timeline = picture.timeline_of(state)._repr_html_()
+            self._timeline_at = now
         return self._draw(state), timeline
 
     def _deliver(self, drawn: tuple[str, str]) -> None:
