@@ -72,14 +72,14 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ip: object) -> None:
     """``%load_ext wfnb``: register the magics (IPython is imported only now)."""
-    from wfnb.notebook.magics import load_ipython_extension as load
+    from wfnb.notebook.extension import load_ipython_extension as load
 
     load(ip)
 
 
 def unload_ipython_extension(ip: object) -> None:
     """``%unload_ext wfnb`` (and the first half of ``%reload_ext wfnb``)."""
-    from wfnb.notebook.magics import unload_ipython_extension as unload
+    from wfnb.notebook.extension import unload_ipython_extension as unload
 
     unload(ip)
 

@@ -27,6 +27,7 @@ from wfnb.run.host import CrashPoints
 from wfnb.run.live import LiveRun, run_result
 from wfnb.store.base import RunRecord, Store
 from wfnb.store.memory import MemoryStore
+from wfnb.timeline import Timeline
 
 if TYPE_CHECKING:
     import httpx
@@ -204,6 +205,21 @@ class Engine:
             },
             error=record.error,
             failed_step=record.failed_step,
+        )
+
+    async def timeline(self, run_id: str) -> Timeline:
+        """Every attempt of the run against time, as the store has it (a live run's
+        checkpoints are in the store too, so this works while it runs)."""
+        record = await self.store.get_run(run_id=run_id)
+        if record is None:
+            raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
+        kinds = {sid: step.kind for sid, step in (await self.definition(record)).steps.items()}
+        return Timeline.from_records(
+            await self.store.get_steps(run_id=run_id),
+            origin=record.started_at,
+            kinds=kinds,
+            title=f"{record.workflow} {run_id}: {record.status.value}",
+            now=record.ended_at,
         )
 
     def handle(self, run_id: str) -> RunHandle | None:
