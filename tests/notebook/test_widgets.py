@@ -214,3 +214,27 @@ def test_the_live_timeline_is_redrawn_less_often_than_the_dag():
         await engine.close()
 
     arun(go())
+
+
+def test_a_run_on_a_dask_cluster_links_its_dashboard(dask_cluster):
+    """Where the steps run is one click away: the live header links the cluster's
+    dashboard (a real LocalCluster; the local backend shows no link)."""
+
+    async def go() -> tuple[str, str]:
+        flow = wf("steps:\n  a: {code: work, with: {x: 3}}\n")
+        headers = []
+        for backend in (
+            wfnb.LocalBackend(),
+            wfnb.DaskBackend(address=dask_cluster.scheduler_address),
+        ):
+            engine = wfnb.Engine(namespace={"work": work}, backend=backend)
+            run, live = start(engine, flow, interval=0.02)
+            await settled_view(live)
+            await live.run.handle.wait()
+            headers.append(live.header.value)
+            await engine.close()
+        return headers[0], headers[1]
+
+    local, dask = arun(go())
+    assert "dashboard" not in local
+    assert "Dask dashboard" in dask and 'href="http' in dask

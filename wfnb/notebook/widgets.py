@@ -31,6 +31,7 @@ import ipywidgets as w
 from wfnb.events import Event
 from wfnb.model import RunStatus
 from wfnb.notebook import palette, picture, view
+from wfnb.notebook.config import dashboard_link
 from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.state import RunState, load_state, short, state_of_handle
 
@@ -241,6 +242,9 @@ class LiveView:
 
     def _update_text(self, state: RunState) -> None:
         header = picture.header_html(state, live=True)
+        link = dashboard_link(self.engine.backend)
+        if link is not None:  # where the steps run, when that is a Dask cluster
+            header += f' · <a href="{html.escape(link)}" target="_blank">Dask dashboard</a>'
         if header != self.header.value:
             self.header.value = header
         self.progress.max = max(1, state.total)
