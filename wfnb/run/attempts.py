@@ -41,6 +41,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
+        clock = None
         try:
             if limit is None:
                 output = await executor(step, ctx)
@@ -62,8 +63,13 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             # Nobody cancelled this step: its own code raised CancelledError.
             error: str = "CancelledError: raised by the step's own code, not a stop"
             retryable = True
-        except (asyncio.TimeoutError, TimeoutError):
-            error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            # The step's clock says whether it ran out; a TimeoutError the step's own
+            # code raised ("gateway said no") is an ordinary error of the step.
+            if limit is not None and (clock.expired() if clock is not None else _timeout is None):
+                error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
+            else:
+                error = f"{type(exc).__name__}: {exc}"
             retryable = True
         except (DefinitionError, TemplateRenderError, ApprovalRejected) as exc:
             error, retryable = str(exc), False  # the same input fails the same way
