@@ -67,13 +67,13 @@ async def begin(
     definitions = engine.definitions
     redact = engine.redact
     stored = replace(record, inputs=redact(record.inputs)) if redact else record
-    await engine.lease.hold()
-    await engine.store.write(
-        Batch(workflows=definitions.unsaved(workflow), runs=(stored,), steps=copied)
-    )
-    definitions.saved(workflow)
-    live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)
-    engine.lease.add(live)
+    async with engine.lease.starting():
+        await engine.store.write(
+            Batch(workflows=definitions.unsaved(workflow), runs=(stored,), steps=copied)
+        )
+        definitions.saved(workflow)
+        live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)
+        engine.lease.add(live)
     live.task = asyncio.get_running_loop().create_task(
         live.main(), name=f"wfnb-run-{record.run_id}"
     )

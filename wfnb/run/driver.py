@@ -162,7 +162,10 @@ class Scope:
                 progress.mark(sid, StepStatus.RUNNING)
                 run.statuses[instance] = StepStatus.RUNNING
                 run.host.crash.hit("before", instance)
-                self.records.append(StepRecord(run.id, instance, attempt, StepStatus.RUNNING, now))
+                started = self._started(instance, attempt, now)
+                self.records.append(
+                    StepRecord(run.id, instance, attempt, StepStatus.RUNNING, started)
+                )
                 starts.append(sid)
 
     def _next_attempt(self, instance: str) -> int:
@@ -174,6 +177,16 @@ class Scope:
             attempt = run.attempts.get(instance, 0) + 1
         run.attempts[instance] = attempt
         return attempt
+
+    def _started(self, instance: str, attempt: int, now: float) -> float:
+        """When this attempt started: now, or, for an approval a restart asks again
+        (the same attempt), when it first asked. A row's start never changes."""
+        previous = self.run.restored.get(instance)
+        started = now
+        if previous is not None and previous.attempt == attempt and previous.started_at is not None:
+            started = previous.started_at
+        self.run.started[instance] = started
+        return started
 
     def _skip(self, sid: str, now: float) -> None:
         run = self.run

@@ -56,10 +56,14 @@ class LiveRun:
         self.outputs: dict[str, Any] = {}
         self.statuses: dict[str, StepStatus] = {}
         self.attempts: dict[str, int] = {}
+        #: step instance -> when its current attempt started (its records keep it)
+        self.started: dict[str, float] = {}
         self.errors: dict[str, str] = {}
         self.restored = dict(restored)
         for instance, step in restored.items():
             self.attempts[instance] = step.attempt
+            if step.started_at is not None:
+                self.started[instance] = step.started_at
             if step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
                 self.statuses[instance] = step.status
                 if step.status is StepStatus.COMPLETED:
@@ -77,7 +81,9 @@ class LiveRun:
         #: set once a stop is requested; the drivers wake on it
         self.stop_signal = asyncio.Event()
         self._settled = asyncio.Event()
-        self._done = asyncio.get_running_loop().create_future()
+        #: the loop the run lives on; once it is closed, nobody drives the run here
+        self.loop = asyncio.get_running_loop()
+        self._done = self.loop.create_future()
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._base_scope: dict[str, Any] | None = None
@@ -169,23 +175,47 @@ class LiveRun:
             await self._finish()
         except StoreError as exc:
             self.failure = self.failure or Failure("", f"the checkpoint store failed: {exc}")
-            try:  # the store may take the run's end even if it refused a step
-                await self.write_status(RunStatus.FAILED, ended=True, error=self.error_text())
-            except StoreError:
-                self.status = RunStatus.FAILED
-                self.events.status(RunStatus.FAILED, str(exc))
+            await self._end_failed()
         except Exception as exc:  # the run must always settle, whatever went wrong
             self.failure = self.failure or Failure(
                 "", f"internal error: {type(exc).__name__}: {exc}"
             )
-            self.status = RunStatus.FAILED
             host.internal_error(self, exc)
+            await self._end_failed()
         finally:
             if not self._done.done():
                 self._done.set_result(None)
             self._settled.set()
             self._changed.set()
             host.run_ended(self)
+
+    async def _end_failed(self) -> None:
+        """End the run failed after an error no step's handling caught: close the
+        attempts it left open, then the run, in the store too if the store takes
+        them (it may be what failed), so nobody finds it `running` and owned."""
+        now = time.time()
+        left_open = [
+            StepRecord(
+                self.id,
+                instance,
+                self.attempts.get(instance, 1),
+                StepStatus.CANCELLED,
+                self.started.get(instance),
+                now,
+                "cancelled: the run failed",
+            )
+            for instance, status in self.statuses.items()
+            if status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+        ]
+        for record in left_open:
+            self.statuses[record.step_id] = StepStatus.CANCELLED
+        try:
+            if left_open:
+                await self.host.store.write(Batch(steps=left_open))
+            await self.write_status(RunStatus.FAILED, ended=True, error=self.error_text())
+        except Exception:  # noqa: BLE001 - the store is what failed: memory says it
+            self.status = RunStatus.FAILED
+            self.events.status(RunStatus.FAILED, self.host.redact(self.error_text()))
 
     async def _acquire(self, semaphore: asyncio.Semaphore) -> bool:
         """Wait (as ``pending``) for a concurrency slot; False if stopped meanwhile."""
