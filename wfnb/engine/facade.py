@@ -140,8 +140,10 @@ class Engine:
         if live is None:
             decided = await offline.decide(self, run_id, step_id, decision)
             return None if decided is None else RunHandle(self, decided)
-        future = live.approvals.get(step_id)
-        if future is None or future.done():
+        if self._waiting(live, step_id) is not None:
+            await self.lease.wake(live)  # the store back first: StoreLocked decides nothing
+        future = self._waiting(live, step_id)
+        if future is None:
             raise NotWaiting(
                 f"step {step_id!r} of run {run_id} is not waiting for approval",
                 run_id=run_id,
@@ -149,6 +151,11 @@ class Engine:
             )
         future.set_result(decision)
         return RunHandle(self, live)
+
+    @staticmethod
+    def _waiting(live: LiveRun, step_id: str) -> asyncio.Future[dict[str, Any]] | None:
+        future = live.approvals.get(step_id)
+        return None if future is None or future.done() else future
 
     async def reject(
         self, run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None
@@ -274,6 +281,9 @@ class Engine:
         return await lifecycle.start_child(
             self, name, inputs, run_id=run_id, parent=parent, parent_step=parent_step, depth=depth
         )
+
+    def run_paused(self, run: LiveRun, paused: bool) -> None:
+        self.lease.paused(run, paused)
 
     def run_ended(self, run: LiveRun) -> None:
         self.lease.ended(run)

@@ -133,15 +133,18 @@ class StoreLease:
         """Take or let go of the store so that ``holding`` says what is needed;
         after the balancing already under way, never beside it."""
         previous = self._balancing
-        this = asyncio.ensure_future(self._settle(previous))
-        self._balancing = this
-        if raising:
-            await this
+        if (previous is None or previous.done()) and self._needed() == self.holding:
             return
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._balancing = mine
         try:
-            await this
+            await self._settle(previous)
         except StoreError as exc:
+            if raising:
+                raise
             log.warning("wfnb: could not take the store back: %s", exc)
+        finally:
+            mine.set_result(None)
 
     async def _settle(self, previous: asyncio.Future[None] | None) -> None:
         if (

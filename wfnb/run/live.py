@@ -303,6 +303,8 @@ class LiveRun:
             self._settled.set()
         else:
             self._settled.clear()
+        if not status.finished:
+            host.run_paused(self, status is RunStatus.PAUSED)
 
     def write_status_soon(self, status: RunStatus) -> None:
         """The in-memory status flips now; the record follows (writes keep their order)."""
