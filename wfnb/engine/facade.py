@@ -20,8 +20,8 @@ from wfnb.engine.handle import RunHandle
 from wfnb.engine.lease import StoreLease
 from wfnb.errors import LoopRunning, NotWaiting, RunNotFound
 from wfnb.events import EventBus, RunObserver, Subscription
-from wfnb.model import RunResult, StepStatus, Workflow
-from wfnb.owner import current_owner
+from wfnb.model import RunResult, RunStatus, StepStatus, Workflow
+from wfnb.owner import current_owner, driven_elsewhere
 from wfnb.redact import Redactor
 from wfnb.run.host import CrashPoints
 from wfnb.run.live import LiveRun, run_result
@@ -174,10 +174,23 @@ class Engine:
         return live.result()
 
     async def wait(self, run_id: str) -> RunResult:
-        """Wait until the run is finished (past any pause) and return its result."""
+        """Wait until the run is finished (past any pause) and return its result.
+
+        A run nobody drives that is at work in the store (its process, or the event
+        loop that drove it here, ended: as after approving in one ``asyncio.run``)
+        is resumed here first, since nothing else would ever finish it. A paused
+        run driven nowhere gives its stored state at once: it waits for a person."""
         live = self.lease.live(run_id)
         if live is None:
-            return await self.result(run_id)
+            record = await self.store.get_run(run_id=run_id)
+            if (
+                record is None
+                or record.status.finished
+                or record.status is RunStatus.PAUSED
+                or driven_elsewhere(record, here=self.owner)
+            ):
+                return await self.result(run_id)
+            live = await lifecycle.resume(self, run_id)
         await live.done()
         return live.result()
 
@@ -245,10 +258,16 @@ class Engine:
             self._semaphores.clear()
 
     async def close(self) -> None:
-        """Cancel live runs (recorded as cancelled, resumable), release the backend and store."""
-        for live in self.lease.runs:
-            live.request_stop("cancelled")
-        for live in self.lease.runs:
+        """Cancel live runs at work (recorded as cancelled, resumable) and let go of
+        paused ones (they stay paused, for any process to decide or resume); release
+        the backend and store."""
+        runs = self.lease.runs
+        for live in runs:
+            if live.status is RunStatus.PAUSED:
+                live.let_go()
+            else:
+                live.request_stop("cancelled")
+        for live in runs:
             await live.done()
         await self.lease.let_go()
         await self.backend.close()

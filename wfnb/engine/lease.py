@@ -95,9 +95,12 @@ class StoreLease:
 
     def ended(self, run: LiveRun) -> None:
         """``run`` is no longer live; with nothing else needing it, release the store."""
+        letting_go = run.shutting_down()
         if self._live.get(run.id) is run:
-            # A run let go because its loop is ending changes nothing to balance on it.
-            self._forget(run, rebalance=not run.shutting_down())
+            # A run let go because its loop is ending changes nothing to balance on.
+            self._forget(run, rebalance=not letting_go)
+        if letting_go:
+            return  # not finished: its state is in the store
         self._finished[run.id] = run
         while len(self._finished) > KEEP_FINISHED:
             self._finished.popitem(last=False)

@@ -58,6 +58,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                 output = await asyncio.wait_for(executor(step, ctx), limit)
             return Outcome(StepStatus.COMPLETED, attempt, started, output=output)
         except asyncio.CancelledError:
+            if run.shutting_down():
+                raise  # let go, not stopped: the step's records stay as they stand
             if _being_cancelled():
                 return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
             # Nobody cancelled this step: its own code raised CancelledError.

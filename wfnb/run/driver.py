@@ -120,14 +120,21 @@ class Scope:
         in the middle of its body), so the store does not show them running."""
         for future in self.running.values():
             future.cancel()
+        # The run's own task being cancelled (its loop is shutting down, as after
+        # `run_sync` returns at a pause, or `Engine.close` lets go of a paused run) is
+        # no stop: the store must keep the run as it stood, to be resumed, so only
+        # steps that really finished are taken in.
+        letting_go = self.run.shutting_down()
         while self.finished:
-            self._apply(self.finished.popleft())
+            sid = self.finished.popleft()
+            if letting_go and self.running[sid].cancelled():
+                del self.running[sid]
+            else:
+                self._apply(sid)
         # The slots just cancelled are done, but their done-callbacks (which queue
         # them in self.finished) only run on a later loop turn, after this scope
-        # is gone: take them in now. Unless the run's own task is being cancelled
-        # (its loop is shutting down, as after `run_sync` returns at a pause): that
-        # is no stop, and the store must keep the run as it stood, to be resumed.
-        if not self.run.shutting_down():
+        # is gone: take them in now.
+        if not letting_go:
             for sid in list(self.running):
                 self._apply(sid)
         if self.records:

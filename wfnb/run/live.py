@@ -20,6 +20,7 @@ what happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
@@ -173,6 +174,10 @@ class LiveRun:
                     if semaphore is not None:
                         semaphore.release()
             await self._finish()
+        except asyncio.CancelledError:
+            if self.shutting_down():
+                await asyncio.shield(self._let_go())
+            raise
         except StoreError as exc:
             self.failure = self.failure or Failure("", f"the checkpoint store failed: {exc}")
             await self._end_failed()
@@ -188,6 +193,24 @@ class LiveRun:
             self._settled.set()
             self._changed.set()
             host.run_ended(self)
+
+    def let_go(self) -> None:
+        """Stop driving the run here without stopping it: its records stay as they
+        stand (a paused run stays paused), for any process to decide or resume."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def _let_go(self) -> None:
+        """The run is let go (`let_go`, or the end of its loop): its record says
+        nobody drives it any more, so another process may take it at once."""
+        if self.status.finished:
+            return
+        self.record = replace(self.record, owner=None)
+        redact = self.host.redact
+        with contextlib.suppress(Exception):  # a store gone too: the owner check copes
+            await self.host.store.write(
+                Batch(runs=(replace(self.record, inputs=redact(self.record.inputs)),))
+            )
 
     async def _end_failed(self) -> None:
         """End the run failed after an error no step's handling caught: close the

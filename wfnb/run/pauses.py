@@ -80,8 +80,8 @@ class Pauses:
     def check(self) -> None:
         """Pause or unpause the run if what its steps wait for says so."""
         run = self.run
-        if run.status.finished or run.stop_reason is not None:
-            return
+        if run.status.finished or run.stop_reason is not None or run.shutting_down():
+            return  # (letting go of a run changes nothing it stored)
         if not self.waiting and run.status is RunStatus.RUNNING:
             return  # the common case, on every turn of the driver
         paused = bool(self.waiting) and all(
