@@ -178,7 +178,11 @@ async def rerun(engine: Engine, run_id: str, from_step: str) -> LiveRun:
         )
     engine.check_runnable(workflow)
     redo = {top[from_step], *nx.descendants(plan.graph, top[from_step])}
-    record = _new_record(engine, workflow, old.inputs)
+    record = replace(
+        # stored masked: the steps that run again get the secrets themselves
+        _new_record(engine, workflow, engine.redact.restore(old.inputs)),
+        code_hashes=engine.code_hashes(workflow),
+    )
     copied = tuple(
         replace(step, run_id=record.run_id)
         for instance, step in latest_attempts(await engine.store.get_steps(run_id=run_id)).items()

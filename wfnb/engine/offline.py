@@ -61,7 +61,11 @@ async def decide(
         await fail(engine, record, step_id, str(rejection), now)
         return None
     done = replace(
-        latest, status=StepStatus.COMPLETED, ended_at=now, output=decision, has_output=True
+        latest,
+        status=StepStatus.COMPLETED,
+        ended_at=now,
+        output=engine.redact(decision),
+        has_output=True,
     )
     await engine.store.write(Batch(steps=(done,)))
     root = record

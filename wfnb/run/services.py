@@ -188,8 +188,8 @@ class StepServices:
             instance,
             ctx.attempt,
             StepStatus.WAITING_APPROVAL,
-            time.time(),
-            output=request,
+            run.started.get(instance, time.time()),  # the attempt's start: it never moves
+            output=run.host.redact(request),  # a prompt may show a secret: never stored
             has_output=True,
         )
         try:
