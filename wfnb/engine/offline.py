@@ -25,16 +25,23 @@ if TYPE_CHECKING:
 
 
 async def stored_run(engine: Engine, run_id: str, *, to: str) -> RunRecord:
-    """``run_id``'s record, if no other live process drives it (``to`` names what
-    was asked, for the error)."""
+    """``run_id``'s record, if no other live process drives it or any run above it
+    (a parent drives its children's records too): checked before anything is
+    written. ``to`` names what was asked, for the error."""
     record = await engine.store.get_run(run_id=run_id)
     if record is None:
         raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
-    if driven_elsewhere(record, here=engine.owner):
-        raise NotResumable(
-            f"run {run_id} is driven by another live process ({record.owner}); {to} it there",
-            run_id=run_id,
-        )
+    current: RunRecord | None = record
+    while current is not None:
+        if driven_elsewhere(current, here=engine.owner):
+            whose = "" if current is record else f" (through its parent run {current.run_id})"
+            raise NotResumable(
+                f"run {run_id} is driven by another live process{whose} ({current.owner}); "
+                f"{to} it there",
+                run_id=run_id,
+            )
+        parent = current.parent_run_id
+        current = None if parent is None else await engine.store.get_run(run_id=parent)
     return record
 
 
