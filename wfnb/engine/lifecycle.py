@@ -140,6 +140,19 @@ async def resume(engine: Engine, run_id: str) -> LiveRun:
     workflow = await engine.definition(record)
     engine.check_runnable(workflow)
     restored = latest_attempts(await engine.store.get_steps(run_id=run_id))
+    # The attempts its dead driver left running ended with it: history says so.
+    now = time.time()
+    killed = tuple(
+        replace(
+            step,
+            status=StepStatus.FAILED,
+            ended_at=now,
+            error="interrupted: the process driving it ended before it finished",
+        )
+        for step in restored.values()
+        if step.status is StepStatus.RUNNING
+    )
+    restored.update((step.step_id, step) for step in killed)
     now_hashes = engine.code_hashes(workflow)
     changed = sorted(  # steps that will run again, with other code than before
         step_id
@@ -157,7 +170,7 @@ async def resume(engine: Engine, run_id: str) -> LiveRun:
         code_hashes=now_hashes,
         inputs=engine.redact.restore(record.inputs),  # stored masked
     )
-    live = await begin(engine, workflow, record, restored)
+    live = await begin(engine, workflow, record, restored, copied=killed)
     for step_id in changed:
         note = f"step {step_id!r} will run code that changed since the run started"
         live.notes.append(note)

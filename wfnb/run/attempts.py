@@ -37,7 +37,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
     container = step.kind in ("loop", "workflow")
     host = run.host
     while True:
-        started = time.time()
+        # the attempt's start, as its before-record has it: every row of it keeps it
+        started = run.started.setdefault(instance, time.time())
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
@@ -104,7 +105,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
         attempt += 1
         run.attempts[instance] = attempt
-        before = StepRecord(run.id, instance, attempt, StepStatus.RUNNING, time.time())
+        run.started[instance] = time.time()
+        before = StepRecord(run.id, instance, attempt, StepStatus.RUNNING, run.started[instance])
         await host.store.write(Batch(steps=(before,)))
         run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
 

@@ -216,9 +216,10 @@ class Scope:
         future = self.running.pop(sid)
         instance = self.frame.instance(sid)
         run.pauses.active.discard(instance)
+        started = run.started.get(instance, time.time())  # a row's start never moves
         if future.cancelled():
             outcome = Outcome(
-                StepStatus.CANCELLED, run.attempts[instance], time.time(), error=cancel_text(run)
+                StepStatus.CANCELLED, run.attempts[instance], started, error=cancel_text(run)
             )
         elif isinstance(error := future.exception(), StoreError):
             # The step's own bookkeeping (a retry's records) could not be written:
@@ -226,7 +227,7 @@ class Scope:
             outcome = Outcome(
                 StepStatus.FAILED,
                 run.attempts[instance],
-                time.time(),
+                started,
                 error=f"the checkpoint store failed: {error}",
             )
         else:
