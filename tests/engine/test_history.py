@@ -97,3 +97,36 @@ def test_an_approvals_start_is_the_same_in_every_row_it_has():
     waiting, done = seen
     assert waiting.status is StepStatus.WAITING_APPROVAL and done.status is StepStatus.COMPLETED
     assert done.started_at == waiting.started_at
+
+
+def test_events_are_one_row_per_change_with_the_state_then(tmp_path):
+    store = wfnb.DuckDBStore(tmp_path / "events.duckdb")
+    engine = wfnb.Engine(store=store, namespace={"one": lambda: 1})
+    text = "steps:\n  a: {code: one}\n  g: {approval: {prompt: 'ok?'}, needs: [a]}\n"
+
+    async def main():
+        handle = await engine.start(wf(text, name="evented"))
+        await handle
+        await handle.approve("g")
+        await handle.wait()
+        rows = wfnb.sql(
+            "SELECT coalesce(step_id, '-') AS who, event, status FROM events "
+            f"WHERE run_id = '{handle.id}' ORDER BY ts, seq",
+            store=store,
+        )
+        events = await store.get_events(run_id=handle.id)
+        await engine.close()
+        return rows, events
+
+    rows, events = arun(main())
+    run_rows = rows[rows.who == "-"]
+    assert run_rows.status.tolist() == ["pending", "running", "paused", "running", "completed"]
+    assert rows[rows.who == "g"].event.tolist() == [
+        "step_started",
+        "step_waiting",
+        "step_completed",
+    ]
+    assert rows[rows.who == "a"].status.tolist() == ["running", "completed"]
+    assert [(e.step_id or "-", e.status) for e in events] == list(
+        zip(rows.who, rows.status, strict=True)
+    )

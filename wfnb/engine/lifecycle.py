@@ -69,7 +69,7 @@ async def begin(
     stored = replace(record, inputs=redact(record.inputs)) if redact else record
     async with engine.lease.starting():
         await engine.store.write(
-            Batch(workflows=definitions.unsaved(workflow), runs=(stored,), steps=copied)
+            Batch.changes(workflows=definitions.unsaved(workflow), runs=(stored,), steps=copied)
         )
         definitions.saved(workflow)
         live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)

@@ -74,7 +74,7 @@ async def decide(
         output=engine.redact(decision),
         has_output=True,
     )
-    await engine.store.write(Batch(steps=(done,)))
+    await engine.store.write(Batch.changes(steps=(done,)))
     root = record
     while root.parent_run_id is not None:  # a child goes on inside its parent
         parent = await engine.store.get_run(run_id=root.parent_run_id)
@@ -125,7 +125,7 @@ async def fail(engine: Engine, record: RunRecord, step_id: str, error: str, now:
         error = f"sub-workflow {current.workflow!r} (run {current.run_id}) failed: {error}"
         step_id = current.parent_step_id
         current = await engine.store.get_run(run_id=current.parent_run_id)
-    await engine.store.write(Batch(runs=runs, steps=steps))
+    await engine.store.write(Batch.changes(runs=runs, steps=steps))
 
 
 async def cancel(engine: Engine, run_id: str) -> None:
@@ -136,7 +136,7 @@ async def cancel(engine: Engine, run_id: str) -> None:
     now = time.time()
     attempts = latest_attempts(await engine.store.get_steps(run_id=run_id))
     ended = replace(record, status=RunStatus.CANCELLED, ended_at=now, error="cancelled")
-    await engine.store.write(Batch(runs=(ended,), steps=close_open(attempts.values(), now)))
+    await engine.store.write(Batch.changes(runs=(ended,), steps=close_open(attempts.values(), now)))
 
 
 async def interrupted(engine: Engine) -> list[RunRecord]:

@@ -91,7 +91,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         failed = StepRecord(
             run.id, instance, attempt, StepStatus.FAILED, started, now, host.redact(error)
         )
-        await host.store.write(Batch(steps=(failed,)))
+        await host.store.write(Batch.changes(steps=(failed,)))
         run.events.publish(
             EventKind.STEP_RETRYING,
             step_id=instance,
@@ -107,7 +107,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         run.attempts[instance] = attempt
         run.started[instance] = time.time()
         before = StepRecord(run.id, instance, attempt, StepStatus.RUNNING, run.started[instance])
-        await host.store.write(Batch(steps=(before,)))
+        await host.store.write(Batch.changes(steps=(before,)))
         run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
 
 

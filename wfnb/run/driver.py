@@ -139,7 +139,7 @@ class Scope:
                 self._apply(sid)
         if self.records:
             batch, self.records = self.records, []
-            await asyncio.shield(self.run.host.store.write(Batch(steps=batch)))
+            await asyncio.shield(self.run.host.store.write(Batch.changes(steps=batch)))
 
     def _collect_ready(self, starts: list[str]) -> None:
         now = time.time()
@@ -305,7 +305,7 @@ class Scope:
                     error=f"not started: the store refused a checkpoint ({error})",
                 )
             try:
-                await store.write(Batch(steps=(record,)))
+                await store.write(Batch.changes(steps=(record,)))
                 stored = True
                 continue
             except StoreError as exc:
@@ -316,7 +316,7 @@ class Scope:
                 record, status=StepStatus.FAILED, output=None, has_output=False, error=reason
             )
             try:
-                await store.write(Batch(steps=(failed,)))
+                await store.write(Batch.changes(steps=(failed,)))
             except StoreError:
                 continue
             stored = True
@@ -355,7 +355,7 @@ class Scope:
         async def write_then_start() -> None:
             host = run.host
             try:
-                await host.store.write(Batch(steps=batch))
+                await host.store.write(Batch.changes(steps=batch))
                 ok = earlier is None or await earlier
             except BaseException:
                 durable.set_result(False)

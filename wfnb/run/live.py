@@ -208,6 +208,7 @@ class LiveRun:
         self.record = replace(self.record, owner=None)
         redact = self.host.redact
         with contextlib.suppress(Exception):  # a store gone too: the owner check copes
+            # (no change of state, so no event: a plain batch)
             await self.host.store.write(
                 Batch(runs=(replace(self.record, inputs=redact(self.record.inputs)),))
             )
@@ -234,7 +235,7 @@ class LiveRun:
             self.statuses[record.step_id] = StepStatus.CANCELLED
         try:
             if left_open:
-                await self.host.store.write(Batch(steps=left_open))
+                await self.host.store.write(Batch.changes(steps=left_open))
             await self.write_status(RunStatus.FAILED, ended=True, error=self.error_text())
         except Exception:  # noqa: BLE001 - the store is what failed: memory says it
             self.status = RunStatus.FAILED
@@ -317,7 +318,7 @@ class LiveRun:
         self.record = replace(self.record, **changes)
         redact = host.redact
         stored = replace(self.record, inputs=redact(self.record.inputs)) if redact else self.record
-        await host.store.write(Batch(runs=(stored,)))
+        await host.store.write(Batch.changes(runs=(stored,)))
         self.status = status
         self._changed.set()
         self._changed = asyncio.Event()

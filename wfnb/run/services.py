@@ -193,7 +193,7 @@ class StepServices:
             has_output=True,
         )
         try:
-            await run.host.store.write(Batch(steps=(record,)))
+            await run.host.store.write(Batch.changes(steps=(record,)))
         except BaseException:  # stopped (or failed) before it was ever waiting
             run.approvals.pop(instance, None)
             raise

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wfnb.store.base import Batch, RunRecord, StepRecord, Store, WorkflowRecord
+from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord, Store, WorkflowRecord
 from wfnb.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Batch",
     "DuckDBStore",
+    "EventRecord",
     "MemoryStore",
     "RunRecord",
     "StepRecord",

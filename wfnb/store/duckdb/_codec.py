@@ -33,7 +33,7 @@ from typing import Any
 
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus, StepStatus
-from wfnb.store.base import Batch, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord, WorkflowRecord
 
 JSON, TABLE, PICKLE, NONE = "json", "table", "pickle", "none"
 _MAX_JSON_DEPTH = 200
@@ -41,6 +41,7 @@ _MAX_JSON_DEPTH = 200
 WorkflowRow = tuple[Any, ...]
 RunRow = tuple[Any, ...]
 StepRow = tuple[Any, ...]
+EventRow = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -58,11 +59,12 @@ class EncodedBatch:
     workflows: list[WorkflowRow] = field(default_factory=list)
     runs: list[RunRow] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
     tables: list[PendingTable] = field(default_factory=list)
 
     @property
-    def rows(self) -> tuple[list[WorkflowRow], list[RunRow], list[StepRow]]:
-        return self.workflows, self.runs, self.steps
+    def rows(self) -> tuple[list[Any], ...]:
+        return self.workflows, self.runs, self.steps, self.events
 
 
 def table_name(run_id: str, step_id: str, attempt: int) -> str:
@@ -328,7 +330,22 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 schema,
             )
         )
+    for e in batch.events:
+        at = to_us(e.at)
+        step_id = _key(e.step_id, "step id", optional=True)
+        attempt = None if e.attempt is None else _int32(e.attempt, "attempt")
+        key = "\x1f".join(
+            (_key(e.run_id, "run id") or "", step_id or "", str(attempt or ""), e.status, str(at))
+        )
+        out.events.append(
+            (at, e.run_id, step_id, attempt, e.event, _key(e.status, "status"), _text(e.error), key)
+        )
     return out
+
+
+def decode_event(row: tuple[Any, ...]) -> EventRecord:
+    at, run_id, step_id, attempt, status, error = row
+    return EventRecord(run_id, status, from_us(at) or 0.0, step_id, attempt, error)
 
 
 def decode_workflow(row: tuple[Any, ...]) -> WorkflowRecord:

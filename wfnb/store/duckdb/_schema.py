@@ -14,7 +14,12 @@ Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
                output_schema (the Arrow schema a table output is restored to)
 ``output_…``   one real table per DataFrame/Arrow output, named in ``steps.output_table``
 
-Views: ``events`` (one row per run/step start and end, time ordered), ``run_timeline``
+``events``     history (since v3): one row per change of state of a run or a step
+               attempt, with the state then: ts, run_id, step_id (NULL for the run),
+               attempt, event (``run_started``, ``step_waiting``, … as the live
+               stream names them), status, error, event_key, seq
+
+Views: ``run_timeline``
 (each attempt with its offsets from the run's start) and ``latest_steps`` (the last
 attempt of each step). ``schema_version`` and ``journal_state`` are bookkeeping.
 
@@ -84,8 +89,37 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS code_hashes JSON")
 
 
+def _v3_events(con: duckdb.DuckDBPyConnection) -> None:
+    """``events`` becomes a table of real history (one row per change of state, as
+    it was then) in place of the view over the current runs/steps rows. What the
+    view showed is kept as the history of the runs made before; ``event_key`` (all
+    the fields) makes a replayed write add nothing."""
+    con.execute("DROP VIEW IF EXISTS events")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS events (
+        ts TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, step_id VARCHAR, attempt INTEGER,
+        event VARCHAR NOT NULL, status VARCHAR NOT NULL, error VARCHAR,
+        event_key VARCHAR PRIMARY KEY, seq BIGINT DEFAULT nextval('wfnb_row_seq'))"""
+    )
+    con.execute(
+        """INSERT INTO events (ts, run_id, step_id, attempt, event, status, error,
+            event_key) SELECT *, concat_ws(chr(31), run_id, coalesce(step_id, ''),
+            coalesce(attempt::VARCHAR, ''), status, epoch_us(ts)::VARCHAR, event) FROM (
+        SELECT created_at AS ts, run_id, NULL::VARCHAR AS step_id, NULL::INTEGER AS attempt,
+               'run_pending' AS event, 'pending' AS status, NULL::VARCHAR AS error FROM runs
+        UNION ALL SELECT started_at, run_id, NULL, NULL, 'run_started', 'running', NULL
+            FROM runs WHERE started_at IS NOT NULL
+        UNION ALL SELECT ended_at, run_id, NULL, NULL, 'run_' || status, status, error
+            FROM runs WHERE ended_at IS NOT NULL
+        UNION ALL SELECT started_at, run_id, step_id, attempt, 'step_started', 'running', NULL
+            FROM steps WHERE started_at IS NOT NULL
+        UNION ALL SELECT ended_at, run_id, step_id, attempt, 'step_' || status, status, error
+            FROM steps WHERE ended_at IS NOT NULL) ON CONFLICT DO NOTHING"""
+    )
+
+
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3_events]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -192,19 +226,30 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 
+_APPEND_EVENTS = (
+    "INSERT INTO events (ts, run_id, step_id, attempt, event, status, error, event_key) "
+    f"SELECT {_ts(1)}, unnest($2), unnest($3), unnest($4), unnest($5), "
+    "unnest($6), unnest($7), unnest($8) ON CONFLICT DO NOTHING"
+)
+
+
 def upsert(
     con: duckdb.DuckDBPyConnection,
     workflows: Sequence[tuple[Any, ...]],
     runs: Sequence[tuple[Any, ...]],
     steps: Sequence[tuple[Any, ...]],
+    events: Sequence[tuple[Any, ...]] = (),
 ) -> None:
-    """Upsert rows, inside the caller's transaction."""
+    """Upsert rows (events are appended), inside the caller's transaction."""
     if workflows:
         con.execute(_UPSERT_WORKFLOWS, _columns(last_per_key(workflows, 2), 4))
     if runs:
         con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
     if steps:
         con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 12))
+    if events:
+        unique = list({row[7]: row for row in events}.values())
+        con.execute(_APPEND_EVENTS, _columns(unique, 8))
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -222,6 +267,12 @@ STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
     "output::VARCHAR, output_kind, output_table, output_pickle, output_schema FROM steps "
     "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq"
+)
+
+
+EVENT_SELECT = (
+    f"SELECT {_us('ts')}, run_id, step_id, attempt, status, error FROM events "
+    "WHERE run_id = ? ORDER BY ts, seq"
 )
 
 

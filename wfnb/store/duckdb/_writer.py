@@ -46,7 +46,9 @@ from wfnb.store.duckdb._waiters import LIVE, Waiter
 
 log = logging.getLogger("wfnb.store")
 _WRITE, _CALL, _HOLD, _CLOSE = range(4)
-Rows = tuple[list[Any], list[Any], list[Any]]
+#: workflows, runs, steps and events rows (a journal frame of an older wfnb has no
+#: events: three lists)
+Rows = tuple[list[Any], ...]
 
 
 class Writer:
@@ -203,7 +205,7 @@ class Writer:
             self._fold()
             self._commit(batches)
             return
-        rows: Rows = ([], [], [])
+        rows: Rows = ([], [], [], [])
         for b in batches:
             for acc, part in zip(rows, b.rows, strict=True):
                 acc.extend(part)
@@ -282,15 +284,18 @@ class Writer:
         workflows: list[Any] = []
         runs: list[Any] = []
         steps: list[Any] = []
-        for _, (w, r, s) in frames:
+        events: list[Any] = []
+        for _, (w, r, s, *e) in frames:
             workflows += w
             runs += r
             steps += s
+            events += e[0] if e else []
         tables: list[PendingTable] = []
         for b in batches:
             workflows += b.workflows
             runs += b.runs
             steps += b.steps
+            events += b.events
             tables += b.tables
         created: set[str] = set()
         dropped: set[str] = set()
@@ -298,7 +303,7 @@ class Writer:
             verdicts = _tables.vet(con, tables)
             con.execute("BEGIN")
             steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
-            _schema.upsert(con, workflows, runs, steps)
+            _schema.upsert(con, workflows, runs, steps, events)
             if frames:
                 _schema.set_folded_seq(con, frames[-1][0])
             con.execute("COMMIT")
