@@ -264,6 +264,11 @@ class StoreConformance:
         record = self.step(
             status=status,
             error="why" if status is StepStatus.FAILED else None,
+            traceback=(
+                'Traceback (most recent call last):\n  File "cell", line 2, in f\nValueError: why\n'
+                if status is StepStatus.FAILED
+                else None
+            ),
             started_at=time.time(),
             ended_at=None,
         )

@@ -18,14 +18,15 @@ from wfnb.engine import lifecycle, offline
 from wfnb.engine.definitions import Definitions
 from wfnb.engine.handle import RunHandle
 from wfnb.engine.lease import StoreLease
-from wfnb.errors import LoopRunning, NotWaiting, RunNotFound
+from wfnb.engine.report import format_attempts
+from wfnb.errors import LoopRunning, NotWaiting, RunNotFound, UnknownStepError
 from wfnb.events import EventBus, RunObserver, Subscription
 from wfnb.model import RunResult, RunStatus, StepStatus, Workflow
 from wfnb.owner import current_owner, driven_elsewhere
 from wfnb.redact import Redactor
 from wfnb.run.host import CrashPoints
 from wfnb.run.live import LiveRun, run_result
-from wfnb.store.base import RunRecord, Store
+from wfnb.store.base import RunRecord, Store, latest_attempts
 from wfnb.store.memory import MemoryStore
 
 log = logging.getLogger("wfnb")
@@ -213,7 +214,24 @@ class Engine:
             },
             error=record.error,
             failed_step=record.failed_step,
+            tracebacks={
+                step.step_id: step.traceback
+                for step in latest_attempts(steps).values()
+                if step.status is StepStatus.FAILED and step.traceback
+            },
         )
+
+    async def step_report(self, run_id: str, step_id: str) -> str:
+        """Every attempt of a step as text: status, time, error and the user's frames
+        of its traceback (what ``%workflow show RUN STEP`` prints)."""
+        records = [s for s in await self.store.get_steps(run_id=run_id) if s.step_id == step_id]
+        if not records:
+            if await self.store.get_run(run_id=run_id) is None:
+                raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
+            raise UnknownStepError(
+                f"run {run_id} has no attempt of a step {step_id!r}", step_id=step_id
+            )
+        return format_attempts(records)
 
     def handle(self, run_id: str) -> RunHandle | None:
         """The handle of a run this engine is driving (or drove recently); None otherwise."""

@@ -19,6 +19,7 @@ from wfnb.events import EventKind
 from wfnb.model import ApprovalSpec, Step, StepStatus
 from wfnb.run.frame import Frame, Outcome
 from wfnb.run.services import StepServices
+from wfnb.run.tracebacks import user_traceback
 from wfnb.steps.base import StepContext, executor_for
 from wfnb.store.base import Batch, StepRecord
 
@@ -42,6 +43,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
+        trace: str | None = None
         clock = None
         try:
             if limit is None:
@@ -73,6 +75,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                 error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
             else:
                 error = f"{type(exc).__name__}: {exc}"
+                trace = user_traceback(exc)
             retryable = True
         except (DefinitionError, TemplateRenderError, ApprovalRejected) as exc:
             error, retryable = str(exc), False  # the same input fails the same way
@@ -82,14 +85,29 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             error, retryable = str(exc), True
         except Exception as exc:
             error, retryable = f"{type(exc).__name__}: {exc}", True
+            trace = user_traceback(exc)
+        trace = host.redact(trace)
         if not retryable or attempt >= step.retry.max_attempts or run.stop_reason:
             return Outcome(
-                StepStatus.FAILED, attempt, started, error=error, below=below, cause=cause
+                StepStatus.FAILED,
+                attempt,
+                started,
+                error=error,
+                below=below,
+                cause=cause,
+                traceback=trace,
             )
         delay = step.retry.wait_before(attempt + 1)
         now = time.time()
         failed = StepRecord(
-            run.id, instance, attempt, StepStatus.FAILED, started, now, host.redact(error)
+            run.id,
+            instance,
+            attempt,
+            StepStatus.FAILED,
+            started,
+            now,
+            host.redact(error),
+            traceback=trace,
         )
         await host.store.write(Batch.changes(steps=(failed,)))
         run.events.publish(

@@ -258,6 +258,8 @@ class Scope:
                 run.outputs[base] = outcome.output
         elif outcome.error is not None:
             run.errors[instance] = outcome.error
+            if outcome.traceback is not None:
+                run.tracebacks[instance] = outcome.traceback
         redact = run.host.redact
         self.records.append(
             StepRecord(
@@ -270,6 +272,7 @@ class Scope:
                 redact(outcome.error),
                 redact(outcome.output),
                 outcome.status is StepStatus.COMPLETED,
+                outcome.traceback,  # masked already
             )
         )
         if outcome.status is StepStatus.FAILED:

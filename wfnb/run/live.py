@@ -60,6 +60,8 @@ class LiveRun:
         #: step instance -> when its current attempt started (its records keep it)
         self.started: dict[str, float] = {}
         self.errors: dict[str, str] = {}
+        #: step instance -> the user's frames of its last failed attempt (masked)
+        self.tracebacks: dict[str, str] = {}
         self.restored = dict(restored)
         for instance, step in restored.items():
             self.attempts[instance] = step.attempt
@@ -145,6 +147,7 @@ class LiveRun:
             error=redact(self.error_text()) if self.status.finished or failure else None,
             failed_step=failure.step if failure and failure.step else None,
             redact=redact,
+            tracebacks=self.tracebacks,
         )
 
     def template_scope(self, frame: Frame) -> dict[str, Any]:
@@ -358,11 +361,14 @@ def run_result(
     error: str | None,
     failed_step: str | None,
     redact: Callable[[Any], Any] | None = None,
+    tracebacks: Mapping[str, str] | None = None,
 ) -> RunResult:
     """The one way a `RunResult` is made, live or from the store: outputs by step
-    id (a loop body step with its last iteration's), passed through ``redact``."""
+    id (a loop body step with its last iteration's), passed through ``redact``;
+    ``tracebacks`` by step instance (stored masked)."""
     by_step = step_outputs(outputs)
     return RunResult(
+        tracebacks=dict(tracebacks or {}),
         run_id=record.run_id,
         workflow=record.workflow,
         status=status,

@@ -74,6 +74,9 @@ class StepRecord:
     error: str | None = None
     output: Any = None
     has_output: bool = False
+    #: for a failed attempt: the user's frames of its traceback (wfnb's and asyncio's
+    #: trimmed), secrets masked; None when no code of the user's was on the stack
+    traceback: str | None = None
 
 
 #: the name of each change of state in `events`: the live stream's `EventKind` values

@@ -328,6 +328,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 name if kind == TABLE else None,
                 blob,
                 schema,
+                _text(s.traceback),
             )
         )
     for e in batch.events:
@@ -410,6 +411,7 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         _table_name,
         blob,
         schema,
+        traceback,
     ) = row
     return StepRecord(
         run_id=run_id,
@@ -421,4 +423,5 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         error=error,
         output=decode_value(kind, text, blob, table, schema),
         has_output=kind != NONE,
+        traceback=traceback,
     )

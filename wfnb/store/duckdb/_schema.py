@@ -11,7 +11,8 @@ Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
                ended_at, duration_ms, error, output (JSON; for a table, a reference
                ``{"table": …, "type": …, "rows": …}``), output_kind
                ('json' | 'table' | 'pickle' | 'none'), output_table, output_pickle,
-               output_schema (the Arrow schema a table output is restored to)
+               output_schema (the Arrow schema a table output is restored to),
+               traceback (since v4: the user's frames of a failed attempt)
 ``output_…``   one real table per DataFrame/Arrow output, named in ``steps.output_table``
 
 ``events``     history (since v3): one row per change of state of a run or a step
@@ -118,8 +119,18 @@ def _v3_events(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v4_traceback(con: duckdb.DuckDBPyConnection) -> None:
+    """``steps.traceback``: the user's frames of a failed attempt's traceback."""
+    con.execute("ALTER TABLE steps ADD COLUMN IF NOT EXISTS traceback VARCHAR")
+
+
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3_events]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+    _v1,
+    _v2,
+    _v3_events,
+    _v4_traceback,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -198,13 +209,13 @@ _UPSERT_RUNS = (
 
 _STEP_COLS = (
     "run_id, step_id, attempt, status, started_at, ended_at, error, output, "
-    "output_kind, output_table, output_pickle, output_schema"
+    "output_kind, output_table, output_pickle, output_schema, traceback"
 )
 _UPSERT_STEPS = (
     f"INSERT INTO steps ({_STEP_COLS}, duration_ms) SELECT *, "
     "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), unnest($2), "
     f"unnest($3), unnest($4), {_ts(5)} AS started_at, {_ts(6)} AS ended_at, unnest($7), "
-    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12)) "
+    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12), unnest($13)) "
     "ON CONFLICT DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in [*_STEP_COLS.split(", ")[3:], "duration_ms"])
 )
@@ -246,7 +257,7 @@ def upsert(
     if runs:
         con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
     if steps:
-        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 12))
+        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 13))
     if events:
         unique = list({row[7]: row for row in events}.values())
         con.execute(_APPEND_EVENTS, _columns(unique, 8))
@@ -265,7 +276,8 @@ RUN_SELECT = (
 )
 STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
-    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema FROM steps "
+    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema, traceback "
+    "FROM steps "
     "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq"
 )
 
