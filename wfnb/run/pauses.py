@@ -80,10 +80,12 @@ class Pauses:
     def check(self) -> None:
         """Pause or unpause the run if what its steps wait for says so."""
         run = self.run
-        if run.status.finished or run.stop_reason is not None or run.shutting_down():
-            return  # (letting go of a run changes nothing it stored)
+        if run.status.finished or run.stop_reason is not None:
+            return
         if not self.waiting and run.status is RunStatus.RUNNING:
             return  # the common case, on every turn of the driver
+        if run.shutting_down():
+            return  # a run being let go changes nothing it stored
         paused = bool(self.waiting) and all(
             instance in self.waiting
             or ((body := self.in_body.get(instance)) is not None and bool(body.running))
