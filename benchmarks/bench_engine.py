@@ -61,15 +61,34 @@ def skewed(width: int = 20, short: float = 0.005, long: float = 0.1) -> tuple[wf
 
 
 async def run_engine(store_factory: Callable[[], Any], workflow: wfnb.Workflow) -> float:
+    return (await run_engine_cpu(store_factory, workflow))[0]
+
+
+async def run_engine_cpu(
+    store_factory: Callable[[], Any], workflow: wfnb.Workflow
+) -> tuple[float, float]:
+    """Wall and CPU seconds (`time.process_time`, every thread of the process) of
+    one run, after a warm-up run on the same engine."""
     engine = wfnb.Engine(store=store_factory(), namespace={"noop": shapes.noop, "sleeper": sleeper})
     engine.register(workflow)
     await (await engine.start(workflow))  # warm-up: plans, templates, store schema
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = await (await engine.start(workflow))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert result.ok, result.error
     await engine.close()
-    return elapsed
+    return elapsed, cpu
+
+
+async def bare_cpu(shape: shapes.Shape) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
+    await shapes.bare(shape)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    walls, cpus = zip(*runs, strict=True)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def store_factory(kind: str, tmp: Path) -> Callable[[], Any]:
@@ -95,19 +114,22 @@ async def main(kind: str, repeat: int, steps: int) -> None:
         fsync_s = shapes.fsync_floor(Path(tmp)) if kind == "duckdb" else None
         shapes.print_floors(fsync_s)
         print(f"store: {kind}; median of {repeat} runs; overhead = (engine - bare) / steps")
+        print("cpu µs/step: the same overhead in CPU time, steadier on a busy machine")
         header = f"{'shape':<18}{'engine ms':>11}{'bare ms':>10}{'µs/step':>10}{'ratio':>9}"
-        print(header + ("   step ÷ fsync" if fsync_s else ""))
+        print(header + f"{'cpu µs/step':>13}" + ("   step ÷ fsync" if fsync_s else ""))
         for shape in sized_shapes(steps):
             workflow = workflow_of(shape, name=shape.name)
-            engine_times, bare_times = [], []
+            engine_runs, bare_runs = [], []
             for _ in range(repeat):
-                engine_times.append(await run_engine(factory, workflow))
-                bare_times.append(await shapes.timed(lambda s=shape: shapes.bare(s)))
-            engine_s, bare_s = statistics.median(engine_times), statistics.median(bare_times)
+                engine_runs.append(await run_engine_cpu(factory, workflow))
+                bare_runs.append(await bare_cpu(shape))
+            engine_s, engine_cpu = medians(engine_runs)
+            bare_s, bare_cpu_s = medians(bare_runs)
             per_step = (engine_s - bare_s) / shape.size
+            cpu_step = (engine_cpu - bare_cpu_s) / shape.size
             line = (
                 f"{shape.label:<18}{engine_s * 1e3:>11.2f}{bare_s * 1e3:>10.3f}"
-                f"{per_step * 1e6:>10.1f}{engine_s / bare_s:>9.0f}x"
+                f"{per_step * 1e6:>10.1f}{engine_s / bare_s:>9.0f}x{cpu_step * 1e6:>13.1f}"
             )
             if fsync_s:
                 line += f"{per_step / fsync_s:>14.2f}x"

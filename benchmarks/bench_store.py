@@ -36,20 +36,39 @@ from wfnb.store.duckdb import DuckDBStore  # noqa: E402
 def step(run_id: str, i: int, status: StepStatus) -> StepRecord:
     now = time.time()
     done = status is StepStatus.COMPLETED
-    return StepRecord(run_id=run_id, step_id=f"s{i}", attempt=1, status=status, started_at=now,
-                      ended_at=now if done else None, output={"i": i} if done else None,
-                      has_output=done)
+    return StepRecord(
+        run_id=run_id,
+        step_id=f"s{i}",
+        attempt=1,
+        status=status,
+        started_at=now,
+        ended_at=now if done else None,
+        output={"i": i} if done else None,
+        has_output=done,
+    )
 
 
 async def shape(store: DuckDBStore, name: str, n: int) -> dict[str, float]:
-    run = RunRecord(run_id=name, workflow="bench", definition_hash="h",
-                    status=RunStatus.RUNNING, inputs={}, created_at=time.time())
+    run = RunRecord(
+        run_id=name,
+        workflow="bench",
+        definition_hash="h",
+        status=RunStatus.RUNNING,
+        inputs={},
+        created_at=time.time(),
+    )
     await store.write(Batch(runs=[run]))
     t0 = time.perf_counter()
     if name == "chain":
         for i in range(n):
-            await store.write(Batch(steps=[step(name, i, StepStatus.COMPLETED),
-                                           step(name, i + 1, StepStatus.RUNNING)]))
+            await store.write(
+                Batch(
+                    steps=[
+                        step(name, i, StepStatus.COMPLETED),
+                        step(name, i + 1, StepStatus.RUNNING),
+                    ]
+                )
+            )
         per, unit = n, "step"
     elif name == "batch1":
         for i in range(n):
@@ -58,12 +77,14 @@ async def shape(store: DuckDBStore, name: str, n: int) -> dict[str, float]:
     elif name == "batch200":
         rounds = max(1, n // 100)
         for r in range(rounds):
-            await store.write(Batch(steps=[step(name, r * 200 + i, StepStatus.COMPLETED)
-                                           for i in range(200)]))
+            await store.write(
+                Batch(steps=[step(name, r * 200 + i, StepStatus.COMPLETED) for i in range(200)])
+            )
         per, unit = rounds * 200, "record"
     else:  # fanout
-        await asyncio.gather(*(store.write(Batch(steps=[step(name, i, StepStatus.RUNNING)]))
-                               for i in range(200)))
+        await asyncio.gather(
+            *(store.write(Batch(steps=[step(name, i, StepStatus.RUNNING)])) for i in range(200))
+        )
         per, unit = 200, "record"
     elapsed = time.perf_counter() - t0
     return {"us_per_" + unit: round(elapsed / per * 1e6, 1)}
@@ -75,9 +96,20 @@ async def bench(directory: Path, n: int, journal: bool) -> dict[str, object]:
         path = directory / f"{name}-{'journal' if journal else 'direct'}.duckdb"
         store = DuckDBStore(path, journal=journal)
         await store.acquire()  # as the engine does while runs are active
-        await store.write(Batch(runs=[RunRecord(run_id="warm", workflow="b", definition_hash="h",
-                                                status=RunStatus.RUNNING, inputs={},
-                                                created_at=time.time())]))
+        await store.write(
+            Batch(
+                runs=[
+                    RunRecord(
+                        run_id="warm",
+                        workflow="b",
+                        definition_hash="h",
+                        status=RunStatus.RUNNING,
+                        inputs={},
+                        created_at=time.time(),
+                    )
+                ]
+            )
+        )
         result: dict[str, object] = dict(await shape(store, name, n))
         t0 = time.perf_counter()
         await store.release()
@@ -104,13 +136,17 @@ def raw_costs(directory: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     for i in range(200):
         con.execute("BEGIN")
-        con.execute("INSERT INTO t SELECT unnest($1), unnest($2) ON CONFLICT DO UPDATE "
-                    "SET v = excluded.v", [[f"a{i}", f"b{i}"], ["x", "y"]])
+        con.execute(
+            "INSERT INTO t SELECT unnest($1), unnest($2) ON CONFLICT DO UPDATE SET v = excluded.v",
+            [[f"a{i}", f"b{i}"], ["x", "y"]],
+        )
         con.execute("COMMIT")
     txn_us = (time.perf_counter() - t0) / 200 * 1e6
     con.close()
-    return {"append_fsync_300B_us": round(fsync_us, 1),
-            "duckdb_upsert_txn_2rows_us": round(txn_us, 1)}
+    return {
+        "append_fsync_300B_us": round(fsync_us, 1),
+        "duckdb_upsert_txn_2rows_us": round(txn_us, 1),
+    }
 
 
 def main() -> None:

@@ -2,11 +2,13 @@
 
     python benchmarks/bench_view.py [--reps 7] [--width 20] [--depth 10] [--step-ms 2]
     python benchmarks/bench_view.py --store duckdb     # durable: a DuckDB file per run
+    python benchmarks/bench_view.py --steps 1000       # width x depth with that many steps
 
 A ``waves`` workflow (depth x width steps, each needing one step of the previous
 wave; every step sleeps ``step-ms``), run on one loop with the same store, so
 what differs between the two runs is only the view: an event subscriber updating
-a `RunState`, the throttled redraw (``dot`` on the render thread) and the widget
+a `RunState`, the throttled redraw (``dot`` and the timeline SVG on the render
+thread), the final static picture (read back from the store) and the widget
 updates (ipywidgets without a kernel: the comm messages go nowhere, everything
 else is real). Runs alternate headless/view; we report medians and their ratio
 (goal: <= 1.1), plus how many redraws the view made.
@@ -55,9 +57,8 @@ async def once(
     assert result.ok, result.error
     redraws = 0
     if live is not None:
-        while not live.finished or live.throttle._inflight is not None:
+        while live.final is None:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # the final flush
         redraws = live.throttle.redraws
     await engine.close()
     return elapsed, redraws
@@ -94,5 +95,11 @@ if __name__ == "__main__":
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--step-ms", type=float, default=2.0)
     parser.add_argument("--store", choices=["memory", "duckdb"], default="memory")
+    parser.add_argument(
+        "--steps", type=int, help="total steps: 20 waves of steps/20 (overrides width/depth)"
+    )
     args = parser.parse_args()
+    if args.steps:
+        args.depth = 20
+        args.width = max(1, args.steps // 20)
     asyncio.run(main(args.reps, args.width, args.depth, args.step_ms, args.store))

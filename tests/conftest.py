@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,33 +16,107 @@ import wfnb
 
 
 def arun(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(coro)
+    """Run ``coro`` on a fresh loop; the backends of the test let go of what they
+    hold on it (a Dask client) before it ends, as `Engine.run_sync` makes them."""
+
+    async def main() -> Any:
+        try:
+            return await coro
+        finally:
+            for backend in _LOOP_BOUND:
+                await backend.release()
+
+    return asyncio.run(main())
+
+
+#: the backends the running test uses (the `backend` fixture fills it)
+_LOOP_BOUND: list[wfnb.Backend] = []
 
 
 class Recorder:
-    """Callables for workflows that note when each step started and ended."""
+    """Callables for workflows that note when each step started and ended. The
+    notes go to a file, so they are seen from steps that ran on a Dask worker (in
+    another process) too; `time.monotonic` is the same clock in every process."""
 
-    def __init__(self) -> None:
-        self.starts: dict[str, float] = {}
-        self.ends: dict[str, float] = {}
-        self.calls: list[str] = []
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "recorder.log"
+        self.path.touch()
 
     async def work(self, name: str = "x", delay: float = 0.0, fail: bool = False) -> str:
-        self.calls.append(name)
-        self.starts[name] = time.monotonic()
+        self._note("start", name)
         await asyncio.sleep(delay)
-        self.ends[name] = time.monotonic()
+        self._note("end", name)
         if fail:
             raise ValueError(f"{name} broke")
         return name
+
+    def _note(self, what: str, name: str) -> None:
+        line = f"{what} {time.monotonic()!r} {name}\n".encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)  # one write to an O_APPEND file: lines never interleave
+        finally:
+            os.close(fd)
+
+    def _notes(self, what: str) -> list[tuple[float, str]]:
+        notes = []
+        for line in self.path.read_text().splitlines():
+            kind, at, name = line.split(" ", 2)
+            if kind == what:
+                notes.append((float(at), name))
+        return notes
+
+    @property
+    def calls(self) -> list[str]:
+        return [name for _, name in self._notes("start")]
+
+    @property
+    def starts(self) -> dict[str, float]:
+        return {name: at for at, name in self._notes("start")}
+
+    @property
+    def ends(self) -> dict[str, float]:
+        return {name: at for at, name in self._notes("end")}
 
     def namespace(self, **extra: Any) -> dict[str, Any]:
         return {"work": self.work, **extra}
 
 
 @pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
+def rec(tmp_path: Path) -> Recorder:
+    return Recorder(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    """One LocalCluster of processes for the whole session (starting one takes
+    seconds). A dead worker fails its task at once, as in `DaskBackend`'s own."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        processes=True,
+        n_workers=2,
+        threads_per_worker=1,
+        dashboard_address=":0",
+        scheduler_kwargs={"allowed_failures": 0},
+    )
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(params=["local", "dask"])
+def backend(request: pytest.FixtureRequest) -> Iterator[wfnb.Backend]:
+    """Each engine semantics test runs on both backends; the Dask one on the
+    session's cluster, through a client of its own on each test's loop."""
+    made: wfnb.Backend
+    if request.param == "local":
+        made = wfnb.LocalBackend()
+    else:
+        cluster = request.getfixturevalue("dask_cluster")
+        made = wfnb.DaskBackend(address=cluster.scheduler_address)
+    _LOOP_BOUND.append(made)
+    yield made
+    _LOOP_BOUND.remove(made)
 
 
 def wf(text: str, name: str = "wf") -> wfnb.Workflow:

@@ -146,3 +146,18 @@ def test_python_construction_matches_yaml():
         workflow.definition_hash
         == wfnb.Workflow(name="py", steps=[wfnb.Step(id="b", code="f"), step]).definition_hash
     )
+
+
+def test_values_are_those_of_yaml_and_unsafe_tags_name_the_line():
+    # Built in one walk over libyaml's nodes: numbers, nulls, merge keys and shared
+    # anchors come out as PyYAML's safe constructor makes them.
+    workflow = wf(
+        "inputs: &b {n: 3, f: 1.5, z: null, ok: true, s: '7'}\n"
+        "steps:\n  a: {code: f, with: {<<: *b, extra: [1, *b]}}\n"
+    )
+    assert workflow.steps["a"].with_ == {
+        "n": 3, "f": 1.5, "z": None, "ok": True, "s": "7",
+        "extra": [1, {"n": 3, "f": 1.5, "z": None, "ok": True, "s": "7"}],
+    }  # fmt: skip
+    err = error_of("steps:\n  a: {code: f}\n  b: !!python/object:os.system {}\n")
+    assert isinstance(err, wfnb.YamlError) and err.line == 3

@@ -46,8 +46,8 @@ def test_every_error_derives_from_wfnb_error():
 def test_importing_the_engine_loads_no_notebook_or_storage_library():
     code = (
         "import sys, wfnb, wfnb.engine; "
-        "print(','.join(m for m in ('IPython', 'ipywidgets', 'graphviz', 'duckdb', 'httpx') "
-        "if m in sys.modules))"
+        "print(','.join(m for m in ('IPython', 'ipywidgets', 'graphviz', 'duckdb', 'httpx', "
+        "'distributed', 'dask') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -61,3 +61,14 @@ def test_the_duckdb_names_load_on_first_use():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True", "DuckDBStore", "True"]
+
+
+def test_the_dask_backend_loads_on_first_use_and_distributed_only_when_it_connects():
+    code = (
+        "import sys, wfnb; before = 'wfnb.backends.dask' in sys.modules; "
+        "backend = wfnb.DaskBackend(address='tcp://127.0.0.1:1'); "
+        "print(before, 'wfnb.backends.dask' in sys.modules, 'distributed' in sys.modules, "
+        "isinstance(backend, wfnb.Backend))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "False", "True"]

@@ -6,6 +6,8 @@ in ``__all__`` are the whole public surface (tested); the IPython hooks
 only. The planner (`wfnb.dag`) is internal.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 # `parse` provides Workflow.from_yaml/to_yaml (the model itself has no YAML).
 from wfnb import parse  # noqa: F401
 from wfnb.backends import Backend, LocalBackend
@@ -29,7 +31,9 @@ from wfnb.errors import (
     TemplateRenderError,
     UnknownCallableError,
     UnknownStepError,
+    UnpicklableCallableError,
     WfnbError,
+    WorkerLost,
     WorkflowTimeout,
     YamlError,
 )
@@ -41,8 +45,16 @@ from wfnb.store import Batch, MemoryStore, RunRecord, StepRecord, Store, Workflo
 
 __version__ = "0.1.0"
 
-# Loaded on first use, so `import wfnb` (and the engine) does not load duckdb.
-_LAZY = {"DuckDBStore": "wfnb.store.duckdb", "sql": "wfnb.store.duckdb"}
+if _TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from wfnb.backends.dask import DaskBackend
+
+# Loaded on first use, so `import wfnb` (and the engine) loads neither duckdb nor
+# distributed (wfnb.backends.dask itself imports distributed only when it connects).
+_LAZY = {
+    "DaskBackend": "wfnb.backends.dask",
+    "DuckDBStore": "wfnb.store.duckdb",
+    "sql": "wfnb.store.duckdb",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -60,14 +72,14 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ip: object) -> None:
     """``%load_ext wfnb``: register the magics (IPython is imported only now)."""
-    from wfnb.notebook.magics import load_ipython_extension as load
+    from wfnb.notebook.extension import load_ipython_extension as load
 
     load(ip)
 
 
 def unload_ipython_extension(ip: object) -> None:
     """``%unload_ext wfnb`` (and the first half of ``%reload_ext wfnb``)."""
-    from wfnb.notebook.magics import unload_ipython_extension as unload
+    from wfnb.notebook.extension import unload_ipython_extension as unload
 
     unload(ip)
 
@@ -77,6 +89,7 @@ __all__ = [
     "Backend",
     "Batch",
     "CycleError",
+    "DaskBackend",
     "DefinitionError",
     "DuckDBStore",
     "Engine",
@@ -110,7 +123,9 @@ __all__ = [
     "TemplateRenderError",
     "UnknownCallableError",
     "UnknownStepError",
+    "UnpicklableCallableError",
     "WfnbError",
+    "WorkerLost",
     "Workflow",
     "WorkflowRecord",
     "WorkflowTimeout",

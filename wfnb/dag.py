@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from wfnb import template
 from wfnb.errors import CycleError, DefinitionError, UnknownStepError, did_you_mean
 from wfnb.model import ConditionalSpec, LoopSpec, StepStatus, Workflow
@@ -44,12 +42,16 @@ class Plan:
     #: conditional id -> (then ids, else ids)
     branches: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
 
-    @property
-    def graph(self) -> nx.DiGraph:
-        graph = nx.DiGraph()
-        graph.add_nodes_from(self.steps)
-        graph.add_edges_from((need, step) for step in self.steps for need in self.needs[step])
-        return graph
+    def downstream(self, step_id: str) -> set[str]:
+        """Every step that needs ``step_id``, directly or through others."""
+        found: set[str] = set()
+        stack = list(self.dependents[step_id])
+        while stack:
+            sid = stack.pop()
+            if sid not in found:
+                found.add(sid)
+                stack.extend(self.dependents[sid])
+        return found
 
 
 def build_plan(workflow: Workflow) -> Plan:
@@ -190,14 +192,15 @@ def _plan_scope(
     scope_of: Callable[[str], str | None],
 ) -> Plan:
     members = [sid for sid in workflow.steps if scope_of(sid) == scope]
-    graph = nx.DiGraph()
-    graph.add_nodes_from(members)
-    graph.add_edges_from((need, sid) for sid in members for need in needs[sid])
-    try:
-        generations = [sorted(gen, key=members.index) for gen in nx.topological_generations(graph)]
-    except nx.NetworkXUnfeasible:
+    generations = _generations(members, needs)
+    if generations is None:
+        # (networkx only here, on the error path: importing it costs ~14 MB and 1 s)
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_edges_from((need, sid) for sid in members for need in needs[sid])
         cycle = [edge[0] for edge in nx.find_cycle(graph)]
-        raise CycleError(cycle, line=workflow.line_of(cycle[0])) from None
+        raise CycleError(cycle, line=workflow.line_of(cycle[0]))
     order = tuple(sid for gen in generations for sid in gen)
     dependents: dict[str, list[str]] = {sid: [] for sid in members}
     for sid in order:
@@ -225,18 +228,43 @@ def _plan_scope(
     )
 
 
+def _generations(members: list[str], needs: Mapping[str, set[str]]) -> list[list[str]] | None:
+    """The members grouped by depth (Kahn's algorithm), each group in the order the
+    steps were written; None when they form a cycle. Linear in steps plus edges:
+    a 10,000-step workflow is planned in milliseconds."""
+    position = {sid: index for index, sid in enumerate(members)}
+    missing = {sid: len(needs[sid]) for sid in members}
+    unlocks: dict[str, list[str]] = {sid: [] for sid in members}
+    for sid in members:
+        for need in needs[sid]:
+            unlocks[need].append(sid)
+    generation = [sid for sid in members if not missing[sid]]
+    generations: list[list[str]] = []
+    placed = 0
+    while generation:
+        generations.append(generation)
+        placed += len(generation)
+        following = []
+        for sid in generation:
+            for dependent in unlocks[sid]:
+                missing[dependent] -= 1
+                if not missing[dependent]:
+                    following.append(dependent)
+        generation = sorted(following, key=position.__getitem__)
+    return generations if placed == len(members) else None
+
+
 def _check_references(
     workflow: Workflow, needs: Mapping[str, set[str]], scope_of: Callable[[str], str | None]
 ) -> None:
     """A template may only read ``steps.X`` where X exists and, for top-level steps,
     X is upstream: reading a step that may not have run yet is a race, not a feature."""
-    graph = nx.DiGraph()
-    graph.add_nodes_from(workflow.steps)
-    graph.add_edges_from((need, sid) for sid in workflow.steps for need in needs[sid])
     for step_id, step in workflow.steps.items():
-        refs = template.referenced_steps(step.with_) | template.referenced_steps(
-            step.spec.model_dump(by_alias=True, exclude={"target"})
-        )
+        refs = template.referenced_steps(step.with_) if step.with_ else set()
+        if len(type(step.spec).model_fields) > 1:  # more than a `target` (a name)
+            refs |= template.referenced_steps(
+                step.spec.model_dump(by_alias=True, exclude={"target"})
+            )
         if step.if_ is not None:
             refs |= template.referenced_steps(step.if_, expression=True)
         if isinstance(step.spec, ConditionalSpec):
@@ -254,6 +282,8 @@ def _check_references(
                     step_id=step_id,
                     line=workflow.line_of(step_id),
                 )
+        if not refs:
+            continue  # (most steps: no upstream walk, so planning stays linear)
         # Upstream of a step in a loop body: what it needs in its iteration, and
         # what its loop (and every loop around that) needs.
         chain: list[str] = []
@@ -261,7 +291,7 @@ def _check_references(
         current: str | None = step_id
         while current is not None:
             chain.append(current)
-            upstream |= nx.ancestors(graph, current)
+            upstream |= _ancestors(current, needs)
             current = scope_of(current)
         scopes = {scope_of(member) for member in chain}
         for ref in sorted(refs):
@@ -277,6 +307,17 @@ def _check_references(
                 step_id=step_id,
                 line=workflow.line_of(step_id),
             )
+
+
+def _ancestors(step_id: str, needs: Mapping[str, set[str]]) -> set[str]:
+    found: set[str] = set()
+    stack = list(needs[step_id])
+    while stack:
+        sid = stack.pop()
+        if sid not in found:
+            found.add(sid)
+            stack.extend(needs[sid])
+    return found
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ user can catch them all with one ``except`` and tell them apart by class::
     │   ├── UnknownStepError     `needs`/`then`/`body` names a step that does not exist
     │   ├── CycleError           the steps depend on each other in a circle
     │   ├── TemplateError        a Jinja2 template does not compile
-    │   └── UnknownCallableError a `code:` or `skill:` name resolves to nothing
+    │   ├── UnknownCallableError a `code:` or `skill:` name resolves to nothing
+    │   └── UnpicklableCallableError  its callable cannot travel to the workers
     ├── StepError                a step ran and did not succeed
     │   ├── StepTimeout          it ran longer than its `timeout`
     │   ├── TemplateRenderError  its template used an undefined name
     │   ├── ApprovalRejected     a person rejected it
+    │   ├── WorkerLost           the worker running it died (retried like a failure)
     │   └── SubWorkflowError     its sub-workflow failed or nested too deep
     ├── RunError                 the run as a whole could not go on, or do what was asked
     │   ├── WorkflowTimeout      the workflow-level `timeout` expired
@@ -85,11 +87,29 @@ class UnknownCallableError(DefinitionError):
     """A `code:` or `skill:` step names something that is not a callable."""
 
 
-class StepError(WfnbError):
-    """A step ran and did not succeed."""
+class UnpicklableCallableError(DefinitionError):
+    """A `code:` or `skill:` callable cannot be pickled, so it cannot be sent to the
+    workers of a remote backend (Dask); found when the run starts."""
 
-    def __init__(self, message: str, *, step_id: str | None = None):
+
+class StepError(WfnbError):
+    """A step ran and did not succeed.
+
+    A step's `retry` setting may run it again. The step can say that no retry can
+    help (``retryable=False``: a 404, a body over ``max_bytes``) or how long to wait
+    first (``retry_after`` seconds: a server's ``Retry-After``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step_id: str | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ):
         self.step_id = step_id
+        self.retryable = retryable
+        self.retry_after = retry_after
         super().__init__(message)
 
 
@@ -108,6 +128,10 @@ class ApprovalRejected(StepError):
         self.by = by
         self.comment = comment
         super().__init__(f"rejected by {by}" + (f": {comment}" if comment else ""), step_id=step_id)
+
+
+class WorkerLost(StepError):
+    """The worker running the attempt died (a Dask worker killed, out of memory)."""
 
 
 class SubWorkflowError(StepError):

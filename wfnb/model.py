@@ -65,21 +65,41 @@ class SkillSpec(_Spec):
     target: str
 
 
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+
 class HttpSpec(_Spec):
+    """One request; a status >= 400 fails the step unless ``accept_status`` lists it,
+    and a body longer than ``max_bytes`` fails it without being read whole."""
+
     url: str
     method: str = "GET"
     headers: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     json_: Any = Field(default=None, alias="json")
     body: Any = None
+    accept_status: list[int] = Field(default_factory=list)
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1)
 
 
-class AgentSpec(_Spec):
+class AgentDefaults(_Spec):
+    """Where agent steps send their requests; a workflow's ``agent:`` key, and what an
+    engine falls back to (``Engine(agent_base_url=..., agent_model=...)``)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+
+
+class AgentSpec(AgentDefaults):
+    """One chat-completions call. ``output_schema`` is a JSON schema, or the name of a
+    pydantic model in the namespace."""
+
     prompt: str
     system: str | None = None
-    model: str | None = None
-    base_url: str | None = None
-    output_schema: dict[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    output_schema: dict[str, Any] | str | None = None
 
 
 class ConditionalSpec(_Spec):
@@ -178,6 +198,10 @@ class Step(BaseModel):
     timeout: float = Field(default=DEFAULT_STEP_TIMEOUT, gt=0)
     retry: Retry = Field(default_factory=Retry)
     if_: str | None = Field(default=None, alias="if")
+    #: abstract resources an attempt holds while it runs (``{GPU: 1}``): the Dask
+    #: backend passes them to ``client.submit``, so the step only runs on a worker
+    #: that declares them; the local backend has no such limits and ignores them.
+    resources: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -215,6 +239,14 @@ class Step(BaseModel):
         if self.id in self.needs:
             raise ValueError(f"step {self.id!r} cannot need itself")
         return self
+
+    @field_validator("resources")
+    @classmethod
+    def _positive_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if amount <= 0:
+                raise ValueError(f"resource {name!r} must be a positive amount, not {amount:g}")
+        return value
 
     @field_validator("needs", mode="before")
     @classmethod
@@ -262,6 +294,8 @@ class Workflow(BaseModel):
     schedule: Literal["waves", "eager"] = "waves"
     fail_fast: bool = True
     env: list[str] = Field(default_factory=list)
+    #: defaults for the workflow's agent steps (a step's own keys win)
+    agent: AgentDefaults | None = None
 
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)

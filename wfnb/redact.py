@@ -6,12 +6,21 @@ secret's value becomes ``***NAME***``. The name, not the value, is kept on purpo
 a resumed run restores its outputs and inputs from the store, and `Redactor.restore`
 puts the values back (from the secrets of the engine that resumes), so later steps
 get what they would have got. Cheap when there are no secrets: values pass through.
+
+Credentials that are not named secrets are known by where they travel: the values
+of credential headers (`is_credential_header`). The http and agent steps hide them
+(`hide`) in what they return or raise, and mask response headers (`mask_headers`)
+and the URLs they record (`mask_url`), so none of it reaches a record either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+HIDDEN = "***"
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
 def mask(name: str) -> str:
@@ -63,3 +72,64 @@ def _walk(value: Any, text: Callable[[str], str]) -> Any:
     if isinstance(value, tuple):
         return tuple(_walk(v, text) for v in value)
     return value
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a header (or query parameter) of this name carries a credential."""
+    lower = name.lower()
+    return lower in _CREDENTIAL_HEADERS or "key" in lower or "token" in lower
+
+
+def mask_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers as a dict, the values of credential headers replaced by ``***``."""
+    return {name: HIDDEN if is_credential_header(name) else value for name, value in headers}
+
+
+def credentials_in(headers: Mapping[str, Any]) -> list[str]:
+    """The values of the credential headers among ``headers``, and for a value with
+    a scheme (``Bearer X``) the credential alone, as a server may echo either."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if value is None or not is_credential_header(str(name)):
+            continue
+        text = str(value)
+        found.append(text)
+        scheme, _, credential = text.partition(" ")
+        if credential.strip():
+            found.append(credential.strip())
+    return [text for text in found if len(text) >= 4]  # "" or "x" is no credential
+
+
+def hide(value: Any, credentials: Iterable[str]) -> Any:
+    """``value`` with every occurrence of each credential replaced by ``***``."""
+    texts = sorted(set(credentials), key=len, reverse=True)
+    if not texts or value is None:
+        return value
+
+    def text(part: str) -> str:
+        for credential in texts:
+            if credential in part:
+                part = part.replace(credential, HIDDEN)
+        return part
+
+    return _walk(value, text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password and the values of credential-named query
+    parameters (``api_key=``, ``token=``) replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}{colon and ':' + HIDDEN}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_credential_header(name) for name, _ in pairs):
+            query = urlencode(
+                [(name, HIDDEN if is_credential_header(name) else v) for name, v in pairs],
+                safe="*",
+            )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

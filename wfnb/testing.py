@@ -40,7 +40,7 @@ import pytest
 
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus, StepStatus
-from wfnb.store.base import Batch, RunRecord, StepRecord, Store, WorkflowRecord
+from wfnb.store.base import Batch, CallRecord, RunRecord, StepRecord, Store, WorkflowRecord
 
 __all__ = ["StoreConformance", "assert_same_value", "close_store"]
 
@@ -94,7 +94,7 @@ def _assert_same_record(got: Any, want: Any) -> None:
         g, w = getattr(got, f.name), getattr(want, f.name)
         if f.name.endswith("_at") and w is not None:
             assert g is not None and abs(g - w) <= TIME_TOLERANCE, f"{f.name}: {g} != {w}"
-        elif f.name in ("output", "inputs"):
+        elif f.name in ("output", "inputs", "data"):
             assert_same_value(g, w)
         else:
             assert g == w, f"{f.name}: {g!r} != {w!r}"
@@ -217,6 +217,20 @@ class StoreConformance:
         )
         return StepRecord(**{**base, **kw})
 
+    def call(
+        self, step_id: str = "s1", run_id: str = "r1", attempt: int = 1, seq: int = 1, **kw: Any
+    ) -> CallRecord:
+        base: dict[str, Any] = dict(
+            run_id=run_id,
+            step_id=step_id,
+            attempt=attempt,
+            seq=seq,
+            kind="http",
+            started_at=self.NOW + seq,
+            data={"method": "GET", "url": "http://127.0.0.1/x", "status": 200, "bytes": 2},
+        )
+        return CallRecord(**{**base, **kw})
+
     def write(self, store: Store, **kw: Any) -> None:
         _run(store.write(Batch(**kw)))
 
@@ -271,6 +285,7 @@ class StoreConformance:
             ),
             started_at=time.time(),
             ended_at=None,
+            worker="tcp://10.0.0.7:40123" if status is StepStatus.COMPLETED else None,
         )
         self.write(store, runs=[self.run_record()], steps=[record])
         (got,) = _run(store.get_steps(run_id="r1"))
@@ -282,6 +297,31 @@ class StoreConformance:
         inputs = {"t": (1, 2), "k": {1: "x"}, "f": 1.0, "s": {1}, "nan": float("nan")}
         self.write(store, runs=[self.run_record(inputs=inputs)])
         _assert_same_record(_run(store.get_run(run_id="r1")), self.run_record(inputs=inputs))
+
+    def test_calls_round_trip_ordered_by_start_then_seq(self, store: Store) -> None:
+        agent = self.call(
+            "ask",
+            attempt=2,
+            seq=1,
+            kind="agent",
+            data={"model": "m", "total_tokens": 7, "error": None, "ratio": 0.5, "x": [1, "a"]},
+        )
+        early = self.call("s1", seq=2, started_at=self.NOW)
+        later = self.call("s1", seq=1, started_at=self.NOW + 5)
+        self.write(store, runs=[self.run_record()], calls=[later, agent, early])
+        got = _run(store.get_calls(run_id="r1"))
+        assert [(c.step_id, c.seq) for c in got] == [("s1", 2), ("ask", 1), ("s1", 1)]
+        for g, want in zip(got, [early, agent, later], strict=True):
+            _assert_same_record(g, want)
+        assert _run(store.get_calls(run_id="unknown")) == []
+
+    def test_call_upserted_by_key(self, store: Store) -> None:
+        first = self.call(data={"status": None, "error": "timed out"})
+        again = self.call(data={"status": 200, "error": None})
+        self.write(store, calls=[first])
+        self.write(store, calls=[first, again])
+        (got,) = _run(store.get_calls(run_id="r1"))
+        _assert_same_record(got, again)
 
     # -- upserts ------------------------------------------------------------------
     def test_upsert_replaces_whole_record(self, store: Store) -> None:
@@ -477,9 +517,12 @@ class StoreConformance:
             self.step("s", run_id=r.run_id, output=pd.DataFrame({"a": [1]}), has_output=True)
             for r in runs
         ]
-        self.write(store, runs=runs, steps=steps)
+        calls = [self.call("s", run_id=r.run_id) for r in runs]
+        self.write(store, runs=runs, steps=steps, calls=calls)
 
         assert _run(store.prune(older_than=t + 50, keep_failed=True)) == 2
+        assert _run(store.get_calls(run_id="old-completed")) == []
+        assert len(_run(store.get_calls(run_id="old-failed"))) == 1
         left = {r.run_id for r in _run(store.list_runs())}
         assert left == {"old-pending", "old-running", "old-paused", "old-failed", "young"}
         assert _run(store.get_steps(run_id="old-completed")) == []

@@ -53,9 +53,14 @@ class Lab:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def api(self, method: str, path: str) -> Any:
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"token {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
         request = urllib.request.Request(
-            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+            f"{self.url}{path}", method=method, headers=headers, data=data
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
@@ -63,6 +68,16 @@ class Lab:
 
     def open_url(self, notebook: str) -> str:
         return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+
+    def theme(self, name: str) -> None:
+        """Switch JupyterLab's theme (as Settings › Theme does); pages loaded
+        afterwards use it."""
+        settings = {"theme": name}
+        self.api(
+            "PUT",
+            "/lab/api/settings/@jupyterlab/apputils-extension:themes",
+            {"raw": json.dumps(settings)},
+        )
 
     def shut_down_kernels(self) -> None:
         """Delete every session (which shuts its kernel down), as a user closing

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from .conftest import Lab, copy_notebook
@@ -24,6 +25,7 @@ FAILING = [
     "def parse_amounts(text):\n    return [int(word) for word in text.split()]",
     "%%workflow amounts\nsteps:\n  parse: {code: parse_amounts, with: {text: '12 7 twelve'}}",
 ]
+WIDGET = "application/vnd.jupyter.widget-view+json"
 WAIT = 90_000  # ms: a kernel starting on a busy 2-core machine
 
 
@@ -78,6 +80,13 @@ def run_cell(page: Any, cell: Any) -> None:
     )
 
 
+def shoot(element: Any, path: Path) -> None:
+    """A picture of ``element`` whole: the notebook scrolls inside its own panel,
+    which can leave the element's top outside it (clipped in the picture)."""
+    element.evaluate("e => e.scrollIntoView({block: 'center'})")
+    element.screenshot(path=str(path))
+
+
 def executed_prompts(page: Any) -> list[str]:
     texts = page.locator(".jp-CodeCell .jp-InputPrompt").all_text_contents()
     return [t.strip() for t in texts if re.search(r"\d", t)]
@@ -95,7 +104,7 @@ def test_approve_with_the_mouse_completes_the_run_without_another_cell(
     approve = output.get_by_role("button", name="Approve")
     approve.wait_for()
     output.get_by_text("paused").first.wait_for()
-    output.screenshot(path=str(screenshots / "approval-waiting.png"))
+    shoot(output, screenshots / "approval-waiting.png")
 
     approve.click()  # a real mouse click on the widget
 
@@ -105,4 +114,61 @@ def test_approve_with_the_mouse_completes_the_run_without_another_cell(
     # Nothing but the three cells above ran: the click alone finished the run.
     assert executed_prompts(page) == ["[1]:", "[2]:", "[3]:"]
     output.locator("svg").first.wait_for()
-    output.screenshot(path=str(screenshots / "run-completed.png"))
+    shoot(output, screenshots / "run-completed.png")
+
+
+def test_a_failed_run_ends_as_a_picture_naming_the_commands_to_carry_on(page: Any):
+    """The cells appended to the copy: ``parse_amounts`` raises inside the step.
+    The ended run's output is static: the commands, filled in, and no button."""
+    run_cell(page, code_cell(page, "def parse_amounts"))
+    workflow = code_cell(page, "%%workflow amounts")
+    run_cell(page, workflow)
+    output = workflow.locator(".jp-OutputArea")
+    output.get_by_text("invalid literal for int()").first.wait_for()
+    output.get_by_text(re.compile(r"%workflow rerun [0-9a-f]{12} --from parse")).first.wait_for()
+    output.get_by_text(re.compile(r"%workflow resume [0-9a-f]{12}")).first.wait_for()
+    assert output.get_by_role("button").count() == 0, "a button survived the run's end"
+    assert output.locator(f'.jp-OutputArea-output[data-mime-type="{WIDGET}"]').count() == 0
+
+
+def test_reopened_notebook_shows_the_final_dag_and_no_widget_errors(
+    page: Any, lab: Lab, screenshots: Path
+):
+    page.keyboard.press("Control+s")
+    page.locator(".jp-mod-dirty").first.wait_for(state="detached")
+    page.goto("about:blank")
+    lab.shut_down_kernels()
+    saved = nbformat.read(lab.root / NOTEBOOK, as_version=4)
+    [shop] = [c for c in saved.cells if c.source.startswith("%%workflow shop")]
+    kinds = [sorted(o.get("data", {})) for o in shop.outputs]
+    assert not any(WIDGET in k for k in kinds), f"the final view was saved as a widget: {kinds}"
+
+    open_notebook(page, lab)
+    output = code_cell(page, "%%workflow shop").locator(".jp-OutputArea")
+    output.locator("svg").first.wait_for()
+    output.get_by_text("completed").first.wait_for()
+    # Every output of the reopened notebook is drawn once the DAG is; none is a widget
+    # (which could only show "Error displaying widget: model not found").
+    rendered = page.locator(".jp-OutputArea-output[data-mime-type]")
+    mime_types = {rendered.nth(i).get_attribute("data-mime-type") for i in range(rendered.count())}
+    assert WIDGET not in mime_types, mime_types
+    assert "Error displaying widget" not in page.content()
+    shoot(output, screenshots / "reopened-final-dag.png")
+    shoot(output.locator(".wfnb-timeline").first, screenshots / "timeline.png")
+
+
+def test_the_final_picture_reads_in_the_dark_theme(page: Any, lab: Lab, screenshots: Path):
+    """The reopened notebook again, in JupyterLab Dark: outlines and text stay
+    visible (the pictures carry their own light panel)."""
+    lab.theme("JupyterLab Dark")
+    try:
+        open_notebook(page, lab)
+        page.locator('body[data-jp-theme-light="false"]').wait_for(state="attached")
+        output = code_cell(page, "%%workflow shop").locator(".jp-OutputArea")
+        output.locator("svg").first.wait_for()
+        output.get_by_text("completed").first.wait_for()
+        assert "Error displaying widget" not in page.content()
+        shoot(output, screenshots / "reopened-final-dag-dark.png")
+        shoot(output.locator(".wfnb-timeline").first, screenshots / "timeline-dark.png")
+    finally:
+        lab.theme("JupyterLab Light")

@@ -14,8 +14,8 @@ steps:
 """
 
 
-def test_approval_pauses_the_run_and_approve_continues_it(rec):
-    engine = wfnb.Engine(namespace=rec.namespace())
+def test_approval_pauses_the_run_and_approve_continues_it(rec, backend):
+    engine = wfnb.Engine(namespace=rec.namespace(), backend=backend)
 
     async def main():
         handle = await engine.start(wf(FLOW))
@@ -37,8 +37,8 @@ def test_approval_pauses_the_run_and_approve_continues_it(rec):
     assert result.outputs["ship"] == "shipped by ann"
 
 
-def test_reject_fails_the_step_with_who_and_why(rec):
-    engine = wfnb.Engine(namespace=rec.namespace())
+def test_reject_fails_the_step_with_who_and_why(rec, backend):
+    engine = wfnb.Engine(namespace=rec.namespace(), backend=backend)
 
     async def main():
         handle = await engine.start(wf(FLOW))
@@ -52,12 +52,12 @@ def test_reject_fails_the_step_with_who_and_why(rec):
     assert "ship" not in result.outputs
 
 
-def test_approve_from_a_new_engine_resumes_the_paused_run(rec):
+def test_approve_from_a_new_engine_resumes_the_paused_run(rec, backend):
     store = wfnb.MemoryStore()
-    first = wfnb.Engine(store=store, namespace=rec.namespace())
+    first = wfnb.Engine(store=store, namespace=rec.namespace(), backend=backend)
     run_id = arun(_paused(first))
     # The first engine's loop is gone (as when the kernel restarts); a new one takes over.
-    second = wfnb.Engine(store=store, namespace=rec.namespace())
+    second = wfnb.Engine(store=store, namespace=rec.namespace(), backend=backend)
 
     async def main():
         handle = await second.approve(run_id, "review", by="carl")
@@ -85,8 +85,8 @@ def test_approval_timeout_fails_the_step():
     assert result.status is wfnb.RunStatus.FAILED and "no decision" in result.error
 
 
-def test_approving_a_step_that_is_not_waiting_is_an_error(rec):
-    engine = wfnb.Engine(namespace=rec.namespace())
+def test_approving_a_step_that_is_not_waiting_is_an_error(rec, backend):
+    engine = wfnb.Engine(namespace=rec.namespace(), backend=backend)
 
     async def main():
         handle = await engine.start(wf(FLOW))
@@ -133,10 +133,12 @@ async def _paused_parent(engine):
     return handle.id
 
 
-def test_approving_a_child_from_a_new_engine_finishes_its_parent(rec):
+def test_approving_a_child_from_a_new_engine_finishes_its_parent(rec, backend):
     store = wfnb.MemoryStore()
-    parent_id = arun(_paused_parent(wfnb.Engine(store=store, namespace=rec.namespace())))
-    second = wfnb.Engine(store=store, namespace=rec.namespace())
+    parent_id = arun(
+        _paused_parent(wfnb.Engine(store=store, namespace=rec.namespace(), backend=backend))
+    )
+    second = wfnb.Engine(store=store, namespace=rec.namespace(), backend=backend)
     second.register(wf(CHILD, name="child"))
 
     async def main():
@@ -148,10 +150,12 @@ def test_approving_a_child_from_a_new_engine_finishes_its_parent(rec):
     assert result.outputs["sub"]["ok"]["by"] == "dana" and result.outputs["after"] == "after"
 
 
-def test_rejecting_a_child_from_a_new_engine_fails_its_parent_too(rec):
+def test_rejecting_a_child_from_a_new_engine_fails_its_parent_too(rec, backend):
     store = wfnb.MemoryStore()
-    parent_id = arun(_paused_parent(wfnb.Engine(store=store, namespace=rec.namespace())))
-    second = wfnb.Engine(store=store, namespace=rec.namespace())
+    parent_id = arun(
+        _paused_parent(wfnb.Engine(store=store, namespace=rec.namespace(), backend=backend))
+    )
+    second = wfnb.Engine(store=store, namespace=rec.namespace(), backend=backend)
 
     async def main():
         await second.reject(f"{parent_id}.sub", "ok", by="eve", comment="no")

@@ -25,8 +25,8 @@ async def open_steps(engine, run_id):
     }
 
 
-def test_fail_fast_stopping_a_loop_records_its_running_body_step_cancelled():
-    engine = wfnb.Engine(namespace={"slow": slow})
+def test_fail_fast_stopping_a_loop_records_its_running_body_step_cancelled(backend):
+    engine = wfnb.Engine(namespace={"slow": slow}, backend=backend)
     workflow = wf(
         """
 steps:

@@ -8,18 +8,11 @@ from wfnb.model import RunStatus
 from ..conftest import arun, wf
 
 
-def test_cancelling_the_parent_cancels_a_running_child_run():
-    started = []
-
-    async def work(name):
-        started.append(name)
-        await asyncio.sleep(30 if name == "x" else 0)
-        return name
-
-    engine = wfnb.Engine(namespace={"work": work})
+def test_cancelling_the_parent_cancels_a_running_child_run(rec, backend):
+    engine = wfnb.Engine(namespace=rec.namespace(), backend=backend)
     engine.register(
         wf(
-            "steps:\n  x: {code: work, with: {name: x}}\n"
+            "steps:\n  x: {code: work, with: {name: x, delay: 30}}\n"
             "  y: {code: work, needs: [x], with: {name: y}}\n",
             name="child",
         )
@@ -27,7 +20,7 @@ def test_cancelling_the_parent_cancels_a_running_child_run():
 
     async def main():
         handle = await engine.start(wf("steps:\n  s: {workflow: child}\n", name="parent"))
-        while "x" not in started:
+        while "x" not in rec.calls:
             await asyncio.sleep(0.01)
         result = await asyncio.wait_for(engine.cancel(handle.id), 10)
         child = await engine.store.get_run(run_id=f"{handle.id}.s")
@@ -36,7 +29,7 @@ def test_cancelling_the_parent_cancels_a_running_child_run():
     result, child = arun(main())
     assert result.status is RunStatus.CANCELLED
     assert child.status is RunStatus.CANCELLED
-    assert started == ["x"]
+    assert rec.calls == ["x"]
 
 
 def test_cancelling_the_parent_cancels_a_child_paused_on_an_approval():

@@ -25,8 +25,8 @@ def approve_late(engine, workflow, run_suffix, step):
     return arun(main())
 
 
-def test_a_loop_steps_timeout_does_not_run_while_its_body_waits_for_a_person():
-    engine = wfnb.Engine(namespace={"work": work})
+def test_a_loop_steps_timeout_does_not_run_while_its_body_waits_for_a_person(backend):
+    engine = wfnb.Engine(namespace={"work": work}, backend=backend)
     workflow = wf(
         """
 steps:
@@ -39,16 +39,16 @@ steps:
     assert result.status is RunStatus.COMPLETED, result.error
 
 
-def test_a_workflow_steps_timeout_does_not_run_while_its_child_waits_for_a_person():
-    engine = wfnb.Engine(namespace={"work": work})
+def test_a_workflow_steps_timeout_does_not_run_while_its_child_waits_for_a_person(backend):
+    engine = wfnb.Engine(namespace={"work": work}, backend=backend)
     engine.register(wf("steps:\n  ok: {approval: {prompt: 'go?'}}\n", "child"))
     workflow = wf("steps:\n  s: {workflow: child, timeout: 0.2}\n", name="parent")
     result = approve_late(engine, workflow, ".s", "ok")
     assert result.status is RunStatus.COMPLETED, result.error
 
 
-def test_a_loop_steps_timeout_still_runs_while_its_body_works():
-    engine = wfnb.Engine(namespace={"work": work})
+def test_a_loop_steps_timeout_still_runs_while_its_body_works(backend):
+    engine = wfnb.Engine(namespace={"work": work}, backend=backend)
     workflow = wf(
         """
 steps:

@@ -77,9 +77,9 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
     yield Shell(ip)
     if "wfnb" in ip.extension_manager.loaded:
         ip.extension_manager.unload_extension("wfnb")
-    from wfnb.notebook import magics
+    from wfnb.notebook import extension
 
-    magics._KEPT.clear()
+    extension._KEPT.clear()
 
 
 # -- a real kernel ----------------------------------------------------------------------

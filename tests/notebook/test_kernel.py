@@ -63,20 +63,32 @@ def test_cell_returns_at_once_and_a_click_on_approve_finishes_the_run(kernel):
         and "<svg" in json.dumps(m["content"]["data"].get("state", {}))
     ]
     assert updates and "#a5d6a7" in json.dumps(updates[-1]["content"]["data"])
-    # At the end the display itself is updated in place: widget + final HTML copy.
+    # At the end the display itself is updated in place to a static picture: no
+    # widget model (a reopened notebook shows it), the DAG, who approved, a timeline.
     kernel.until(
         lambda: any(m["msg_type"] == "update_display_data" for m in kernel.messages), what="final"
     )
     final = [m for m in kernel.messages if m["msg_type"] == "update_display_data"][-1]
     data = final["content"]["data"]
-    assert "application/vnd.jupyter.widget-view+json" in data
+    assert set(data) == {"text/html", "text/plain"}
     assert "completed" in data["text/html"] and "<svg" in data["text/html"]
+    assert "wfnb-timeline" in data["text/html"] and "wfnb-legend" in data["text/html"]
+    assert "approved by" in data["text/plain"] and "lgtm" in data["text/plain"]
+    assert "gated" in data["text/plain"] and "ship" in data["text/plain"]
 
     # %reload_ext keeps working magics and the engine with its runs.
+    seen = len(kernel.messages)
     reply = kernel.run("%reload_ext wfnb\n%workflow show {}".format(kernel.value("_wf_run.id")))
     assert reply.status == "ok", reply.error
-    shown = [m for m in reply.messages if m["msg_type"] == "display_data"]
-    assert any("completed" in m["content"]["data"]["text/plain"] for m in shown)
+    kernel.until(
+        lambda: any(
+            m["msg_type"] == "update_display_data"
+            and "gated" in m["content"]["data"]["text/plain"]
+            and "completed" in m["content"]["data"]["text/plain"]
+            for m in kernel.messages[seen:]
+        ),
+        what="the run drawn afresh",
+    )
 
 
 def test_reject_click_fails_the_run_and_cancel_click_cancels(kernel):
@@ -173,20 +185,17 @@ def test_a_run_cut_short_by_a_dead_kernel_resumes_in_the_next(kernel_factory):
     second = kernel_factory()
     reply = second.run(SETUP)
     assert reply.status == "ok", reply.error
-    second.until(
-        lambda: any(
-            m["msg_type"] == "update_display_data"
-            and run_id in m["content"]["data"].get("text/plain", "")
+
+    def reports() -> list[str]:
+        return [
+            m["content"]["data"]["text/plain"]
             for m in second.messages
-        ),
-        what="the interrupted-runs report",
-    )
-    report = next(
-        m["content"]["data"]["text/plain"]
-        for m in second.messages
-        if m["msg_type"] == "update_display_data"
-        and run_id in m["content"]["data"].get("text/plain", "")
-    )
+            if m["msg_type"] == "display_data"
+            and run_id in m["content"]["data"].get("text/plain", "")
+        ]
+
+    second.until(lambda: reports(), what="the interrupted-runs report")
+    [report] = reports()
     assert "1 interrupted run" in report and f"%workflow resume {run_id}" in report
     [resume] = second.widgets("ButtonModel", description="Resume")
     # b sleeps 600 s as written: the resumed run must use a fast `work`.

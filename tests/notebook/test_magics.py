@@ -196,9 +196,52 @@ def test_config_db_is_a_traitlets_setting(shell, tmp_path):
         first = magics.engine
         cell = await shell.run(f"%config Wfnb.db = {str(tmp_path / 'x.duckdb')!r}")
         assert cell.error is None, cell.stderr
-        assert magics.settings.db.endswith("x.duckdb")
+        assert magics.session.settings.db.endswith("x.duckdb")
         assert magics.engine is not first, "no live run: the next run uses the new file"
         assert magics.engine.store.path == tmp_path / "x.duckdb"
+
+    arun(go())
+
+
+def test_config_backend_runs_the_steps_on_a_dask_scheduler(shell, dask_cluster):
+    address = dask_cluster.scheduler_address
+
+    async def go():
+        await loaded(shell)
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        await shell.run('%config Wfnb.backend = "cluster-7"')  # refused (%config logs why)
+        assert magics.session.settings.backend == "local"
+        assert isinstance(magics.engine.backend, wfnb.LocalBackend)
+        assert (await shell.run(f"%config Wfnb.backend = {address!r}")).error is None
+        engine = magics.engine
+        assert isinstance(engine.backend, wfnb.DaskBackend)
+        await shell.run("%%workflow remote\nsteps:\n  a: {code: work, with: {x: 7}}\n")
+        result = await shell.ns["_wf_run"]
+        assert result.status is RunStatus.COMPLETED and result.outputs == {"a": 7}
+        (step,) = await engine.store.get_steps(run_id=result.run_id)
+        workers = dask_cluster.scheduler_info["workers"]
+        assert step.worker in workers
+        assert engine.backend.dashboard_link.startswith("http://")
+        await engine.close()
+
+    arun(go())
+
+
+def test_a_backend_setting_that_names_nothing_is_refused_clearly():
+    from traitlets import TraitError
+
+    from wfnb.notebook.config import Wfnb
+
+    with pytest.raises(TraitError, match='"local", "dask" or a scheduler address'):
+        Wfnb(backend="cluster-7")
+
+
+def test_config_backend_dask_starts_a_local_cluster_only_when_a_step_runs(shell):
+    async def go():
+        await loaded(shell)
+        assert (await shell.run('%config Wfnb.backend = "dask"')).error is None
+        backend = shell.ip.magics_manager.magics["line"]["workflow"].__self__.engine.backend
+        assert isinstance(backend, wfnb.DaskBackend) and backend.client is None
 
     arun(go())
 
@@ -218,15 +261,20 @@ def test_runs_show_cancel_and_prune_from_the_line_magic(shell):
         await done
         await shell.run("%%workflow hang\nsteps:\n  a: {code: work, with: {delay: 60}}\n")
         hang = shell.ns["_wf_run"]
-        await asyncio.sleep(0.05)
-        wait = "\nimport asyncio\nawait asyncio.sleep(0.2)"
+        await hang.started
+        # The cell waits for the task the magic started, whose result updates its display.
+        wait = (
+            "\nimport asyncio\ntasks = "
+            "get_ipython().magics_manager.registry['WorkflowMagics'].session.tasks"
+            "\nif tasks:\n    await asyncio.wait(tasks)"
+        )
         cancelled = await shell.run(f"%workflow cancel {hang.id}{wait}")
         assert f"{hang.id}: cancelled" in cancelled.text
         runs = await shell.run(f"%workflow runs{wait}")
         assert done.id in runs.text and hang.id in runs.text and "cancelled" in runs.text
         only = await shell.run(f"%workflow runs quick{wait}")
         assert done.id in only.text and hang.id not in only.text
-        shown = await shell.run(f"%workflow show {done.id}")
+        shown = await shell.run(f"%workflow show {done.id}{wait}")
         assert f"quick {done.id}: completed" in shown.text
         missing = await shell.run(f"%workflow show nosuchrun{wait}")
         assert "RunNotFound" in missing.text
@@ -361,23 +409,70 @@ def test_load_reports_interrupted_runs_and_resume_button_resumes(shell):
             )
         )
         magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
-        magics._engine = Engine(store=store, namespace=shell.ns)
+        magics.session.engine = Engine(store=store, namespace=shell.ns)
         from IPython.utils.capture import capture_output
 
         with capture_output() as captured:
-            panel = await magics.report_interrupted()
-        [update] = [o.data for o in captured.outputs if "interrupted" in o.data["text/plain"]]
-        assert "1 interrupted run" in update["text/plain"]
-        assert "`%workflow resume deadbeef0001`" in update["text/plain"]
-        assert update["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.model_id
-        [resume] = [
-            b for row in panel.children[1:] for b in row.children if isinstance(b, w.Button)
-        ]
+            report = await magics.session.report()
+        [shown] = [o.data for o in captured.outputs if "interrupted" in o.data["text/plain"]]
+        assert "1 interrupted run" in shown["text/plain"]
+        assert "`%workflow resume deadbeef0001`" in shown["text/plain"]
+        assert shown["application/vnd.jupyter.widget-view+json"]["model_id"] == report.box.model_id
+        row = report.rows["deadbeef0001"]
+        [resume] = [b for b in row.children[0].children if b.description == "Resume"]
         resume.click()
-        await asyncio.sleep(0.05)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if "_wf_run" in shell.ns:
+                break
         run = shell.ns["_wf_run"]
         result = await run
         assert result.status is RunStatus.COMPLETED and result.outputs == {"a": 1, "b": 2}
-        assert len(panel.children) == 3, "the resumed run's live view joins the panel"
+        assert any(isinstance(c, w.VBox) for c in row.children), "the live view joins the row"
+
+    arun(go())
+
+
+def test_the_cell_returns_once_the_run_is_recorded_and_wait_needs_an_awaiting_cell(shell):
+    async def go():
+        await loaded(shell)
+        cell = await shell.run("%%workflow rec\nsteps:\n  a: {code: work, with: {delay: 0.3}}\n")
+        assert cell.error is None, cell.stderr
+        run = shell.ns["_wf_run"]
+        assert run.started.done() and run.id is not None  # recorded, not just scheduled
+        assert await run.engine.store.get_run(run_id=run.id) is not None
+        # run_cell_magic called from code: the cell cannot await, so no --wait.
+        cell = await shell.run(
+            "r = get_ipython().run_cell_magic('workflow', 'rec2 --wait', 'steps:\\n  a: {code: work}\\n')"
+        )
+        assert "autoawait" in str(cell.error)
+        assert shell.ns["_wf_run"] is run, "nothing started"
+        await run
+
+    arun(go())
+
+
+def test_a_run_argument_can_name_a_variable_bound_to_a_run(shell):
+    """`@no_var_expand` keeps `{run.id}` out of magic lines: `_wf_run` (or any name
+    bound to a run or a result) stands for the run's id."""
+
+    async def go():
+        await loaded(shell)
+        cell = await shell.run(
+            "%%workflow gate\nsteps:\n  review: {approval: {prompt: Ship it}}\n"
+            "  after: {code: work, needs: [review], with: {x: 3}}\n"
+        )
+        assert cell.error is None and not cell.stderr, cell.stderr
+        assert (await shell.run("paused = await _wf_run")).error is None
+        cell = await shell.run('%workflow approve _wf_run review --comment "fine by me"')
+        assert cell.error is None, cell.stderr
+        assert "approved review of " + shell.ns["_wf_run"].id in cell.text
+        done = (await shell.run("await _wf_run.wait()")).result
+        assert done.status is RunStatus.COMPLETED
+        assert done.outputs["review"]["comment"] == "fine by me"
+        shown = await shell.run("%workflow show paused")  # a RunResult's name
+        assert f"gate {done.run_id}: completed" in shown.text
+        missing = await shell.run("%workflow show no_such_name")
+        assert "no run 'no_such_name'" in missing.text
 
     arun(go())

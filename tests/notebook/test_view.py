@@ -14,7 +14,7 @@ import wfnb
 from wfnb.dag import build_plan
 from wfnb.events import Event, EventKind
 from wfnb.model import RunStatus, StepStatus
-from wfnb.notebook import view
+from wfnb.notebook import palette, view
 from wfnb.notebook.state import RunState
 
 from ..conftest import arun, wf
@@ -48,8 +48,8 @@ def test_each_status_has_its_own_colour_in_the_dot_source():
     statuses = dict(zip("abcdefg", StepStatus, strict=True))
     source = view.dot_source(state_of(ALL, **statuses))
     for sid, status in statuses.items():
-        assert f'fillcolor="{view.STATUS_COLORS[status]}"' in node_line(source, sid), status
-    assert len(set(view.STATUS_COLORS.values())) == len(StepStatus)
+        assert f'fillcolor="{palette.STATUS_COLORS[status]}"' in node_line(source, sid), status
+    assert len(set(palette.STATUS_COLORS.values())) == len(StepStatus)
 
 
 def test_waves_are_ranks_left_to_right():
@@ -68,6 +68,15 @@ def test_tooltips_carry_durations_attempts_and_errors():
     assert "a: completed · 1.5 s" in node_line(source, "a")
     assert "attempt 3" in node_line(source, "b")
     assert "error: ValueError: boom" in node_line(source, "b")
+
+
+def test_tooltips_say_which_worker_ran_the_step():
+    state = state_of(ALL)
+    state.apply(Event(EventKind.STEP_STARTED, "r1", "wf", "a", 1))
+    worker = {"worker": "tcp://10.0.0.7:40123"}
+    state.apply(Event(EventKind.STEP_COMPLETED, "r1", "wf", "a", 1, None, worker))
+    assert "on tcp://10.0.0.7:40123" in node_line(view.dot_source(state), "a")
+    assert " on " not in node_line(view.dot_source(state), "b")  # not run anywhere yet
 
 
 def test_loop_bodies_are_clusters_with_iteration_counts():
@@ -91,7 +100,7 @@ steps:
 def test_svg_is_embeddable_and_coloured():
     svg = view.svg_from_dot(view.dot_source(state_of(ALL, a=StepStatus.FAILED)))
     assert svg.startswith("<svg") and "<?xml" not in svg
-    assert view.STATUS_COLORS[StepStatus.FAILED] in svg
+    assert palette.STATUS_COLORS[StepStatus.FAILED] in svg
 
 
 def test_a_large_dag_collapses_waves_but_keeps_failing_steps():
@@ -118,7 +127,7 @@ def test_without_dot_the_view_is_a_table_and_says_once_how_to_install(monkeypatc
     first, second = view.picture_html(state), view.picture_html(state)
     assert "install graphviz" in first.lower() and "<table" in first
     assert "install graphviz" not in second.lower() and "<table" in second
-    assert view.STATUS_COLORS[StepStatus.FAILED] in second
+    assert palette.STATUS_COLORS[StepStatus.FAILED] in second
 
 
 def test_state_follows_events_and_ignores_other_runs():
@@ -170,3 +179,15 @@ def test_500_rapid_changes_cost_a_bounded_number_of_redraws():
 def test_a_burst_within_one_interval_is_one_or_two_redraws():
     redraws, _elapsed, delivered = arun(_throttled(500, interval=10.0, spread=0.0))
     assert redraws <= 2 and delivered[-1] == 500
+
+
+def test_a_snapshot_copies_only_the_steps_changed_since_the_last():
+    state = state_of("steps:\n  a: {code: work}\n  b: {code: work, needs: [a]}\n")
+    first = state.copy()
+    state.apply(Event(EventKind.STEP_STARTED, "r1", "wf", "a", 1, at=1.0))
+    second = state.copy()
+    assert second.steps["b"] is first.steps["b"], "an unchanged step is shared"
+    assert second.steps["a"] is not first.steps["a"]
+    assert second.steps["a"].status is StepStatus.RUNNING
+    assert first.steps["a"].status is StepStatus.PENDING, "an earlier snapshot never changes"
+    assert second.steps["a"] is not state.steps["a"], "the live state is never shared"

@@ -10,7 +10,7 @@ import ipywidgets as w
 
 import wfnb
 from wfnb.model import RunStatus, StepStatus
-from wfnb.notebook import view
+from wfnb.notebook import palette, view
 from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.widgets import LiveView
 
@@ -31,7 +31,7 @@ def start(
 
 async def settled_view(live: LiveView) -> None:
     for _ in range(300):
-        if live.finished and live.throttle._inflight is None and live.throttle._closed:
+        if live.finished and live.final is not None:
             await asyncio.sleep(0.05)
             return
         await asyncio.sleep(0.01)
@@ -78,8 +78,8 @@ def test_a_500_step_run_is_drawn_a_bounded_number_of_times_and_ends_green():
         assert live.progress.value == 500 and live.progress.description == "500/500"
         assert "completed" in live.header.value and live.cancel_button.disabled
         if view.has_dot():
-            assert view.STATUS_COLORS[StepStatus.COMPLETED] in live.picture.value
-            assert view.STATUS_COLORS[StepStatus.PENDING] not in live.picture.value
+            assert palette.STATUS_COLORS[StepStatus.COMPLETED] in live.picture.value
+            assert palette.STATUS_COLORS[StepStatus.PENDING] not in live.picture.value
         await engine.close()
 
     arun(go())
@@ -144,7 +144,7 @@ def test_cancel_button_cancels_and_a_failed_step_shows_its_error():
         await settled_view(live)
         assert "step &#x27;a&#x27; failed" in live.error.value
         assert "the source is gone" in live.error.value
-        assert "failed" in live.bundle(final=True)["text/html"]
+        assert live.final is not None and "failed" in live.final["text/html"]
         await engine.close()
 
     arun(go())
@@ -193,6 +193,24 @@ def test_the_view_comes_to_rest_with_the_true_statuses_even_if_it_missed_events(
         await settled_view(live)
         assert live.progress.value == 2 and "completed" in live.header.value
         assert {v.status for v in live.state.steps.values()} == {StepStatus.COMPLETED}
+        await engine.close()
+
+    arun(go())
+
+
+def test_the_live_timeline_is_redrawn_less_often_than_the_dag():
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        run, live = start(engine, wf("steps:\n  a: {code: work, with: {delay: 0.05}}\n"))
+        await run
+        await settled_view(live)
+        live.timeline_interval = 3600.0
+        state = live.state
+        assert state is not None and state.records
+        live.timeline.value = "drawn before"
+        assert live.render(state.copy())[1] == "drawn before"
+        live.timeline_interval = 0.0
+        assert "wfnb-timeline" in live.render(state.copy())[1]
         await engine.close()
 
     arun(go())

@@ -59,17 +59,20 @@ def test_a_failed_attempt_keeps_the_users_frames_everywhere(tmp_path):
 
 def test_a_traceback_is_masked_and_none_without_user_frames():
     engine = wfnb.Engine(namespace={"leaky": leaky}, secrets={"api": SECRET})
-    text = (
-        "steps:\n  l: {code: leaky, with: {token: '{{ secrets.api }}'}}\n"
-        "  t: {code: leaky, with: {token: '{{ nothing.here }}'}}\n"
-    )
+    # two runs: in one, whichever step failed first would cancel the other (fail_fast)
+    leak = "steps:\n  l: {code: leaky, with: {token: '{{ secrets.api }}'}}\n"
+    bad = "steps:\n  t: {code: leaky, with: {token: '{{ nothing.here }}'}}\n"
 
     async def main():
-        handle = await engine.start(wf(text.replace("  t:", "  t:"), name="masked"))
-        return await handle.wait(), await engine.store.get_steps(run_id=handle.id)
+        results = []
+        for text, name in ((leak, "masked"), (bad, "template")):
+            handle = await engine.start(wf(text, name=name))
+            results.append((await handle.wait(), await engine.store.get_steps(run_id=handle.id)))
+        return results
 
-    result, steps = arun(main())
+    (result, steps), (plain, plain_steps) = arun(main())
     assert SECRET not in repr(result) and SECRET not in repr(steps)
     assert "ValueError: refused token ***api***" in result.tracebacks["l"]
     # a template that failed is wfnb's error, with no user frame to show
-    assert "t" not in result.tracebacks
+    assert plain.status is RunStatus.FAILED and plain.tracebacks == {}
+    assert [s.traceback for s in plain_steps] == [None]

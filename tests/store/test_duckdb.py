@@ -114,6 +114,50 @@ def test_a_v1_file_is_migrated_keeping_its_rows(db: Path) -> None:
     asyncio.run(store.close())
 
 
+def test_a_v2_file_gets_calls_and_the_worker_column_and_views_show_it(db: Path) -> None:
+    from wfnb.store.duckdb import _schema
+
+    con = duckdb.connect(str(db))
+    _schema.migrate(con, target=2)  # a file as a release before http and Dask wrote it
+    con.execute(
+        "INSERT INTO runs (run_id, workflow, status, depth, created_at, started_at) "
+        "VALUES ('r1', 'etl', 'completed', 0, TIMESTAMP '2025-01-01', TIMESTAMP '2025-01-01')"
+    )
+    con.execute(
+        "INSERT INTO steps (run_id, step_id, attempt, status, started_at, output_kind) "
+        "VALUES ('r1', 'old', 1, 'completed', TIMESTAMP '2025-01-01', 'none')"
+    )
+    con.close()
+    store = DuckDBStore(db)
+    (old,) = asyncio.run(store.get_steps(run_id="r1"))
+    assert old.step_id == "old" and old.worker is None
+    write(store, steps=[step_rec("new", worker="tcp://127.0.0.1:4242")])
+    steps = {s.step_id: s for s in asyncio.run(store.get_steps(run_id="r1"))}
+    assert steps["new"].worker == "tcp://127.0.0.1:4242"
+    for view in ("run_timeline", "latest_steps"):
+        rows = store.sql(f"SELECT step_id, coalesce(worker, '-') FROM {view} ORDER BY step_id")
+        assert rows.values.tolist() == [["new", "tcp://127.0.0.1:4242"], ["old", "-"]]
+    versions = store.sql("SELECT version FROM schema_version ORDER BY version")
+    assert versions.version.tolist() == [1, 2, 3, 4, 5, 6]  # v3 (calls), v4 (worker), ...
+    assert store.sql("SELECT count(*) AS n FROM http_requests").n.tolist() == [0]
+    asyncio.run(store.close())
+
+
+def test_a_journal_frame_from_before_calls_is_still_folded(db: Path) -> None:
+    from wfnb.store.base import Batch
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    encoded = encode_batch(Batch(runs=[run_rec()]))
+    journal = Journal(db.with_name(db.name + ".journal"))
+    journal.open()
+    journal.append(1, (encoded.workflows, encoded.runs, encoded.steps))  # three lists
+    journal.close()
+    store = DuckDBStore(db)
+    assert asyncio.run(store.get_run(run_id="r1")) is not None
+    asyncio.run(store.close())
+
+
 def test_a_newer_schema_is_refused_clearly(db: Path) -> None:
     first = DuckDBStore(db)
     asyncio.run(first.flush())  # opens the file: creates schema v1
@@ -466,4 +510,22 @@ def test_journal_rows_of_an_older_release_are_replayed(db: Path) -> None:
     store = DuckDBStore(db)
     got = asyncio.run(store.get_run(run_id="v1-row"))
     assert got is not None and got.code_hashes == {}
+    asyncio.run(store.close())
+
+
+def test_journal_step_rows_without_a_worker_are_replayed(db: Path) -> None:
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    first = DuckDBStore(db)
+    asyncio.run(first.flush())  # creates the file
+    asyncio.run(first.close())
+    old = encode_batch(Batch(runs=[run_rec()], steps=[step_rec("v2-row")]))
+    journal = Journal(db.with_name(db.name + ".journal"))
+    journal.open()
+    journal.append(10**6, ([], old.runs, [old.steps[0][:12]]))  # v2 step rows had 12 fields
+    journal.close()
+    store = DuckDBStore(db)
+    (got,) = asyncio.run(store.get_steps(run_id="r1"))
+    assert got.step_id == "v2-row" and got.worker is None
     asyncio.run(store.close())

@@ -24,6 +24,9 @@ class LocalBackend:
         self._max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool: ThreadPoolExecutor | None = None
 
+    def check(self, fn: Callable[..., Any], *, step_id: str) -> None:
+        """Anything callable runs in this process."""
+
     async def call(self, fn: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> Any:
         if wants_ctx(fn):
             kwargs = {**kwargs, "ctx": ctx}
@@ -36,6 +39,9 @@ class LocalBackend:
         if inspect.isawaitable(result):
             return await result
         return result
+
+    async def release(self) -> None:
+        """Nothing here is bound to a loop: the thread pool serves the next one."""
 
     async def close(self) -> None:
         if self._pool is not None:

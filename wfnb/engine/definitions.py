@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from wfnb.backends.base import Backend
 from wfnb.dag import Plan, build_plan
 from wfnb.errors import DefinitionError, NotResumable, UnknownCallableError, did_you_mean
-from wfnb.model import CodeSpec, SkillSpec, Workflow, WorkflowSpec
+from wfnb.model import AgentDefaults, AgentSpec, CodeSpec, SkillSpec, Workflow, WorkflowSpec
 from wfnb.parse import parse_workflow
-from wfnb.steps.base import executor_for
 from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
 from wfnb.store.base import RunRecord, Store, WorkflowRecord
@@ -87,24 +87,35 @@ class Definitions:
             )
         return found  # type: ignore[no-any-return]
 
-    def check_runnable(self, workflow: Workflow) -> None:
+    def check_runnable(
+        self, workflow: Workflow, backend: Backend, agent: AgentDefaults | None = None
+    ) -> None:
+        """``backend`` must be able to run the code and skill callables; ``agent`` is
+        where agent steps go when neither they nor the workflow say."""
+        checked: set[str] = set()  # each name once: 10,000 steps often share a few
         for step_id, step in workflow.steps.items():
             line = workflow.line_of(step_id)
-            if executor_for(step.kind) is None:
-                raise DefinitionError(
-                    f"{step.kind} steps cannot run in this version of wfnb yet",
-                    step_id=step_id,
-                    line=line,
-                )
             spec = step.spec
             try:
                 if isinstance(spec, CodeSpec):
-                    self.resolve_code(spec.target, step_id=step_id)
-                elif isinstance(spec, SkillSpec) and find_skill(spec.target) is None:
-                    raise UnknownCallableError(
-                        f"no skill registered as {spec.target!r} (decorate it with @wfnb.skill)",
-                        step_id=step_id,
-                    )
+                    target = spec.target
+                    if not isinstance(target, str) or target not in checked:
+                        backend.check(self.resolve_code(target, step_id=step_id), step_id=step_id)
+                        if isinstance(target, str):
+                            checked.add(target)
+                elif isinstance(spec, SkillSpec):
+                    found = find_skill(spec.target)
+                    if found is None:
+                        raise UnknownCallableError(
+                            f"no skill registered as {spec.target!r} "
+                            "(decorate it with @wfnb.skill)",
+                            step_id=step_id,
+                        )
+                    backend.check(found.fn, step_id=step_id)
+                elif isinstance(spec, AgentSpec):
+                    from wfnb.steps.agent import check_endpoint  # httpx only when used
+
+                    check_endpoint(spec, [d for d in (workflow.agent, agent) if d])
                 elif isinstance(spec, WorkflowSpec) and spec.target not in self.workflows:
                     raise DefinitionError(
                         f"no workflow named {spec.target!r} is registered "
@@ -116,9 +127,16 @@ class Definitions:
 
     def code_hashes(self, workflow: Workflow) -> dict[str, str]:
         hashes = {}
+        by_name: dict[str, str] = {}
         for step_id, step in workflow.steps.items():
             if isinstance(step.spec, CodeSpec):
-                hashes[step_id] = fingerprint(self.resolve_code(step.spec.target))
+                target = step.spec.target
+                if not isinstance(target, str):
+                    hashes[step_id] = fingerprint(target)
+                    continue
+                if target not in by_name:
+                    by_name[target] = fingerprint(self.resolve_code(target))
+                hashes[step_id] = by_name[target]
             elif isinstance(step.spec, SkillSpec) and (found := find_skill(step.spec.target)):
                 hashes[step_id] = fingerprint(found.fn)
         return hashes

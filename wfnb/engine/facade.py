@@ -9,7 +9,7 @@ import getpass
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wfnb.backends.base import Backend
 from wfnb.backends.local import LocalBackend
@@ -21,13 +21,19 @@ from wfnb.engine.lease import StoreLease
 from wfnb.engine.report import format_attempts
 from wfnb.errors import LoopRunning, NotWaiting, RunNotFound, UnknownStepError
 from wfnb.events import EventBus, RunObserver, Subscription
-from wfnb.model import RunResult, RunStatus, StepStatus, Workflow
+from wfnb.model import AgentDefaults, RunResult, RunStatus, StepStatus, Workflow
 from wfnb.owner import current_owner, driven_elsewhere
 from wfnb.redact import Redactor
 from wfnb.run.host import CrashPoints
 from wfnb.run.live import LiveRun, run_result
 from wfnb.store.base import RunRecord, Store, latest_attempts
 from wfnb.store.memory import MemoryStore
+from wfnb.timeline import Timeline
+
+if TYPE_CHECKING:
+    import httpx
+
+    from wfnb.steps.http import ClientPool
 
 log = logging.getLogger("wfnb")
 
@@ -38,7 +44,8 @@ class Engine:
     ``namespace`` is where ``code:`` names are looked up (a notebook passes its
     user namespace; it is read when a run starts, not copied). ``secrets`` are
     visible to templates as ``secrets.NAME`` and masked in everything stored or
-    shown.
+    shown. ``agent_base_url`` and ``agent_model`` are where agent steps go when
+    neither the step nor its workflow says (before the environment variables).
     """
 
     def __init__(
@@ -48,11 +55,15 @@ class Engine:
         backend: Backend | None = None,
         *,
         secrets: Mapping[str, str] | None = None,
+        agent_base_url: str | None = None,
+        agent_model: str | None = None,
     ) -> None:
         self.store: Store = store if store is not None else MemoryStore()
         self.backend: Backend = backend if backend is not None else LocalBackend()
         self.secrets: dict[str, str] = dict(secrets or {})
         self.redact = Redactor(self.secrets)
+        self.agent = AgentDefaults(base_url=agent_base_url, model=agent_model)
+        self._http: ClientPool | None = None
         self.bus = EventBus()
         self.crash = CrashPoints.from_environment()
         self.definitions = Definitions(namespace if namespace is not None else {})
@@ -90,8 +101,9 @@ class Engine:
 
     def check_runnable(self, workflow: Workflow) -> None:
         """Everything a run of ``workflow`` will look up exists: callables, skills,
-        sub-workflows, step executors. Raises before anything is stored."""
-        self.definitions.check_runnable(workflow)
+        sub-workflows, step executors, and that this backend can send the callables
+        where they run. Raises before anything is stored."""
+        self.definitions.check_runnable(workflow, self.backend, self.agent)
 
     def code_hashes(self, workflow: Workflow) -> dict[str, str]:
         """Fingerprints of the callables that ``code:`` and ``skill:`` steps resolve to."""
@@ -233,6 +245,21 @@ class Engine:
             )
         return format_attempts(records)
 
+    async def timeline(self, run_id: str) -> Timeline:
+        """Every attempt of the run against time, as the store has it (a live run's
+        checkpoints are in the store too, so this works while it runs)."""
+        record = await self.store.get_run(run_id=run_id)
+        if record is None:
+            raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
+        kinds = {sid: step.kind for sid, step in (await self.definition(record)).steps.items()}
+        return Timeline.from_records(
+            await self.store.get_steps(run_id=run_id),
+            origin=record.started_at,
+            kinds=kinds,
+            title=f"{record.workflow} {run_id}: {record.status.value}",
+            now=record.ended_at,
+        )
+
     def handle(self, run_id: str) -> RunHandle | None:
         """The handle of a run this engine is driving (or drove recently); None otherwise."""
         live = self.lease.known(run_id)
@@ -268,7 +295,7 @@ class Engine:
                 return await handle
             finally:
                 # Loop-bound state dies with the loop; a paused run lives on in the store.
-                await self.lease.let_go()
+                await self._let_go()
 
         try:
             return asyncio.run(go())
@@ -287,11 +314,29 @@ class Engine:
                 live.request_stop("cancelled")
         for live in runs:
             await live.done()
-        await self.lease.let_go()
+        await self._let_go()
         await self.backend.close()
         await self.store.close()
 
+    async def _let_go(self) -> None:
+        """The loop these runs lived on ends: forget them (their state is in the
+        store), release the store, the HTTP client and what the backend holds on
+        this loop."""
+        await self.lease.let_go()
+        if self._http is not None:
+            await self._http.aclose()
+        await self.backend.release()
+
     # -- the host of live runs (`wfnb.run.host.RunHost`) --------------------------
+
+    def http_client(self) -> httpx.AsyncClient:
+        """The pooled HTTP client of http and agent steps, made on first use (httpx
+        is imported only then) and closed with the engine."""
+        if self._http is None:
+            from wfnb.steps.http import ClientPool
+
+            self._http = ClientPool()
+        return self._http.client()
 
     def concurrency_slot(self, run: LiveRun) -> asyncio.Semaphore | None:
         """Per-workflow concurrency applies to runs users start; child runs are part

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from wfnb.model import RunResult, RunStatus, StepStatus, Workflow
 from wfnb.run.live import LiveRun
+from wfnb.timeline import Timeline
 
 if TYPE_CHECKING:
     from wfnb.engine.facade import Engine
@@ -75,6 +76,10 @@ class RunHandle:
 
     async def cancel(self) -> None:
         await self._engine.cancel(self.id)
+
+    async def timeline(self) -> Timeline:
+        """The run's Gantt picture so far (every attempt, from the store)."""
+        return await self._engine.timeline(self.id)
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.id} {self.workflow.name} {self.status.value}>"

@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-
 from wfnb.dag import Plan
 from wfnb.errors import DefinitionError, NotResumable, RunNotFound, UnknownStepError
 from wfnb.instances import base_id
@@ -190,7 +188,7 @@ async def rerun(engine: Engine, run_id: str, from_step: str) -> LiveRun:
             f"workflow {workflow.name!r} has no step {from_step!r}", step_id=from_step
         )
     engine.check_runnable(workflow)
-    redo = {top[from_step], *nx.descendants(plan.graph, top[from_step])}
+    redo = {top[from_step], *plan.downstream(top[from_step])}
     record = replace(
         # stored masked: the steps that run again get the secrets themselves
         _new_record(engine, workflow, engine.redact.restore(old.inputs)),

@@ -1,4 +1,5 @@
-"""``%config Wfnb.*``: the notebook's settings, and the one place a store is made.
+"""``%config Wfnb.*``: the notebook's settings, and the one place a store and a
+backend are made.
 
 A traitlets `Configurable` (traitlets is not IPython: the magics register it with
 the shell so ``%config Wfnb.db = "runs.duckdb"`` works, as jupysql does).
@@ -7,10 +8,14 @@ the shell so ``%config Wfnb.db = "runs.duckdb"`` works, as jupysql does).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
+from wfnb.backends.base import Backend
+from wfnb.backends.local import LocalBackend
+from wfnb.model import AgentDefaults
 from wfnb.store.base import Store
 
 
@@ -27,6 +32,34 @@ class Wfnb(Configurable):
         0.25, help="Seconds between two redraws of a live view (redraws are coalesced)."
     ).tag(config=True)
     live_view = Bool(True, help="Show the live view under %%workflow cells.").tag(config=True)
+    backend = Unicode(
+        "local",
+        help='Where code and skill steps run: "local" (this kernel), "dask" (a Dask '
+        'LocalCluster the kernel starts) or "tcp://HOST:PORT" (an existing Dask '
+        "scheduler). Takes effect for the next run when no run is live.",
+    ).tag(config=True)
+
+    @validate("backend")
+    def _check_backend(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"]).strip()
+        if value in ("local", "dask") or "://" in value:
+            return value
+        raise TraitError(
+            f'Wfnb.backend must be "local", "dask" or a scheduler address such as '
+            f'"tcp://HOST:PORT", not {value!r}'
+        )
+
+    agent_base_url = Unicode(
+        "",
+        help="Where agent steps send chat completions when neither the step nor its "
+        "workflow says (e.g. http://localhost:11434/v1). Empty: $OPENAI_BASE_URL.",
+    ).tag(config=True)
+    agent_model = Unicode(
+        "", help="The model of agent steps that name none. Empty: $WFNB_AGENT_MODEL."
+    ).tag(config=True)
+
+    def agent_defaults(self) -> AgentDefaults:
+        return AgentDefaults(base_url=self.agent_base_url or None, model=self.agent_model or None)
 
 
 def make_store(db: str) -> Store:
@@ -37,3 +70,20 @@ def make_store(db: str) -> Store:
 
     store: Store = DuckDBStore(Path(db).expanduser() if db else None)
     return store
+
+
+def make_backend(setting: str) -> Backend:
+    """The backend ``Wfnb.backend`` names. The Dask one is imported only if named
+    (and loads `distributed` only when its first step runs)."""
+    if setting == "local":
+        return LocalBackend()
+    from wfnb.backends.dask import DaskBackend
+
+    return DaskBackend() if setting == "dask" else DaskBackend(address=setting)
+
+
+def dashboard_link(backend: Backend) -> str | None:
+    """The Dask dashboard of the engine's cluster, for the live view to link to
+    (None for the local backend, or before the cluster is reached)."""
+    link = getattr(backend, "dashboard_link", None)
+    return link if isinstance(link, str) else None

@@ -1,20 +1,13 @@
 """The IPython magics: ``%%workflow``, ``%workflow ...``, ``%wfsql``. The only
-module of wfnb that imports IPython.
-
-Magics cannot be async and a cell must return for widget clicks to be processed
-(DESIGN §4, §6), so every magic that needs the engine's coroutines schedules them
-as tasks on the kernel's running loop and returns; results that arrive later are
-written into a display created by the magic (display handles reach the right
-output even after the cell has finished). Nothing here calls ``run_until_complete``.
+module of wfnb that imports IPython: it parses what the user typed and hands it
+to the `Session` (state, tasks, views) and to `commands` (what each computes).
 """
 
 from __future__ import annotations
 
-import asyncio
-import html
 import shlex
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from IPython.core import magic_arguments as _magic_arguments
@@ -28,17 +21,12 @@ from IPython.core.magic import (
 )
 from IPython.display import display as _display
 
-from wfnb.engine import Engine, RunHandle
 from wfnb.errors import DefinitionError, WfnbError
-from wfnb.model import RunResult
 from wfnb.notebook import commands, view
-from wfnb.notebook.config import Wfnb, make_store
 from wfnb.notebook.runs import NotebookRun
+from wfnb.notebook.session import Session, UsageProblem
 from wfnb.notebook.state import RunState
-from wfnb.notebook.widgets import LiveView
 from wfnb.parse import parse_workflow
-
-HTML_TYPES: tuple[type, ...] = (RunHandle, RunResult, NotebookRun)
 
 # IPython's magic helpers are untyped; these names give them the types they have.
 _Spec = Callable[[], None]
@@ -49,29 +37,16 @@ parse_argstring: Callable[[_Spec, str], Any] = _magic_arguments.parse_argstring
 display: Callable[..., Any] = _display
 
 
+def show_bundle(bundle: Mapping[str, Any]) -> Any:
+    """A display of a raw mime bundle, with a handle to update it in place."""
+    return display(dict(bundle), raw=True, display_id=True)
+
+
 def _magic(fn: _M) -> _M:
     """``@no_var_expand @needs_local_scope @line_cell_magic``, typed: ``{}`` and
     ``$`` in the line reach us as written, and ``--inputs`` sees the caller's scope."""
     register: Any = line_cell_magic
     return cast(_M, no_var_expand(needs_local_scope(register(fn))))
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        raise UsageError(
-            "wfnb runs workflows on the kernel's event loop: use it in a Jupyter kernel "
-            "(ipykernel), where cells run on a running loop"
-        ) from None
-
-
-def _show(html_text: str, plain: str, *, update: Any = None) -> Any:
-    bundle = {"text/html": html_text, "text/plain": plain}
-    if update is not None:
-        update.update(bundle, raw=True)
-        return update
-    return display(bundle, raw=True, display_id=True)
 
 
 # Option specs (magic_arguments parsers), one per command.
@@ -82,6 +57,7 @@ def _show(html_text: str, plain: str, *, update: Any = None) -> Any:
 @argument("--schedule", choices=["waves", "eager"])
 @argument("--no-run", action="store_true", help="define and register, do not run")
 @argument("--inputs", help="a Python expression giving the inputs (a mapping)")
+@argument("--wait", action="store_true", help="block until the run ends or pauses (headless)")
 @argument("-o", "--output", dest="var", help="also bind the run to this variable")
 def _cell_options() -> None:
     """%%workflow NAME [options]: define a workflow (YAML body) and start a run."""
@@ -130,124 +106,51 @@ def _parse(spec: Callable[[], None], line: str) -> Any:
 class WorkflowMagics(Magics):
     """``%%workflow``, ``%workflow`` and ``%wfsql``."""
 
-    def __init__(self, shell: Any, settings: Wfnb, engine: Engine | None = None) -> None:
+    def __init__(self, shell: Any, session: Session) -> None:
         super().__init__(shell)
-        self.settings = settings
-        self._engine = engine
-        settings.observe(self._db_changed, names="db")
-
-    # -- the engine --------------------------------------------------------------
+        self.session = session
 
     @property
-    def ns(self) -> dict[str, Any]:
-        """The user namespace (a Magics made by the extension always has a shell)."""
-        assert self.shell is not None
-        namespace: dict[str, Any] = self.shell.user_ns
-        return namespace
-
-    @property
-    def engine(self) -> Engine:
-        """Made at first use, so a ``%config Wfnb.db`` before it takes effect."""
-        if self._engine is None:
-            self._engine = Engine(store=make_store(self.settings.db), namespace=self.ns)
-        return self._engine
-
-    def _db_changed(self, change: Mapping[str, Any]) -> None:
-        old = self._engine
-        if old is None:
-            return
-        if old.live_runs:
-            print(
-                "wfnb: runs are live; the new database is used once they end and you set it again",
-                file=sys.stderr,
-            )
-            return
-        self._engine = None
-        self._spawn(old.close())
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = _loop().create_task(coro)
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return task
-
-    def _later(
-        self, coro: Coroutine[Any, Any, Any], render: Callable[[Any], tuple[str, str]]
-    ) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task; show ``render(result)`` (or the error) in a
-        display made now, so it lands under this cell whenever it finishes."""
-        handle = _show("<i>…</i>", "…")
-        task = self._spawn(coro)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            if t.cancelled():
-                _show("<i>cancelled</i>", "cancelled", update=handle)
-            elif t.exception() is not None:
-                exc = t.exception()
-                text = f"{type(exc).__name__}: {exc}"
-                _show(f'<pre style="color:#c62828">{html.escape(text)}</pre>', text, update=handle)
-            else:
-                _show(*render(t.result()), update=handle)
-
-        task.add_done_callback(done)
-        return task
-
-    def _bind(self, run: NotebookRun, var: str | None = None) -> None:
-        self.ns["_wf_run"] = run
-        if var:
-            self.ns[var] = run
-
-    def _watch(self, run: NotebookRun) -> LiveView | None:
-        if not self.settings.live_view:
-            return None
-        return LiveView(
-            self.engine,
-            run,
-            display=lambda bundle: display(bundle, raw=True, display_id=True),
-            interval=self.settings.redraw_interval,
-        )
-
-    def _start(
-        self, coro: Coroutine[Any, Any, RunHandle], workflow: str, var: str | None = None
-    ) -> NotebookRun:
-        run = NotebookRun(self.engine, asyncio.ensure_future(coro, loop=_loop()), workflow=workflow)
-        self._bind(run, var)
-        self._watch(run)
-        return run
+    def engine(self) -> Any:
+        return self.session.engine
 
     # -- %%workflow and %workflow --------------------------------------------------
 
     @_magic
     def workflow(self, line: str, cell: str | None = None, local_ns: Any = None) -> Any:
         """%%workflow NAME [--timeout S] [--concurrency N] [--schedule waves|eager]
-        [--no-run] [--inputs EXPR] [-o VAR]: define a workflow (YAML body), start a
-        run on the kernel loop, return at once; ``await _wf_run`` waits for it.
+        [--no-run] [--inputs EXPR] [--wait] [-o VAR]: define a workflow (YAML body),
+        start a run on the kernel loop, return at once; ``await _wf_run`` waits for it.
 
-        %workflow list | runs [NAME] | show RUN | graph NAME | resume RUN |
-        approve RUN STEP [--comment TEXT] | reject RUN STEP [--comment TEXT] |
-        cancel RUN | wait RUN | rerun RUN --from STEP | prune --older-than AGE
+        %workflow list | runs [NAME] | show RUN | graph NAME | timeline RUN |
+        diff RUN_A RUN_B | resume RUN | approve RUN STEP [--comment TEXT] |
+        reject RUN STEP [--comment TEXT] | cancel RUN | wait RUN |
+        rerun RUN --from STEP | prune --older-than AGE
         """
-        if cell is not None:
-            return self._cell(line, cell, local_ns)
-        command, _, rest = line.strip().partition(" ")
-        handler = getattr(self, f"_cmd_{command}", None)
-        if handler is None:
-            raise UsageError(
-                f"unknown %workflow command {command!r}; "
-                + (self.workflow.__doc__ or "").split("%workflow", 2)[-1].strip()
-            )
         try:
+            if cell is not None:
+                return self._cell(line, cell, local_ns)
+            command, _, rest = line.strip().partition(" ")
+            handler = getattr(self, f"_cmd_{command}", None)
+            if handler is None:
+                raise UsageError(
+                    f"unknown %workflow command {command!r}; "
+                    + (self.workflow.__doc__ or "").split("%workflow", 2)[-1].strip()
+                )
             return handler(rest.strip())
+        except UsageProblem as exc:
+            raise UsageError(str(exc)) from None
         except WfnbError as exc:
-            print(f"%workflow {command}: {exc}", file=sys.stderr)
+            print(f"%workflow {line.split(' ', 1)[0]}: {exc}", file=sys.stderr)
             return None
 
-    def _cell(self, line: str, cell: str, local_ns: Any) -> None:
+    def _cell(self, line: str, cell: str, local_ns: Any) -> Any:
         options, expression = commands.split_inputs(line)
         args = _parse(_cell_options, options)
         expression = expression or args.inputs
         inputs = None
         if expression:
-            namespace = {**self.ns, **(local_ns or {})}
+            namespace = {**self.session.ns, **(local_ns or {})}
             try:
                 inputs = eval(expression, namespace)  # noqa: S307 - the user's own cell
             except Exception as exc:
@@ -270,32 +173,52 @@ class WorkflowMagics(Magics):
             print(commands.definition_message(args.name, line, cell, exc), file=sys.stderr)
             return None
         if args.no_run:
-            state = RunState(run_id="-", workflow=wf.name, plan=self.engine.plan(wf))
-            _show(
+            state = RunState(run_id="-", workflow=wf.name, plan=self.engine.plan(wf), definition=wf)
+            self.session.show(
                 view.picture_html(state), f"registered workflow {wf.name} ({len(wf.steps)} steps)"
             )
             return None
-        self._start(self.engine.start(wf, inputs), wf.name, args.var)
+        if args.wait:
+            self.session.check_wait()
+        run = self.session.start(self.engine.start(wf, inputs), wf.name, args.var)
+        self.session.hand_over(run, wait=args.wait)
         return None
 
+    async def finish_cell(self, value: Any = None) -> Any:
+        """What a ``%%workflow`` cell (or a ``%workflow`` line alone in a cell)
+        awaits, as the extension rewrites it; ``value`` is what the magic returned."""
+        return await self.session.finish_cell(value)
+
+    def _run(self, word: str) -> str:
+        """A RUN argument: a run id, or a name the user bound to a run (``_wf_run``)."""
+        return self.session.run_id(word)
+
     def _cmd_list(self, rest: str) -> None:
-        _show(*commands.workflows_table(self.engine))
+        self.session.show(*commands.workflows_table(self.engine))
 
     def _cmd_runs(self, rest: str) -> None:
         name = rest or None
-        self._later(self.engine.store.list_runs(workflow=name, limit=50), commands.runs_table)
+        now = commands.runs_now(self.engine, name)
+        if now is not None:
+            self.session.show(*now)
+            return
+        self.session.later(
+            self.engine.store.list_runs(workflow=name, limit=50), commands.runs_table
+        )
 
     def _cmd_show(self, rest: str) -> None:
-        run_id = _one(rest, "show RUN")
-        handle = self.engine.handle(run_id)
-        if handle is not None:
-            state = commands.state_of_handle(self.engine, handle)
-            _show(view.summary_html(state), f"{state.workflow} {run_id}: {state.status.value}")
-            return
-        self._later(
-            commands.state_from_store(self.engine, run_id),
-            lambda s: (view.summary_html(s), f"{s.workflow} {run_id}: {s.status.value}"),
-        )
+        run_id = self._run(_one(rest, "show RUN"))
+        self.session.later(commands.final_picture(self.engine, run_id), commands.bundle_pair)
+
+    def _cmd_timeline(self, rest: str) -> None:
+        run_id = self._run(_one(rest, "timeline RUN"))
+        self.session.later(self.engine.timeline(run_id), lambda t: (t._repr_html_(), t.text()))
+
+    def _cmd_diff(self, rest: str) -> None:
+        parts = [self._run(part) for part in shlex.split(rest)]
+        if len(parts) != 2:
+            raise UsageError("usage: %workflow diff RUN_A RUN_B")
+        self.session.later(commands.diff_runs(self.engine, *parts), commands.frame_pair)
 
     def _cmd_graph(self, rest: str) -> None:
         name = _one(rest, "graph NAME")
@@ -303,27 +226,19 @@ class WorkflowMagics(Magics):
         if wf is None:
             known = ", ".join(sorted(self.engine.workflows)) or "none"
             raise UsageError(f"no workflow named {name!r} in this kernel (known: {known})")
-        state = RunState(run_id="-", workflow=name, plan=self.engine.plan(wf))
-        _show(view.picture_html(state), f"workflow {name}: {len(wf.steps)} steps")
+        state = RunState(run_id="-", workflow=name, plan=self.engine.plan(wf), definition=wf)
+        self.session.show(view.picture_html(state), f"workflow {name}: {len(wf.steps)} steps")
 
-    def _cmd_resume(self, rest: str) -> NotebookRun:
-        run_id = _one(rest, "resume RUN")
-        return self._resume(run_id)
-
-    def _resume(self, run_id: str, *, watch: bool = True) -> NotebookRun:
-        run = NotebookRun(
-            self.engine, _loop().create_task(self.engine.resume(run_id)), workflow=f"run {run_id}"
-        )
-        self._bind(run)
-        if watch:
-            self._watch(run)
-        return run
+    def _cmd_resume(self, rest: str) -> None:
+        run_id = self._run(_one(rest, "resume RUN"))
+        self.session.watch(self.session.restart(run_id, None))
 
     def _decision(self, rest: str, approved: bool) -> None:
         args = _parse(_decide_options, rest)
+        args.run = self._run(args.run)
         verb = "approved" if approved else "rejected"
-        self._later(
-            self.engine.approve(args.run, args.step, approved=approved, comment=args.comment),
+        self.session.later(
+            _awaitable(self.session.decide(args.run, args.step, approved, args.comment)),
             lambda _h: (f"{verb} <code>{args.step}</code>", f"{verb} {args.step} of {args.run}"),
         )
 
@@ -334,8 +249,8 @@ class WorkflowMagics(Magics):
         self._decision(rest, False)
 
     def _cmd_cancel(self, rest: str) -> None:
-        run_id = _one(rest, "cancel RUN")
-        self._later(
+        run_id = self._run(_one(rest, "cancel RUN"))
+        self.session.later(
             self.engine.cancel(run_id),
             lambda r: (
                 f"run <code>{run_id}</code>: {r.status.value}",
@@ -346,18 +261,20 @@ class WorkflowMagics(Magics):
     def _cmd_wait(self, rest: str) -> NotebookRun:
         """A magic cannot block the loop it runs on: this returns the run, which the
         next line awaits (``r = %workflow wait RUN`` then ``await r``)."""
-        run_id = _one(rest, "wait RUN")
+        run_id = self._run(_one(rest, "wait RUN"))
         handle = self.engine.handle(run_id)
         if handle is None:
             raise UsageError(f"run {run_id} is not live in this kernel: `%workflow show {run_id}`")
         run = NotebookRun.of(self.engine, handle, until="done")
-        self._bind(run)
+        self.session.bind(run)
         print(f"`await _wf_run` waits for run {run_id} to end")
         return run
 
-    def _cmd_rerun(self, rest: str) -> NotebookRun | None:
+    def _cmd_rerun(self, rest: str) -> None:
         args = _parse(_rerun_options, rest)
-        return self._start(self.engine.rerun(args.run, args.step), f"rerun of {args.run}")
+        args.run = self._run(args.run)
+        self.session.later(commands.changed_steps(self.engine, args.run), commands.changed_pair)
+        self.session.watch(self.session.restart(args.run, args.step))
 
     def _cmd_prune(self, rest: str) -> None:
         args = _parse(_prune_options, rest)
@@ -365,7 +282,7 @@ class WorkflowMagics(Magics):
             before = commands.older_than(args.age)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        self._later(
+        self.session.later(
             self.engine.store.prune(older_than=before, keep_failed=args.keep_failed),
             lambda n: (f"pruned {n} runs", f"pruned {n} runs"),
         )
@@ -393,48 +310,15 @@ class WorkflowMagics(Magics):
         try:
             frame = sql(query.strip())
         except WfnbError as exc:
-            print(f"%wfsql: {exc}", file=sys.stderr)
+            print(f"%wfsql: {commands.sql_error(exc)}", file=sys.stderr)
             return None
         if var:
-            self.ns[var] = frame
+            self.session.ns[var] = frame
         return frame
 
-    # -- rich reprs and the load report --------------------------------------------
 
-    def html_repr(self, obj: Any) -> str | None:
-        """``_repr_html_`` of runs and results: a compact summary and the DAG."""
-        return commands.html_of(self.engine, obj)
-
-    def report_interrupted(self) -> asyncio.Task[Any] | None:
-        """Show runs a dead kernel left running, each with a Resume button. Returns
-        the task that looks them up (its result: the panel, or None)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None  # not in a kernel: nothing can be resumed from here anyway
-        from wfnb.notebook.widgets import resume_panel
-
-        handle = display({"text/plain": ""}, raw=True, display_id=True)
-        engine = self.engine  # the engine of this moment, even if the task starts later
-
-        async def report() -> Any:
-            try:
-                runs = await engine.interrupted_runs()
-            except WfnbError as exc:  # e.g. another kernel holds the store
-                text = f"wfnb: could not look for interrupted runs: {exc}"
-                handle.update({"text/plain": text}, raw=True)
-                return None
-            if not runs:
-                return None
-            panel = resume_panel(runs, loop, on_resume=lambda rid: self._resume(rid, watch=False))
-            bundle = dict(panel._repr_mimebundle_() or {})
-            bundle["text/plain"] = commands.interrupted_text(runs)
-            handle.update(bundle, raw=True)
-            return panel
-
-        task = loop.create_task(report())
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return task
+async def _awaitable(value: Any) -> Any:
+    return await value
 
 
 def _one(rest: str, usage: str) -> str:
@@ -442,37 +326,3 @@ def _one(rest: str, usage: str) -> str:
     if len(parts) != 1:
         raise UsageError(f"usage: %workflow {usage}")
     return parts[0]
-
-
-_KEPT: dict[int, Engine] = {}
-
-
-def load_ipython_extension(ip: Any) -> None:
-    settings = Wfnb(parent=ip)
-    ip.configurables.append(settings)
-    # %reload_ext keeps the engine, so runs started before the reload stay live.
-    magics = WorkflowMagics(ip, settings, engine=_KEPT.pop(id(ip), None))
-    ip.register_magics(magics)
-    formatter = ip.display_formatter.formatters["text/html"]
-    for cls in HTML_TYPES:
-        formatter.for_type(cls, magics.html_repr)
-    ip._wfnb_magics = magics
-    magics.report_interrupted()
-
-
-def unload_ipython_extension(ip: Any) -> None:
-    magics: WorkflowMagics | None = getattr(ip, "_wfnb_magics", None)
-    if magics is None:
-        return
-    del ip._wfnb_magics
-    if magics._engine is not None:
-        _KEPT[id(ip)] = magics._engine
-    for kind in ("line", "cell"):
-        for name in ("workflow", "wfsql"):
-            ip.magics_manager.magics[kind].pop(name, None)
-    formatter = ip.display_formatter.formatters["text/html"]
-    for cls in HTML_TYPES:
-        formatter.pop(cls, None)
-    if magics.settings in ip.configurables:
-        ip.configurables.remove(magics.settings)
-    magics.settings.unobserve(magics._db_changed, names="db")

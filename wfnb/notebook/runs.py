@@ -17,7 +17,7 @@ started cells ago. Stop those with the view's Cancel button or ``%workflow cance
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from wfnb.model import RunResult, RunStatus, StepStatus
@@ -43,6 +43,10 @@ class NotebookRun:
         self.started = started
         self.workflow_name = workflow
         self.until = until
+        #: decisions sent and not yet taken up by the run (see `decide`)
+        self.decisions: set[asyncio.Task[None]] = set()
+        #: awaited by a cell that saw the run end (the view shows its final picture there)
+        self.finishers: list[Callable[[], Awaitable[None]]] = []
         # An exception nobody retrieves would be logged as "never retrieved".
         started.add_done_callback(_retrieve)
 
@@ -73,8 +77,12 @@ class NotebookRun:
 
     @property
     def status(self) -> RunStatus:
+        """The run's status; ``running`` as soon as a decision is sent to a paused
+        run (DESIGN §4: after Approve, no later cell sees it ``paused``)."""
         handle = self.handle
         if handle is not None:
+            if handle.status is RunStatus.PAUSED and self.decisions:
+                return RunStatus.RUNNING
             return handle.status
         return RunStatus.FAILED if self.start_error is not None else RunStatus.PENDING
 
@@ -87,21 +95,40 @@ class NotebookRun:
         return self._await(self.until).__await__()
 
     async def _await(self, until: str) -> RunResult:
-        handle = await asyncio.shield(self.started)
         ticker = asyncio.ensure_future(_tick())
         try:
+            handle = await asyncio.shield(self.started)
+            # A decision sent just before (a click, `%workflow approve`) is taken
+            # up first, so this never returns the pause it ended.
+            if self.decisions:
+                await asyncio.gather(*self.decisions, return_exceptions=True)
             if until == "done":
-                return await handle.wait()
-            return await handle
+                result = await handle.wait()
+            else:
+                result = await handle
+                # The engine flips a resumed run's status before it records it, and
+                # its "settled" signal clears only then: go on waiting in that window.
+                while not (result.status is RunStatus.PAUSED or result.status.finished):
+                    await asyncio.sleep(0.005)
+                    result = await handle
+            if result.status.finished:
+                for finish in list(self.finishers):
+                    await finish()
+            return result
         except asyncio.CancelledError:
             # A kernel interrupt while a cell awaits this run: stop the run too,
-            # recorded as cancelled (resumable). Not awaited: we are being cancelled.
-            if not handle.status.finished:
-                task = asyncio.ensure_future(self.engine.cancel(handle.id))
-                task.add_done_callback(_retrieve)
+            # recorded as cancelled (resumable), even if it is still starting.
+            self.started.add_done_callback(self._stop)
             raise
         finally:
             ticker.cancel()
+
+    def _stop(self, _started: asyncio.Future[RunHandle]) -> None:
+        handle = self.handle
+        if handle is not None and not handle.status.finished:
+            # Not awaited: the cell that asked is being cancelled.
+            task = asyncio.ensure_future(self.engine.cancel(handle.id))
+            task.add_done_callback(_retrieve)
 
     async def wait(self) -> RunResult:
         """Wait past any pause until the run is finished (interrupts as above)."""
@@ -112,12 +139,36 @@ class NotebookRun:
         return handle.result() if handle is not None else None
 
     async def approve(self, step_id: str, *, comment: str | None = None) -> None:
-        handle = await asyncio.shield(self.started)
-        await handle.approve(step_id, comment=comment)
+        await self.decide(step_id, approved=True, comment=comment)
 
     async def reject(self, step_id: str, *, comment: str | None = None) -> None:
+        await self.decide(step_id, approved=False, comment=comment)
+
+    def decide(
+        self, step_id: str, *, approved: bool, comment: str | None = None
+    ) -> asyncio.Task[None]:
+        """Send a decision; until the run has taken it up, `status` says ``running``
+        and ``await run`` waits for it. Call on the kernel loop."""
+        task = asyncio.get_running_loop().create_task(self._decide(step_id, approved, comment))
+        self.decisions.add(task)
+        task.add_done_callback(self.decisions.discard)
+        return task
+
+    async def _decide(self, step_id: str, approved: bool, comment: str | None) -> None:
         handle = await asyncio.shield(self.started)
-        await handle.reject(step_id, comment=comment)
+        await self.engine.approve(handle.id, step_id, approved=approved, comment=comment)
+        # The engine resolved the step's future; the run leaves the pause a few
+        # loop turns later (it writes the step's record first).
+        for _ in range(2000):
+            statuses = handle.step_statuses
+            others = any(
+                s is StepStatus.WAITING_APPROVAL for sid, s in statuses.items() if sid != step_id
+            )
+            if handle.status is not RunStatus.PAUSED:
+                return
+            if others and statuses.get(step_id) is not StepStatus.WAITING_APPROVAL:
+                return  # still paused, rightly: another step waits for a person
+            await asyncio.sleep(0.005)
 
     async def cancel(self) -> RunResult:
         handle = await asyncio.shield(self.started)

@@ -20,18 +20,9 @@ from typing import Any, Generic, TypeVar
 
 from wfnb.dag import Plan
 from wfnb.model import StepStatus
-from wfnb.notebook.state import RunState, StepView, describe, short
+from wfnb.notebook.palette import HELD, RETRYING, STATUS_COLORS, STEP_LOOKS, Look
+from wfnb.notebook.state import RunState, StepView, describe
 
-#: fill colours by step status (colour-blind-safe pairs: hue and lightness differ)
-STATUS_COLORS: dict[StepStatus, str] = {
-    StepStatus.PENDING: "#eeeeee",
-    StepStatus.RUNNING: "#90caf9",
-    StepStatus.WAITING_APPROVAL: "#ffcc80",
-    StepStatus.COMPLETED: "#a5d6a7",
-    StepStatus.FAILED: "#ef9a9a",
-    StepStatus.SKIPPED: "#fafafa",
-    StepStatus.CANCELLED: "#bdbdbd",
-}
 #: past this many nodes a wave is drawn as one summary node (failed and waiting
 #: steps stay visible), because dot lays out thousands of nodes slowly and unreadably
 MAX_NODES = 120
@@ -56,28 +47,55 @@ def _tooltip(sid: str, view: StepView) -> str:
     facts = describe(view)
     parts = [f"{sid}: {facts['status']}"]
     if facts["attempt"] and facts["attempt"] > 1:
-        parts.append(f"attempt {facts['attempt']}")
+        parts.append(f"attempt {facts['attempt']}/{view.max_attempts}")
     if facts["duration"]:
         parts.append(facts["duration"])
     if facts["iterations"]:
         parts.append(f"{facts['iterations']} iterations")
+    if view.worker:
+        parts.append(f"on {view.worker}")
     if facts["error"]:
         parts.append(f"error: {facts['error']}")
     return " · ".join(parts)
 
 
-def _node_attrs(sid: str, view: StepView) -> dict[str, str]:
+def look_of(state: RunState, sid: str) -> Look:
+    """The node's look: its status, or retrying / held, which statuses do not say."""
+    view = state.steps[sid]
+    if view.retry is not None and view.status is StepStatus.RUNNING:
+        return RETRYING
+    if state.held(sid):
+        return HELD
+    return STEP_LOOKS[view.status]
+
+
+def node_label(state: RunState, sid: str, now: float | None = None) -> str:
+    """The step id, then what a glance should tell: iterations, the attempt when
+    there was more than one, the retry countdown."""
+    view = state.steps[sid]
     label = sid if not view.iterations else f"{sid} ×{view.iterations}"
-    attrs = {
-        "label": label,
-        "fillcolor": STATUS_COLORS[view.status],
+    if view.retry is not None and view.status is StepStatus.RUNNING:
+        attempt, at = view.retry
+        wait = max(0.0, at - (state.as_of if now is None else now))
+        label += f"\\nattempt {attempt}/{view.max_attempts}, retrying in {wait:.1f} s"
+    elif view.attempt and view.attempt > 1:
+        label += f"\\nattempt {view.attempt}/{view.max_attempts}"
+    elif state.held(sid):
+        label += "\\nheld (wave)"
+    return label
+
+
+def _node_attrs(state: RunState, sid: str) -> dict[str, str]:
+    view = state.steps[sid]
+    look = look_of(state, sid)
+    return {
+        "label": node_label(state, sid),
+        "fillcolor": look.fill,
+        "color": look.line,
+        "style": look.style,
+        "penwidth": look.width,
         "tooltip": _tooltip(sid, view),
     }
-    if view.status is StepStatus.SKIPPED:
-        attrs["style"] = "filled,dashed"
-    elif view.status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL):
-        attrs["penwidth"] = "2"
-    return attrs
 
 
 def dot_source(state: RunState) -> str:
@@ -101,7 +119,8 @@ def dot_source(state: RunState) -> str:
             "fontsize": "10",
             "height": "0.3",
         },
-        edge_attr={"arrowsize": "0.6", "color": "#888888"},
+        # mid grey: visible on white and on JupyterLab's dark background
+        edge_attr={"arrowsize": "0.6", "color": "#8a8a8a"},
     )
     big = len(state.steps) > MAX_NODES
     shown = _draw_plan(graph, state, state.plan, summarize=big)
@@ -139,7 +158,7 @@ def _draw_plan(graph: Any, state: RunState, plan: Plan, *, summarize: bool) -> d
                 ][:10]
                 rest = [s for s in plain if s not in keep]
                 for sid in keep:
-                    rank.node(_id(sid), **_node_attrs(sid, state.steps[sid]))
+                    rank.node(_id(sid), **_node_attrs(state, sid))
                     shown[sid] = _id(sid)
                 if rest:
                     # Not an "s_" id, so it can never collide with a step's node.
@@ -149,7 +168,7 @@ def _draw_plan(graph: Any, state: RunState, plan: Plan, *, summarize: bool) -> d
                     shown.update(dict.fromkeys(rest, node))
             else:
                 for sid in plain:
-                    rank.node(_id(sid), **_node_attrs(sid, state.steps[sid]))
+                    rank.node(_id(sid), **_node_attrs(state, sid))
                     shown[sid] = _id(sid)
         for sid in wave:
             body = plan.bodies.get(sid)
@@ -161,7 +180,7 @@ def _draw_plan(graph: Any, state: RunState, plan: Plan, *, summarize: bool) -> d
                     label=f"loop {sid}" + (f" ×{view.iterations}" if view.iterations else ""),
                     style="rounded,filled",
                     fillcolor="#fbfbfb",
-                    color=STATUS_COLORS[view.status],
+                    color=STEP_LOOKS[view.status].line,
                     penwidth="2",
                     tooltip=_tooltip(sid, view),
                     fontname="Helvetica",
@@ -185,6 +204,7 @@ def _summary_attrs(name: str, views: list[StepView]) -> dict[str, str]:
     return {
         "label": f"{name}\n{text}",
         "fillcolor": STATUS_COLORS[worst],
+        "color": STEP_LOOKS[worst].line,
         "tooltip": f"{name}: {text}",
         "shape": "box3d",
     }
@@ -228,15 +248,22 @@ def table_html(state: RunState) -> str:
     )
 
 
+def render_svg(state: RunState) -> str | None:
+    """The DAG as SVG, or None without a working ``dot`` (blocking: off the loop)."""
+    if not has_dot():
+        return None
+    try:
+        return svg_from_dot(dot_source(state))
+    except Exception:  # noqa: BLE001 - a broken dot must not break the view
+        return None
+
+
 def picture_html(state: RunState, svg: str | None = None) -> str:
     """The DAG as SVG (rendered here unless given), or the table plus, once per
     process, how to install Graphviz."""
     global _hint_shown
-    if svg is None and has_dot():
-        try:
-            svg = svg_from_dot(dot_source(state))
-        except Exception:  # noqa: BLE001 - a broken dot must not break the view
-            svg = None
+    if svg is None:
+        svg = render_svg(state)
     if svg is not None:
         return f'<div class="wfnb-dag" style="overflow:auto;max-height:600px">{svg}</div>'
     hint = ""
@@ -244,34 +271,6 @@ def picture_html(state: RunState, svg: str | None = None) -> str:
         _hint_shown = True
         hint = f'<p class="wfnb-hint"><em>{html.escape(INSTALL_HINT)}</em></p>'
     return hint + table_html(state)
-
-
-def summary_html(state: RunState, *, picture: bool = True) -> str:
-    """A compact summary (the rich repr of a run): status, progress, error, DAG."""
-    colour = {
-        "completed": "#2e7d32",
-        "failed": "#c62828",
-        "cancelled": "#616161",
-        "paused": "#ef6c00",
-    }.get(state.status.value, "#1565c0")
-    line = (
-        f"<b>{html.escape(state.workflow)}</b> run <code>{state.run_id}</code>: "
-        f'<span style="color:{colour};font-weight:bold">{state.status.value}</span> '
-        f"· {state.done}/{state.total} steps done"
-    )
-    parts = [f'<div class="wfnb-run">{line}']
-    failed = state.failed_step
-    if failed is not None or state.error:
-        text = f"step {failed[0]!r}: {failed[1]}" if failed else state.error
-        error = html.escape(short(text, 2000))
-        parts.append(f'<pre style="color:#c62828;white-space:pre-wrap">{error}</pre>')
-    if state.waiting:
-        waits = ", ".join(html.escape(s) for s in state.waiting)
-        parts.append(f"<div>waiting for approval: {waits}</div>")
-    if picture:
-        parts.append(picture_html(state))
-    parts.append("</div>")
-    return "".join(parts)
 
 
 P = TypeVar("P")

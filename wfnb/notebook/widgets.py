@@ -1,8 +1,13 @@
-"""The live view of a run: one ipywidgets box, updated in place.
+"""The live view of a run: one ipywidgets box, updated in place while the run is
+live, and replaced in place by a static picture when it ends.
 
-DAG (SVG) + progress bar + Cancel + Approve/Reject (with a comment box) per
-waiting approval + the failing step's error. Engine events update a `RunState`
-on the loop; a `Throttle` turns bursts of them into a bounded number of redraws.
+Header (status, progress facts, its age) + DAG (SVG) and legend + timeline +
+progress bar + Cancel + Approve/Reject (with a comment box) per waiting approval +
+the failing step's error. Engine events update a `RunState` on the loop; a
+`Throttle` turns bursts of them into a bounded number of redraws. When the run
+ends the display becomes `picture.final_bundle` (no widget model: DESIGN §4); a
+failed or cancelled run's picture names the commands that carry it on, and no
+button survives into the saved notebook.
 
 Threads (DESIGN §6): on ipykernel 7.0-7.3 a click reaches ``on_click`` on a
 subshell thread with its own event loop, and resolving the engine's future there
@@ -15,18 +20,19 @@ the view was made (on the main thread); nothing here calls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import ipywidgets as w
 
 from wfnb.events import Event
 from wfnb.model import RunStatus
-from wfnb.notebook import view
+from wfnb.notebook import palette, picture, view
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState, StepView, short
+from wfnb.notebook.state import RunState, load_state, short, state_of_handle
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -40,7 +46,7 @@ class DisplayHandle(Protocol):
 
 
 #: shows a mime bundle and returns a handle to update it (IPython's display,
-#: injected by the magics so this module needs no IPython)
+#: injected by the session so this module needs no IPython)
 Display = Callable[[Bundle], DisplayHandle | None]
 
 
@@ -55,16 +61,22 @@ class LiveView:
         display: Display | None = None,
         interval: float = 0.25,
         picture: Callable[[RunState], str] | None = None,
+        on_final: Callable[[Bundle], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_final = on_final
         self.run = run
         # Captured here, on the main thread; callbacks use only this.
         self.loop = asyncio.get_running_loop()
         self.state: RunState | None = None
         self.finished = False
+        self.final: Bundle | None = None
+        #: resolved once the view has come to rest (final picture drawn, or none)
+        self.at_rest: asyncio.Future[None] = self.loop.create_future()
         self._draw = picture or _picture
         self.header = w.HTML(f"<b>{html.escape(run.workflow_name)}</b>: starting…")
         self.picture = w.HTML("")
+        self.timeline = w.HTML("")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="0/0")
         self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning")
         self.cancel_button.on_click(self._on_cancel)
@@ -74,30 +86,37 @@ class LiveView:
             [
                 self.header,
                 self.picture,
+                w.HTML(palette.legend_html()),
+                self.timeline,
                 w.HBox([self.progress, self.cancel_button]),
                 self.approvals,
                 self.error,
             ],
-            layout=w.Layout(border="1px solid #ddd", padding="4px"),
+            layout=w.Layout(border="1px solid #9e9e9e", padding="4px"),
         )
         self._approval_rows: dict[str, w.Widget] = {}
-        self.throttle: view.Throttle[RunState | None, str] = view.Throttle(
-            self.loop, self._snapshot, self._render, self._deliver, interval=interval
+        #: the timeline is redrawn less often than the DAG (see `render`)
+        self.timeline_interval = max(1.0, 4 * interval)
+        self._timeline_at = time.monotonic()
+        self.throttle: view.Throttle[RunState | None, tuple[str, str]] = view.Throttle(
+            self.loop, self._snapshot, self.render, self._deliver, interval=interval
         )
         self._subscription: Subscription | None = engine.subscribe(self._on_event)
+        self._show = display
         self._display: DisplayHandle | None = None
         if display is not None:
             self._display = display(self.bundle())
+            run.finishers.append(self.show_final)
         run.started.add_done_callback(self._attach)
 
     # -- wiring ------------------------------------------------------------------
 
-    def bundle(self, *, final: bool = False) -> Bundle:
-        """The widget, plus an HTML copy for frontends (and saved notebooks)
-        without the widget state."""
+    def bundle(self) -> Bundle:
+        """The widget, plus an HTML copy of the header for frontends without it."""
         bundle: Bundle = dict(self.box._repr_mimebundle_() or {})
         if self.state is not None:
-            bundle["text/html"] = view.summary_html(self.state, picture=final)
+            bundle["text/html"] = picture.summary_html(self.state, picture=False, live=True)
+            bundle["text/plain"] = picture.summary_text(self.state)
         return bundle
 
     def _attach(self, started: asyncio.Future[RunHandle]) -> None:
@@ -106,15 +125,11 @@ class LiveView:
             error = self.run.start_error
             self.header.value = f"<b>{html.escape(self.run.workflow_name)}</b>: did not start"
             self.error.value = _error_html(f"{type(error).__name__}: {error}" if error else "")
+            self.cancel_button.layout.display = "none"
             self._close()
+            self._rest()
             return
-        self.state = RunState.from_statuses(
-            run_id=handle.id,
-            workflow=handle.workflow.name,
-            plan=self.engine.plan(handle.workflow),
-            status=handle.status,
-            statuses=handle.step_statuses,
-        )
+        self.state = state_of_handle(self.engine, handle)
         self.progress.max = max(1, self.state.total)
         self._sync_approvals()
         self.throttle.poke()
@@ -144,19 +159,48 @@ class LiveView:
     def _finish(self) -> None:
         self.finished = True
         self.cancel_button.disabled = True
+        self.cancel_button.layout.display = "none"  # no stale buttons
         self._sync_approvals()
         task = self.loop.create_task(self._final())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _final(self) -> None:
-        handle = self.run.handle
-        if handle is not None and self.state is not None:
-            # The engine's statuses are the truth; events only kept us current.
-            self.state.sync(handle.status, handle.step_statuses)
-        await self.throttle.flush()
-        self._close()
-        if self._display is not None:
-            self._display.update(self.bundle(final=True), raw=True)
+        """The static picture, from the store (every attempt, who approved), else
+        from what the events told us."""
+        try:
+            handle = self.run.handle
+            state = self.state
+            if handle is not None and state is not None:
+                state.sync(handle.status, handle.step_statuses)
+                with contextlib.suppress(Exception):  # the picture must come to rest anyway
+                    state = await load_state(self.engine, handle.id)
+                self.state = state
+            await self.throttle.flush()
+            self._close()
+            if state is None:
+                return
+            svg = await self.loop.run_in_executor(view.render_executor(), view.render_svg, state)
+            self.final = picture.final_bundle(state, svg)
+            if self.on_final is not None:
+                self.on_final(self.final)
+            if self._display is not None:
+                self._display.update(self.final, raw=True)
+        finally:
+            self._rest()
+
+    def _rest(self) -> None:
+        if not self.at_rest.done():
+            self.at_rest.set_result(None)
+
+    async def show_final(self) -> None:
+        """Called by a cell that awaited the run to its end: show the final picture
+        again, from that cell. The view's own update went out under the cell that
+        drew the view; JupyterLab applies it anyway, but a headless executor
+        (nbclient: papermill, nbconvert, nbval) only reads the messages of the
+        cell it runs, and would save the widget. An update is idempotent."""
+        await asyncio.shield(self.at_rest)
+        if self.final is not None and self._display is not None:
+            self._display.update(self.final, raw=True)
 
     def _close(self) -> None:
         if self._subscription is not None:
@@ -170,36 +214,33 @@ class LiveView:
         """Runs on the loop: the renderer gets a state nobody mutates meanwhile."""
         if self.state is None:
             return None
-        state = self.state
-        copy = RunState(
-            run_id=state.run_id,
-            workflow=state.workflow,
-            plan=state.plan,
-            status=state.status,
-            error=state.error,
-            steps={sid: _copy(v) for sid, v in state.steps.items()},
-            waiting=dict(state.waiting),
-        )
+        copy = self.state.copy()
         self._update_text(copy)
         return copy
 
-    def _render(self, state: RunState | None) -> str:
-        """Runs on the render thread."""
-        return "" if state is None else self._draw(state)
+    def render(self, state: RunState | None) -> tuple[str, str]:
+        """Runs on the render thread: the DAG, and the timeline at most once per
+        ``timeline_interval`` (a 1,000-attempt timeline is ~10 ms of Python that
+        holds the GIL the run needs; the final picture always has it)."""
+        if state is None:
+            return "", ""
+        timeline = self.timeline.value
+        now = time.monotonic()
+        if state.records and now - self._timeline_at >= self.timeline_interval:
+            timeline = picture.timeline_of(state)._repr_html_()
+            self._timeline_at = now
+        return self._draw(state), timeline
 
-    def _deliver(self, picture: str) -> None:
-        """Back on the loop: one comm message for the new picture."""
-        if picture != self.picture.value:
-            self.picture.value = picture
+    def _deliver(self, drawn: tuple[str, str]) -> None:
+        """Back on the loop: one comm message per part that changed."""
+        dag, timeline = drawn
+        if dag != self.picture.value:
+            self.picture.value = dag
+        if timeline != self.timeline.value:
+            self.timeline.value = timeline
 
     def _update_text(self, state: RunState) -> None:
-        colour = {"completed": "#2e7d32", "failed": "#c62828", "paused": "#ef6c00"}.get(
-            state.status.value, "#1565c0"
-        )
-        header = (
-            f"<b>{html.escape(state.workflow)}</b> run <code>{state.run_id}</code>: "
-            f'<span style="color:{colour}">{state.status.value}</span>'
-        )
+        header = picture.header_html(state, live=True)
         if header != self.header.value:
             self.header.value = header
         self.progress.max = max(1, state.total)
@@ -226,35 +267,13 @@ class LiveView:
             self._approval_rows.pop(sid).close()
         for sid, prompt in waiting.items():
             if sid not in self._approval_rows:
-                self._approval_rows[sid] = self._approval_row(sid, prompt)
+                self._approval_rows[sid] = approval_row(
+                    sid, prompt, self.loop, lambda s, ok, c: self._decide(s, ok, c)
+                )
         self.approvals.children = tuple(self._approval_rows.values())
 
-    def _approval_row(self, step_id: str, prompt: str) -> w.Widget:
-        label = w.HTML(f"<b>{html.escape(step_id)}</b>: {html.escape(short(prompt, 500))}")
-        comment = w.Text(placeholder="comment (optional)", layout=w.Layout(width="240px"))
-        approve = w.Button(description="Approve", button_style="success", icon="check")
-        reject = w.Button(description="Reject", button_style="danger", icon="times")
-        approve.on_click(lambda _b: self._on_decide(step_id, True, comment))
-        reject.on_click(lambda _b: self._on_decide(step_id, False, comment))
-        row = w.HBox([label, comment, approve, reject])
-        row.add_class("wfnb-approval")
-        return row
-
-    def _on_decide(self, step_id: str, approved: bool, comment: w.Text) -> None:
-        """Widget callback (maybe on a subshell thread): hand off, nothing more."""
-        text = comment.value or None
-        self.loop.call_soon_threadsafe(self._decide, step_id, approved, text)
-
     def _decide(self, step_id: str, approved: bool, comment: str | None) -> None:
-        row = self._approval_rows.get(step_id)
-        if row is not None:
-            for child in row.children:
-                if isinstance(child, w.Button | w.Text):
-                    child.disabled = True
-        handle = self.run.handle
-        if handle is None:
-            return
-        self._spawn(self.engine.approve(handle.id, step_id, approved=approved, comment=comment))
+        self._spawn(self.run.decide(step_id, approved=approved, comment=comment))
 
     def _on_cancel(self, _button: w.Button) -> None:
         """Widget callback (maybe on a subshell thread): hand off, nothing more."""
@@ -267,56 +286,51 @@ class LiveView:
             self._spawn(self.engine.cancel(handle.id))
 
     def _spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
+        task = asyncio.ensure_future(coro)
 
-        def report(done: asyncio.Task[Any]) -> None:
+        def report(done: asyncio.Future[Any]) -> None:
             if not done.cancelled() and done.exception() is not None:
                 self.error.value = _error_html(str(done.exception()))
 
         task.add_done_callback(report)
 
 
+#: called on the kernel loop with (step, approved, comment)
+Decide = Callable[[str, bool, "str | None"], None]
+
+
+def approval_row(
+    step_id: str, prompt: str, loop: asyncio.AbstractEventLoop, decide: Decide
+) -> w.HBox:
+    """Prompt, comment box, Approve and Reject. A click disables the row and hands
+    the decision to the kernel loop (it may arrive on a subshell thread)."""
+    label = w.HTML(f"<b>{html.escape(step_id)}</b>: {html.escape(short(prompt, 500))}")
+    comment = w.Text(placeholder="comment (optional)", layout=w.Layout(width="240px"))
+    approve = w.Button(description="Approve", button_style="success", icon="check")
+    reject = w.Button(description="Reject", button_style="danger", icon="times")
+    row = w.HBox([label, comment, approve, reject])
+    row.add_class("wfnb-approval")
+
+    def on_decide(approved: bool) -> None:
+        text = comment.value or None
+        loop.call_soon_threadsafe(done, approved, text)
+
+    def done(approved: bool, text: str | None) -> None:
+        for child in row.children:
+            if isinstance(child, w.Button | w.Text):
+                child.disabled = True
+        decide(step_id, approved, text)
+
+    approve.on_click(lambda _b: on_decide(True))
+    reject.on_click(lambda _b: on_decide(False))
+    return row
+
+
 def _picture(state: RunState) -> str:
     return view.picture_html(state)
-
-
-def _copy(step: StepView) -> StepView:
-    return replace(step)
 
 
 def _error_html(text: str) -> str:
     if not text:
         return ""
-    return (
-        '<pre style="color:#c62828;white-space:pre-wrap;margin:2px 0">'
-        f"{html.escape(short(text, 2000))}</pre>"
-    )
-
-
-def resume_panel(
-    runs: Any, loop: asyncio.AbstractEventLoop, *, on_resume: Callable[[str], NotebookRun]
-) -> w.VBox:
-    """What ``%load_ext wfnb`` shows for runs a dead kernel left running: each with
-    the command that resumes it and a Resume button. A click embeds the resumed
-    run's live view in this panel (a callback has no cell output of its own)."""
-    noun = "run" if len(runs) == 1 else "runs"
-    panel = w.VBox(
-        [w.HTML(f"<b>{len(runs)} interrupted {noun}</b> (left running by a kernel that died):")]
-    )
-
-    def resume(run_id: str, button: w.Button) -> None:
-        button.disabled = True
-        run = on_resume(run_id)
-        live = LiveView(run.engine, run)
-        panel.children = (*panel.children, live.box)
-
-    for record in runs:
-        button = w.Button(description="Resume", icon="play", button_style="primary")
-        # The click may arrive on a subshell thread: hand off to the kernel loop.
-        button.on_click(lambda b, rid=record.run_id: loop.call_soon_threadsafe(resume, rid, b))
-        text = w.HTML(
-            f"{html.escape(record.workflow)} <code>{record.run_id}</code>: "
-            f"<code>%workflow resume {record.run_id}</code>"
-        )
-        panel.children = (*panel.children, w.HBox([button, text]))
-    return panel
+    return picture.error_html("", text)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from wfnb.errors import (
     ApprovalRejected,
     DefinitionError,
+    StepError,
     StepTimeout,
     SubWorkflowError,
     TemplateRenderError,
@@ -33,7 +34,6 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
     """Run the step's attempts until one succeeds or retries are exhausted."""
     instance = frame.instance(step.id)
     executor = executor_for(step.kind)
-    assert executor is not None, f"no executor for {step.kind}"
     limit = None if isinstance(step.spec, ApprovalSpec) else step.timeout
     container = step.kind in ("loop", "workflow")
     host = run.host
@@ -43,6 +43,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
+        retry_after: float | None = None
         trace: str | None = None
         clock = None
         try:
@@ -59,7 +60,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                             run.pauses.clock_ended(instance)
             else:  # Python 3.10
                 output = await asyncio.wait_for(executor(step, ctx), limit)
-            return Outcome(StepStatus.COMPLETED, attempt, started, output=output)
+            return Outcome(StepStatus.COMPLETED, attempt, started, output=output, worker=ctx.worker)
         except asyncio.CancelledError:
             if run.shutting_down():
                 raise  # let go, not stopped: the step's records stay as they stand
@@ -81,6 +82,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             error, retryable = str(exc), False  # the same input fails the same way
         except SubWorkflowError as exc:
             error, retryable, below, cause = str(exc), True, exc.path, exc.cause
+        except StepError as exc:  # the step knows whether (and when) to try again
+            error, retryable, retry_after = str(exc), exc.retryable, exc.retry_after
         except WfnbError as exc:
             error, retryable = str(exc), True
         except Exception as exc:
@@ -95,9 +98,12 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                 error=error,
                 below=below,
                 cause=cause,
+                worker=ctx.worker,
                 traceback=trace,
             )
         delay = step.retry.wait_before(attempt + 1)
+        if retry_after is not None:  # the server's word replaces the backoff
+            delay = min(retry_after, step.retry.max_delay)
         now = time.time()
         failed = StepRecord(
             run.id,
@@ -107,6 +113,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             started,
             now,
             host.redact(error),
+            worker=ctx.worker,
             traceback=trace,
         )
         await host.store.write(Batch.changes(steps=(failed,)))
@@ -147,6 +154,7 @@ def step_context(run: LiveRun, step: Step, frame: Frame, attempt: int) -> StepCo
         depth=run.record.depth,
         scope=run.template_scope(frame),
         runtime=StepServices(run, step, frame),
+        resources=step.resources,
     )
 
 

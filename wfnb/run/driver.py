@@ -14,7 +14,7 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -272,6 +272,7 @@ class Scope:
                 redact(outcome.error),
                 redact(outcome.output),
                 outcome.status is StepStatus.COMPLETED,
+                outcome.worker,
                 outcome.traceback,  # masked already
             )
         )
@@ -376,10 +377,8 @@ class Scope:
                 host.crash.hit("started", instance)
                 attempt = run.attempts[instance]
                 run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                step_task = loop.create_task(
-                    run_attempts(run, run.workflow.steps[sid], frame, attempt)
-                )
-                _forward(step_task, slot)
+                attempts = run_attempts(run, run.workflow.steps[sid], frame, attempt)
+                _cancel_with(loop.create_task(_into_slot(attempts, slot)), slot)
 
         def written(task: asyncio.Task[None]) -> None:
             self.writes.discard(task)
@@ -397,22 +396,30 @@ class Scope:
         task.add_done_callback(written)
 
 
-def _forward(task: asyncio.Task[Outcome], slot: asyncio.Future[Outcome]) -> None:
-    """Tie a step's task to the slot the driver waits on, both ways."""
+async def _into_slot(attempts: Coroutine[Any, Any, Outcome], slot: asyncio.Future[Outcome]) -> None:
+    """Run a step's attempts and settle the slot the driver waits on from inside the
+    step's own task. (A done-callback on the task would cost one more turn of the
+    event loop between a step's end and the driver taking it in.)"""
+    try:
+        outcome = await attempts
+    except asyncio.CancelledError:
+        slot.cancel()
+        raise
+    except BaseException as exc:
+        if not slot.done():
+            slot.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    if not slot.done():
+        slot.set_result(outcome)
 
-    def forward(done: asyncio.Task[Outcome]) -> None:
-        if slot.done():
-            return
-        if done.cancelled():
-            slot.cancel()
-        elif done.exception() is not None:
-            slot.set_exception(done.exception())  # type: ignore[arg-type]
-        else:
-            slot.set_result(done.result())
+
+def _cancel_with(task: asyncio.Task[None], slot: asyncio.Future[Outcome]) -> None:
+    """Cancelling the slot (a stop, fail-fast) cancels the step's task."""
 
     def cancel(done: asyncio.Future[Outcome]) -> None:
         if done.cancelled():
             task.cancel()
 
-    task.add_done_callback(forward)
     slot.add_done_callback(cancel)

@@ -39,6 +39,8 @@ class Outcome:
     #: failure began, and the reason there (`SubWorkflowError.path`/`.cause`)
     below: tuple[str, ...] = ()
     cause: str | None = None
+    #: where the attempt ran, when the backend says (a Dask worker's address)
+    worker: str | None = None
     #: a failed attempt's user frames (`wfnb.run.tracebacks.user_traceback`), masked
     traceback: str | None = None
 

@@ -2,7 +2,8 @@
 
 The run reaches its host only through this protocol: the store it checkpoints to,
 the backend its code runs on, the bus its events go out on, the redactor for what
-it stores and shows, child runs, and a concurrency slot. The host's own
+it stores and shows, child runs, a concurrency slot, and the HTTP client and agent
+defaults of http and agent steps. The host's own
 bookkeeping (which runs are live, the store's lease) stays behind it.
 """
 
@@ -14,8 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import httpx
+
     from wfnb.backends.base import Backend
     from wfnb.events import EventBus
+    from wfnb.model import AgentDefaults
     from wfnb.redact import Redactor
     from wfnb.run.live import LiveRun
     from wfnb.store.base import Store
@@ -67,6 +71,13 @@ class RunHost(Protocol):
 
     @property
     def crash(self) -> CrashPoints: ...
+
+    @property
+    def agent(self) -> AgentDefaults:
+        """Where agent steps go when neither the step nor its workflow says."""
+
+    def http_client(self) -> httpx.AsyncClient:
+        """The pooled HTTP client of http and agent steps, bound to the running loop."""
 
     def resolve_code(
         self, target: str | Callable[..., Any], *, step_id: str | None = None

@@ -68,6 +68,7 @@ class Publisher:
             step_id=instance,
             attempt=outcome.attempt,
             error=outcome.error,
+            data={"worker": outcome.worker} if outcome.worker else None,
         )
 
     def waiting(self, instance: str, attempt: int, request: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """What a running step may ask of its run: templates' scope, a loop body, a child
-run, a person's decision. `StepServices` is the `Runtime` that step executors see;
-one is made per step attempt and knows which step and loop iteration it serves.
+run, a person's decision, the HTTP client and a record of each outside request.
+`StepServices` is the `Runtime` that step executors see; one is made per step
+attempt and knows which step and loop iteration it serves.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from wfnb.errors import ApprovalRejected, StepError, StepTimeout, SubWorkflowError
-from wfnb.model import MAX_DEPTH, RunResult, RunStatus, Step, StepStatus
+from wfnb.model import MAX_DEPTH, AgentDefaults, RunResult, RunStatus, Step, StepStatus
 from wfnb.run.frame import Failure, Frame
-from wfnb.store.base import Batch, StepRecord
+from wfnb.store.base import Batch, CallRecord, StepRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from wfnb.run.live import LiveRun
     from wfnb.steps.base import StepContext
 
@@ -86,6 +90,16 @@ class StepServices:
 
     def resolve_code(self, target: str | Callable[..., Any]) -> Callable[..., Any]:
         return self.run.host.resolve_code(target, step_id=self.step.id)
+
+    def http_client(self) -> httpx.AsyncClient:
+        return self.run.host.http_client()
+
+    async def record_call(self, call: CallRecord) -> None:
+        masked = replace(call, data=self.run.host.redact(call.data))
+        await self.run.host.store.write(Batch(calls=(masked,)))
+
+    def agent_defaults(self) -> list[AgentDefaults]:
+        return [d for d in (self.run.workflow.agent, self.run.host.agent) if d is not None]
 
     async def run_body(self, ctx: StepContext, index: int, loop: dict[str, Any]) -> dict[str, Any]:
         body = self.frame.plan.bodies[self.step.id]

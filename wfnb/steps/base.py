@@ -13,10 +13,14 @@ import hashlib
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wfnb import template
-from wfnb.model import Step
+from wfnb.model import AgentDefaults, Step
+from wfnb.store.base import CallRecord
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Runtime(Protocol):
@@ -42,6 +46,19 @@ class Runtime(Protocol):
         """Pause this step until a person decides; the decision."""
         ...
 
+    def http_client(self) -> httpx.AsyncClient:
+        """The engine's pooled HTTP client (http and agent steps)."""
+        ...
+
+    async def record_call(self, call: CallRecord) -> None:
+        """Store one request of this step attempt, masked; durable on return."""
+        ...
+
+    def agent_defaults(self) -> list[AgentDefaults]:
+        """Where an agent step's settings come from after the step itself: the
+        workflow's ``agent:``, then the engine's."""
+        ...
+
 
 @dataclass
 class StepContext:
@@ -50,6 +67,10 @@ class StepContext:
     ``idempotency_key`` is the same for every attempt of the step in this run (and
     for the same iteration of a loop body), so a callable can make its side effect
     happen once even though a step that was running at a crash runs again.
+
+    ``resources`` are the step's (``resources: {GPU: 1}``), for the backend;
+    ``worker`` is set by a backend that runs the attempt elsewhere (a Dask
+    worker's address), so the engine can record where it ran.
     """
 
     run_id: str
@@ -59,6 +80,8 @@ class StepContext:
     depth: int
     scope: Mapping[str, Any] = field(repr=False)
     runtime: Runtime = field(repr=False)
+    resources: Mapping[str, float] = field(default_factory=dict)
+    worker: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -90,14 +113,13 @@ _MODULES = {
     "loop": "wfnb.steps.loop",
     "approval": "wfnb.steps.approval",
     "workflow": "wfnb.steps.subworkflow",
+    "http": "wfnb.steps.http",
+    "agent": "wfnb.steps.agent",
 }
 
 
 @functools.cache
-def executor_for(kind: str) -> Executor | None:
-    """The executor of a step kind; None for a kind this version cannot run yet.
-    Modules load on first use, so `http`/`agent` pull in httpx only when used."""
-    module = _MODULES.get(kind)
-    if module is None:
-        return None
-    return importlib.import_module(module).execute  # type: ignore[no-any-return]
+def executor_for(kind: str) -> Executor:
+    """The executor of a step kind (one of `wfnb.model.STEP_KINDS`). Modules load on
+    first use, so `http`/`agent` pull in httpx only when used."""
+    return importlib.import_module(_MODULES[kind]).execute  # type: ignore[no-any-return]

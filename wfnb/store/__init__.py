@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord, Store, WorkflowRecord
+from wfnb.store.base import (
+    Batch,
+    CallRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+    Store,
+    WorkflowRecord,
+)
 from wfnb.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -14,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Batch",
+    "CallRecord",
     "DuckDBStore",
     "EventRecord",
     "MemoryStore",

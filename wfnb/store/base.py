@@ -6,9 +6,9 @@ harmless: that is what lets a journal be replayed after a crash without doubling
 anything, and what lets a store group-commit writes that arrive together.
 
 Keys: a `WorkflowRecord` by ``(name, definition_hash)``, a `RunRecord` by
-``run_id``, a `StepRecord` by ``(run_id, step_id, attempt)``, an `EventRecord` by
-all its fields (events are appended history: `Batch.changes` makes one for each
-run and step record it carries).
+``run_id``, a `StepRecord` by ``(run_id, step_id, attempt)``, a `CallRecord` by
+``(run_id, step_id, attempt, seq)``, an `EventRecord` by all its fields (events are
+appended history: `Batch.changes` makes one for each run and step record it carries).
 
 Times are Unix epoch seconds (floats): cheap to take on the hot path; stores convert
 them for humans and need only keep them to the microsecond.
@@ -63,6 +63,8 @@ class StepRecord:
     completed attempt, the approval request (``{prompt, deadline}``) for a
     ``waiting_approval`` one. Any Python value may appear; the store decides how to
     keep it (JSON, a table, a pickle) and must give back an equal value.
+    ``worker`` is where the attempt ran, when a backend says (the Dask worker's
+    address); None for the local backend.
     """
 
     run_id: str
@@ -74,9 +76,34 @@ class StepRecord:
     error: str | None = None
     output: Any = None
     has_output: bool = False
+    worker: str | None = None
     #: for a failed attempt: the user's frames of its traceback (wfnb's and asyncio's
     #: trimmed), secrets masked; None when no code of the user's was on the stack
     traceback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One request a step attempt made to the outside world: an HTTP request of an
+    ``http`` step, a chat-completions call of an ``agent`` step.
+
+    Written by the step as soon as the request ends (answered, failed or cut off),
+    not with the attempt's end, so every request of every attempt is kept, also
+    those of an attempt that was cancelled, timed out or killed. ``seq`` numbers
+    the requests of one attempt from 1. ``data`` is JSON-able (str keys; str, int,
+    float, bool, None, lists and dicts of them), already masked: ``method``,
+    ``url``, ``status``, ``duration_ms``, ``bytes``, ``error`` for every kind, and
+    ``model``, ``prompt_tokens``, ``completion_tokens``, ``total_tokens`` for
+    ``agent`` calls.
+    """
+
+    run_id: str
+    step_id: str
+    attempt: int
+    seq: int
+    kind: str
+    started_at: float
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 #: the name of each change of state in `events`: the live stream's `EventKind` values
@@ -126,10 +153,11 @@ class Batch:
     workflows: Sequence[WorkflowRecord] = field(default_factory=tuple)
     runs: Sequence[RunRecord] = field(default_factory=tuple)
     steps: Sequence[StepRecord] = field(default_factory=tuple)
+    calls: Sequence[CallRecord] = field(default_factory=tuple)
     events: Sequence[EventRecord] = field(default_factory=tuple)
 
     def __bool__(self) -> bool:
-        return bool(self.workflows or self.runs or self.steps or self.events)
+        return bool(self.workflows or self.runs or self.steps or self.calls or self.events)
 
     @classmethod
     def changes(
@@ -197,6 +225,11 @@ class Store(Protocol):
         """The definition a run started with; None on a miss."""
         ...
 
+    async def get_calls(self, *, run_id: str) -> list[CallRecord]:
+        """Every request of every step attempt of the run, ordered by start then
+        ``seq``; an empty list for an unknown run."""
+        ...
+
     async def get_events(self, *, run_id: str) -> list[EventRecord]:
         """The run's changes of state, oldest first (then as written); an empty
         list for an unknown run. Each is kept as written: never updated."""
@@ -204,8 +237,8 @@ class Store(Protocol):
 
     async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
         """Delete finished runs created before ``older_than`` (epoch seconds) with
-        their steps, outputs and events; keep failed ones if asked. Returns how many runs
-        were deleted. Runs that are pending, running or paused are never pruned."""
+        their steps, calls, outputs and events; keep failed ones if asked. Returns how
+        many runs were deleted. Runs that are pending, running or paused are never pruned."""
         ...
 
     async def acquire(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from wfnb.model import RunStatus
-from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 
 
 class MemoryStore:
@@ -26,6 +26,7 @@ class MemoryStore:
         self._workflows: dict[tuple[str, str], WorkflowRecord] = {}
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, dict[tuple[str, int], StepRecord]] = {}
+        self._calls: dict[str, dict[tuple[str, int, int], CallRecord]] = {}
         self._events: dict[str, dict[EventRecord, None]] = {}  # an ordered set per run
 
     async def write(self, batch: Batch) -> None:
@@ -35,6 +36,9 @@ class MemoryStore:
             self._runs[run.run_id] = run
         for step in batch.steps:
             self._steps.setdefault(step.run_id, {})[(step.step_id, step.attempt)] = step
+        for call in batch.calls:
+            key = (call.step_id, call.attempt, call.seq)
+            self._calls.setdefault(call.run_id, {})[key] = call
         for event in batch.events:
             self._events.setdefault(event.run_id, {}).setdefault(event, None)
 
@@ -65,6 +69,11 @@ class MemoryStore:
         steps.sort(key=lambda step: (step.started_at or 0.0, step.attempt))
         return [copy.copy(step) for step in steps]
 
+    async def get_calls(self, *, run_id: str) -> list[CallRecord]:
+        calls = list(self._calls.get(run_id, {}).values())
+        calls.sort(key=lambda call: (call.started_at, call.seq))
+        return calls
+
     async def get_workflow(self, *, name: str, definition_hash: str) -> WorkflowRecord | None:
         return self._workflows.get((name, definition_hash))
 
@@ -82,6 +91,7 @@ class MemoryStore:
         for run_id in doomed:
             del self._runs[run_id]
             self._steps.pop(run_id, None)
+            self._calls.pop(run_id, None)
             self._events.pop(run_id, None)
         return len(doomed)
 

@@ -39,7 +39,7 @@ import duckdb
 
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus
-from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 from wfnb.store.duckdb import _codec, _schema
 from wfnb.store.duckdb._waiters import AsyncWaiter, SyncWaiter
 from wfnb.store.duckdb._writer import Writer
@@ -192,6 +192,13 @@ class DuckDBStore:
 
         return await self._call(read)
 
+    async def get_calls(self, *, run_id: str) -> list[CallRecord]:
+        def read(con: duckdb.DuckDBPyConnection) -> list[CallRecord]:
+            rows = con.execute(_schema.CALL_SELECT, [run_id]).fetchall()
+            return [_codec.decode_call(row) for row in rows]
+
+        return await self._call(read)
+
     async def get_workflow(self, *, name: str, definition_hash: str) -> WorkflowRecord | None:
         def read(con: duckdb.DuckDBPyConnection) -> WorkflowRecord | None:
             row = con.execute(
@@ -227,10 +234,7 @@ class DuckDBStore:
                     ).fetchall()
                     for (name,) in tables:
                         con.execute(f'DROP TABLE IF EXISTS "{name}"')
-                    con.execute(
-                        "DELETE FROM steps WHERE list_contains(?::VARCHAR[], run_id)", [doomed]
-                    )
-                    for table in ("events", "runs"):
+                    for table in ("steps", "calls", "events", "runs"):
                         con.execute(
                             f"DELETE FROM {table} WHERE list_contains(?::VARCHAR[], run_id)",
                             [doomed],

@@ -33,7 +33,7 @@ from typing import Any
 
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus, StepStatus
-from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 
 JSON, TABLE, PICKLE, NONE = "json", "table", "pickle", "none"
 _MAX_JSON_DEPTH = 200
@@ -41,6 +41,7 @@ _MAX_JSON_DEPTH = 200
 WorkflowRow = tuple[Any, ...]
 RunRow = tuple[Any, ...]
 StepRow = tuple[Any, ...]
+CallRow = tuple[Any, ...]
 EventRow = tuple[Any, ...]
 
 
@@ -59,12 +60,13 @@ class EncodedBatch:
     workflows: list[WorkflowRow] = field(default_factory=list)
     runs: list[RunRow] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
+    calls: list[CallRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     tables: list[PendingTable] = field(default_factory=list)
 
     @property
     def rows(self) -> tuple[list[Any], ...]:
-        return self.workflows, self.runs, self.steps, self.events
+        return self.workflows, self.runs, self.steps, self.calls, self.events
 
 
 def table_name(run_id: str, step_id: str, attempt: int) -> str:
@@ -106,6 +108,12 @@ def _code_hashes(hashes: dict[str, str]) -> str:
     if not (type(hashes) is dict and _json_exact(hashes)):
         raise StoreError(f"code_hashes must map str to str, not {hashes!r}")
     return json.dumps(hashes)
+
+
+def _call_data(data: dict[str, Any], what: str) -> str:
+    if not (type(data) is dict and _json_exact(data)):
+        raise StoreError(f"the data of {what} must be plain JSON, not {data!r}")
+    return json.dumps(data)
 
 
 def _int32(value: int, what: str) -> int:
@@ -328,7 +336,21 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 name if kind == TABLE else None,
                 blob,
                 schema,
+                _text(s.worker),
                 _text(s.traceback),
+            )
+        )
+    for c in batch.calls:
+        what = f"call {c.seq} of step {c.step_id!r} of run {c.run_id}"
+        out.calls.append(
+            (
+                _key(c.run_id, "run id"),
+                _key(c.step_id, "step id"),
+                _int32(c.attempt, "attempt"),
+                _int32(c.seq, "seq"),
+                _key(c.kind, "call kind"),
+                to_us(c.started_at),
+                _call_data(c.data, what),
             )
         )
     for e in batch.events:
@@ -411,6 +433,7 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         _table_name,
         blob,
         schema,
+        worker,
         traceback,
     ) = row
     return StepRecord(
@@ -423,5 +446,19 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         error=error,
         output=decode_value(kind, text, blob, table, schema),
         has_output=kind != NONE,
+        worker=worker,
         traceback=traceback,
+    )
+
+
+def decode_call(row: tuple[Any, ...]) -> CallRecord:
+    run_id, step_id, attempt, seq, kind, started, data = row
+    return CallRecord(
+        run_id=run_id,
+        step_id=step_id,
+        attempt=attempt,
+        seq=seq,
+        kind=kind,
+        started_at=from_us(started) or 0.0,
+        data=json.loads(data) if data else {},
     )

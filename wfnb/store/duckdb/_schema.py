@@ -1,6 +1,6 @@
 """The SQL: schema and its migrations, the batched upserts, and the reads.
 
-Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
+Schema (v6) — tables a user may query (times are UTC ``TIMESTAMP``s):
 
 ``workflows``  name, definition (the YAML), definition_hash, created_at
 ``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
@@ -12,17 +12,22 @@ Schema (v2) — tables a user may query (times are UTC ``TIMESTAMP``s):
                ``{"table": …, "type": …, "rows": …}``), output_kind
                ('json' | 'table' | 'pickle' | 'none'), output_table, output_pickle,
                output_schema (the Arrow schema a table output is restored to),
-               traceback (since v4: the user's frames of a failed attempt)
+               worker (where the attempt ran: a Dask worker's address; since v4)
+               traceback (since v6: the user's frames of a failed attempt)
 ``output_…``   one real table per DataFrame/Arrow output, named in ``steps.output_table``
+``calls``      (since v3) one row per request of a step attempt: run_id, step_id,
+               attempt, seq, kind ('http' | 'agent'), started_at, data (JSON, masked)
 
-``events``     history (since v3): one row per change of state of a run or a step
+``events``     history (since v5): one row per change of state of a run or a step
                attempt, with the state then: ts, run_id, step_id (NULL for the run),
                attempt, event (``run_started``, ``step_waiting``, … as the live
                stream names them), status, error, event_key, seq
 
-Views: ``run_timeline``
-(each attempt with its offsets from the run's start) and ``latest_steps`` (the last
-attempt of each step). ``schema_version`` and ``journal_state`` are bookkeeping.
+Views: ``run_timeline`` (each attempt with its offsets from the run's start, and its
+worker), ``latest_steps`` (the last attempt of each step), ``http_requests`` (every
+request of ``http`` and ``agent`` steps: method, url, status, duration_ms, bytes,
+error) and ``token_usage`` (tokens per agent step attempt and model, summed over its
+requests). ``schema_version`` and ``journal_state`` are bookkeeping.
 
 Multi-row writes are ``INSERT … SELECT unnest(list), …`` per table, never
 ``executemany``: one statement for any number of rows (2.2 ms for 400 rows against
@@ -90,7 +95,54 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS code_hashes JSON")
 
 
-def _v3_events(con: duckdb.DuckDBPyConnection) -> None:
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    """``calls`` and the two views over it: what http and agent steps sent."""
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS calls (
+        run_id VARCHAR NOT NULL, step_id VARCHAR NOT NULL, attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL, kind VARCHAR NOT NULL, started_at TIMESTAMP, data JSON,
+        PRIMARY KEY (run_id, step_id, attempt, seq))"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW http_requests AS
+        SELECT run_id, step_id, attempt, seq, kind, started_at,
+               data->>'method' AS method, data->>'url' AS url,
+               (data->>'status')::INTEGER AS status,
+               (data->>'duration_ms')::DOUBLE AS duration_ms,
+               (data->>'bytes')::BIGINT AS bytes, data->>'error' AS error
+        FROM calls"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW token_usage AS
+        SELECT run_id, step_id, attempt, data->>'model' AS model,
+               sum((data->>'prompt_tokens')::BIGINT)::BIGINT AS prompt_tokens,
+               sum((data->>'completion_tokens')::BIGINT)::BIGINT AS completion_tokens,
+               sum((data->>'total_tokens')::BIGINT)::BIGINT AS total_tokens
+        FROM calls WHERE kind = 'agent' AND data->>'total_tokens' IS NOT NULL
+        GROUP BY run_id, step_id, attempt, data->>'model'"""
+    )
+
+
+def _v4(con: duckdb.DuckDBPyConnection) -> None:
+    """``steps.worker``: the Dask worker an attempt ran on. The views that list
+    step columns are made again, so they show it."""
+    con.execute("ALTER TABLE steps ADD COLUMN IF NOT EXISTS worker VARCHAR")
+    con.execute(
+        """CREATE OR REPLACE VIEW run_timeline AS
+        SELECT s.run_id, r.workflow, s.step_id, s.attempt, s.status,
+               epoch_ms(s.started_at) - epoch_ms(r.started_at) AS start_offset_ms,
+               epoch_ms(s.ended_at) - epoch_ms(r.started_at) AS end_offset_ms,
+               s.duration_ms, s.error, s.worker
+        FROM steps s JOIN runs r USING (run_id)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE VIEW latest_steps AS
+        SELECT * EXCLUDE (seq) FROM steps
+        QUALIFY row_number() OVER (PARTITION BY run_id, step_id ORDER BY attempt DESC) = 1"""
+    )
+
+
+def _v5_events(con: duckdb.DuckDBPyConnection) -> None:
     """``events`` becomes a table of real history (one row per change of state, as
     it was then) in place of the view over the current runs/steps rows. What the
     view showed is kept as the history of the runs made before; ``event_key`` (all
@@ -119,17 +171,25 @@ def _v3_events(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _v4_traceback(con: duckdb.DuckDBPyConnection) -> None:
-    """``steps.traceback``: the user's frames of a failed attempt's traceback."""
+def _v6_traceback(con: duckdb.DuckDBPyConnection) -> None:
+    """``steps.traceback``: the user's frames of a failed attempt's traceback;
+    ``latest_steps`` is made again, so it shows it."""
     con.execute("ALTER TABLE steps ADD COLUMN IF NOT EXISTS traceback VARCHAR")
+    con.execute(
+        """CREATE OR REPLACE VIEW latest_steps AS
+        SELECT * EXCLUDE (seq) FROM steps
+        QUALIFY row_number() OVER (PARTITION BY run_id, step_id ORDER BY attempt DESC) = 1"""
+    )
 
 
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     _v1,
     _v2,
-    _v3_events,
-    _v4_traceback,
+    _v3,
+    _v4,
+    _v5_events,
+    _v6_traceback,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -209,15 +269,24 @@ _UPSERT_RUNS = (
 
 _STEP_COLS = (
     "run_id, step_id, attempt, status, started_at, ended_at, error, output, "
-    "output_kind, output_table, output_pickle, output_schema, traceback"
+    "output_kind, output_table, output_pickle, output_schema, worker, traceback"
 )
 _UPSERT_STEPS = (
     f"INSERT INTO steps ({_STEP_COLS}, duration_ms) SELECT *, "
     "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), unnest($2), "
     f"unnest($3), unnest($4), {_ts(5)} AS started_at, {_ts(6)} AS ended_at, unnest($7), "
-    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12), unnest($13)) "
+    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12), unnest($13), "
+    "unnest($14)) "
     "ON CONFLICT DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in [*_STEP_COLS.split(", ")[3:], "duration_ms"])
+)
+
+
+_UPSERT_CALLS = (
+    "INSERT INTO calls SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5), "
+    + _ts(6)
+    + ", unnest($7)::JSON ON CONFLICT DO UPDATE SET kind = excluded.kind, "
+    "started_at = excluded.started_at, data = excluded.data"
 )
 
 
@@ -249,6 +318,7 @@ def upsert(
     workflows: Sequence[tuple[Any, ...]],
     runs: Sequence[tuple[Any, ...]],
     steps: Sequence[tuple[Any, ...]],
+    calls: Sequence[tuple[Any, ...]] = (),
     events: Sequence[tuple[Any, ...]] = (),
 ) -> None:
     """Upsert rows (events are appended), inside the caller's transaction."""
@@ -257,7 +327,9 @@ def upsert(
     if runs:
         con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
     if steps:
-        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 13))
+        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 14))
+    if calls:
+        con.execute(_UPSERT_CALLS, _columns(last_per_key(calls, 4), 7))
     if events:
         unique = list({row[7]: row for row in events}.values())
         con.execute(_APPEND_EVENTS, _columns(unique, 8))
@@ -276,9 +348,14 @@ RUN_SELECT = (
 )
 STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
-    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema, traceback "
-    "FROM steps "
+    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema, worker, "
+    "traceback FROM steps "
     "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq"
+)
+
+CALL_SELECT = (
+    f"SELECT run_id, step_id, attempt, seq, kind, {_us('started_at')}, data::VARCHAR "
+    "FROM calls WHERE run_id = ? ORDER BY started_at, seq, step_id, attempt"
 )
 
 

@@ -46,8 +46,8 @@ from wfnb.store.duckdb._waiters import LIVE, Waiter
 
 log = logging.getLogger("wfnb.store")
 _WRITE, _CALL, _HOLD, _CLOSE = range(4)
-#: workflows, runs, steps and events rows (a journal frame of an older wfnb has no
-#: events: three lists)
+#: workflows, runs, steps, calls and events rows (a journal frame of an older wfnb
+#: has fewer lists: three before calls, four before events)
 Rows = tuple[list[Any], ...]
 
 
@@ -205,7 +205,7 @@ class Writer:
             self._fold()
             self._commit(batches)
             return
-        rows: Rows = ([], [], [], [])
+        rows: Rows = ([], [], [], [], [])
         for b in batches:
             for acc, part in zip(rows, b.rows, strict=True):
                 acc.extend(part)
@@ -284,17 +284,22 @@ class Writer:
         workflows: list[Any] = []
         runs: list[Any] = []
         steps: list[Any] = []
+        calls: list[Any] = []
         events: list[Any] = []
-        for _, (w, r, s, *e) in frames:
+        for _, frame_rows in frames:
+            # A frame journalled by an older wfnb holds fewer lists (see `Rows`).
+            w, r, s, *rest = frame_rows
             workflows += w
             runs += r
             steps += s
-            events += e[0] if e else []
+            calls += rest[0] if rest else []
+            events += rest[1] if len(rest) > 1 else []
         tables: list[PendingTable] = []
         for b in batches:
             workflows += b.workflows
             runs += b.runs
             steps += b.steps
+            calls += b.calls
             events += b.events
             tables += b.tables
         created: set[str] = set()
@@ -303,7 +308,7 @@ class Writer:
             verdicts = _tables.vet(con, tables)
             con.execute("BEGIN")
             steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
-            _schema.upsert(con, workflows, runs, steps, events)
+            _schema.upsert(con, workflows, runs, steps, calls, events)
             if frames:
                 _schema.set_folded_seq(con, frames[-1][0])
             con.execute("COMMIT")
