@@ -130,3 +130,27 @@ def error_of(text: str, **kw: Any) -> wfnb.DefinitionError:
     with pytest.raises(wfnb.DefinitionError) as info:
         parse_workflow(text, name="w", **kw)
     return info.value
+
+
+def another_process_opens(db: Any, *, lock_timeout: float = 30.0) -> None:
+    """Open the DuckDB file ``db`` from a fresh process and read from it, failing
+    (with that process's error) if the file stays held past ``lock_timeout`` s."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, wfnb\n"
+        "store = wfnb.DuckDBStore(sys.argv[1], lock_timeout=float(sys.argv[2]))\n"
+        "print(len(store.sql('SELECT * FROM runs')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(db), str(lock_timeout)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=lock_timeout + 120,
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -388,6 +388,9 @@ class RunResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
+    #: step id (``b[2]`` inside a loop) -> the user's frames of the traceback of its
+    #: last failed attempt, wfnb's own frames trimmed and secrets masked
+    tracebacks: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:

@@ -121,7 +121,13 @@ def truthy(value: Any, scope: Mapping[str, Any], *, step_id: str | None = None) 
     result = render(value, scope, step_id=step_id, expression=True)
     if isinstance(result, str):
         return result.strip().lower() not in ("", "false", "0", "no", "none")
-    return bool(result)
+    try:
+        return bool(result)
+    except Exception as exc:  # e.g. a numpy array: "the truth value ... is ambiguous"
+        raise TemplateRenderError(
+            f"{value!r} has no truth value ({type(result).__name__}): {type(exc).__name__}: {exc}",
+            step_id=step_id,
+        ) from exc
 
 
 def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:

@@ -278,6 +278,11 @@ class StoreConformance:
         record = self.step(
             status=status,
             error="why" if status is StepStatus.FAILED else None,
+            traceback=(
+                'Traceback (most recent call last):\n  File "cell", line 2, in f\nValueError: why\n'
+                if status is StepStatus.FAILED
+                else None
+            ),
             started_at=time.time(),
             ended_at=None,
             worker="tcp://10.0.0.7:40123" if status is StepStatus.COMPLETED else None,
@@ -527,6 +532,35 @@ class StoreConformance:
         assert _run(store.prune(older_than=t)) == 0
         kept = _run(store.get_steps(run_id="young"))
         assert_same_value(kept[0].output, pd.DataFrame({"a": [1]}))
+
+    def test_events_are_history_each_change_as_it_was(self, store: Store) -> None:
+        t = self.NOW
+        changes = [
+            Batch.changes(runs=[self.run_record(status=RunStatus.PENDING)], at=t),
+            Batch.changes(
+                runs=[self.run_record(status=RunStatus.RUNNING)],
+                steps=[self.step(status=StepStatus.RUNNING, ended_at=None)],
+                at=t + 1,
+            ),
+            Batch.changes(steps=[self.step(status=StepStatus.FAILED, error="boom")], at=t + 2),
+            Batch.changes(runs=[self.run_record(status=RunStatus.FAILED, error="x")], at=t + 3),
+        ]
+        for batch in changes:
+            _run(store.write(batch))
+        # events written twice (a replayed journal): no new rows
+        _run(store.write(Batch(events=changes[1].events)))
+        events = _run(store.get_events(run_id="r1"))
+        assert [(e.event, e.step_id, e.attempt, e.status, e.error) for e in events] == [
+            ("run_pending", None, None, "pending", None),
+            ("run_started", None, None, "running", None),
+            ("step_started", "s1", 1, "running", None),
+            ("step_failed", "s1", 1, "failed", "boom"),
+            ("run_failed", None, None, "failed", "x"),
+        ]
+        assert [e.at for e in events] == [t, t + 1, t + 1, t + 2, t + 3]
+        assert _run(store.get_events(run_id="nope")) == []
+        assert _run(store.prune(older_than=t + 10)) == 1
+        assert _run(store.get_events(run_id="r1")) == []
 
     def test_close_is_idempotent(self, store: Store) -> None:
         self.write(store, runs=[self.run_record()])

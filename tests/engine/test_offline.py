@@ -57,3 +57,57 @@ def test_a_step_that_is_not_waiting_is_named_in_a_specific_error():
 
     error, run_id = arun(main())
     assert (error.run_id, error.step_id) == (run_id, "a")
+
+
+def _child_paused_under_a_live_parent(store: wfnb.MemoryStore) -> None:
+    """A child run no process drives (its record names no owner), whose parent a
+    live process still drives: that process owns the family's records."""
+    child_wf = wf("steps:\n  ok: {approval: {prompt: 'go?'}}\n", name="gate")
+    parent_wf = wf("steps:\n  sub: {workflow: gate}\n", name="outer")
+    now = time.time()
+    parent = RunRecord(
+        "p2", "outer", parent_wf.definition_hash, RunStatus.PAUSED, {}, now, now, owner=LIVE_OWNER
+    )
+    child = RunRecord(
+        "p2.sub",
+        "gate",
+        child_wf.definition_hash,
+        RunStatus.PAUSED,
+        {},
+        now,
+        now,
+        parent_run_id="p2",
+        parent_step_id="sub",
+        depth=1,
+    )
+    steps = [
+        StepRecord("p2", "sub", 1, StepStatus.RUNNING, now),
+        StepRecord("p2.sub", "ok", 1, StepStatus.WAITING_APPROVAL, now, output={}, has_output=True),
+    ]
+    arun(store.write(Batch(runs=[parent, child], steps=steps)))
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject", "cancel"])
+def test_a_decision_on_a_child_whose_parent_is_driven_elsewhere_writes_nothing(verb):
+    store = wfnb.MemoryStore()
+    _child_paused_under_a_live_parent(store)
+    engine = wfnb.Engine(store=store)
+
+    async def main():
+        before = {
+            r: (await store.get_run(run_id=r), await store.get_steps(run_id=r))
+            for r in ("p2", "p2.sub")
+        }
+        with pytest.raises(wfnb.NotResumable, match="another live process"):
+            if verb == "cancel":
+                await engine.cancel("p2.sub")
+            else:
+                await engine.approve("p2.sub", "ok", approved=verb == "approve")
+        after = {
+            r: (await store.get_run(run_id=r), await store.get_steps(run_id=r))
+            for r in ("p2", "p2.sub")
+        }
+        return before, after
+
+    before, after = arun(main())
+    assert after == before

@@ -73,7 +73,7 @@ def test_resume_keeps_completed_steps_and_reruns_the_interrupted_one():
     assert [(name, attempt) for name, attempt, _ in calls] == [("b", 2), ("c", 1)]
     assert calls[0][2] == wfnb.StepContext("r1", "chain", "b", 1, 0, {}, None).idempotency_key
     assert [(s.step_id, s.attempt, s.status) for s in steps if s.step_id == "b"] == [
-        ("b", 1, StepStatus.RUNNING),
+        ("b", 1, StepStatus.FAILED),  # the killed attempt is closed, not left running
         ("b", 2, StepStatus.COMPLETED),
     ]
 

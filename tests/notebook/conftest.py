@@ -71,6 +71,11 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
     monkeypatch.delenv("WFNB_DB", raising=False)
     ip = InteractiveShell.instance()
     ip.reset(new_session=True)
+    # The shell's user module becomes ``__main__``, with no ``__spec__``; a Dask
+    # LocalCluster started later in the session spawns its nannies, and spawning
+    # reads ``__main__.__spec__`` (an AttributeError without it).
+    if not hasattr(ip.user_module, "__spec__"):
+        ip.user_module.__spec__ = None
     # `%config Wfnb.db = ...` lives on in the shell's config (so it survives
     # %reload_ext); each test starts without it.
     ip.config.pop("Wfnb", None)

@@ -284,6 +284,30 @@ def test_runs_show_cancel_and_prune_from_the_line_magic(shell):
     arun(go())
 
 
+def test_show_run_step_prints_every_attempt_with_its_traceback(shell):
+    async def go():
+        await loaded(shell)
+        code = "def broken():\n    raise ValueError('nope')\n"
+        assert (await shell.run(code)).error is None
+        await shell.run(
+            "%%workflow flaky\nsteps:\n  b: {code: broken, retry: {max_attempts: 2, delay: 0}}\n"
+        )
+        run = shell.ns["_wf_run"]
+        await run
+        wait = (
+            "\nimport asyncio\ntasks = "
+            "get_ipython().magics_manager.registry['WorkflowMagics'].session.tasks"
+            "\nif tasks:\n    await asyncio.wait(tasks)"
+        )
+        shown = await shell.run(f"%workflow show {run.id} b{wait}")
+        assert "attempt 1: failed" in shown.text and "attempt 2: failed" in shown.text
+        assert "raise ValueError('nope')" in shown.text
+        missing = await shell.run(f"%workflow show {run.id} nosuchstep{wait}")
+        assert "UnknownStepError" in missing.text
+
+    arun(go())
+
+
 def test_rerun_from_a_step_reuses_what_is_upstream(shell):
     from wfnb.engine import Engine
 

@@ -17,7 +17,7 @@ from tests.store._procs import read_line, spawn_child
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus, StepStatus
 from wfnb.store.base import Batch, RunRecord, StepRecord
-from wfnb.store.duckdb import DuckDBStore, default_db_path, sql
+from wfnb.store.duckdb import DuckDBStore, _schema, default_db_path, sql
 
 NOW = 1_763_990_000.5
 
@@ -84,7 +84,7 @@ def test_reopen_keeps_everything_and_setup_is_idempotent(db: Path) -> None:
         (step,) = asyncio.run(store.get_steps(run_id="r1"))
         pd.testing.assert_frame_equal(step.output, pd.DataFrame({"a": [1]}))
         versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-        assert versions["version"].tolist() == [1, 2, 3, 4]
+        assert versions["version"].tolist() == list(range(1, _schema.SCHEMA_VERSION + 1))
         asyncio.run(store.close())
 
 
@@ -107,7 +107,10 @@ def test_a_v1_file_is_migrated_keeping_its_rows(db: Path) -> None:
     got = asyncio.run(store.get_run(run_id="r1"))
     assert got is not None and got.code_hashes == {"s": "abc"}
     versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-    assert versions["version"].tolist() == [1, 2, 3, 4]
+    assert versions["version"].tolist() == list(range(1, _schema.SCHEMA_VERSION + 1))
+    # the events view became a table: the old run's history, as the view showed it
+    events = store.sql("SELECT event, status FROM events WHERE run_id = 'old'")
+    assert events.to_dict("records") == [{"event": "run_pending", "status": "pending"}]
     asyncio.run(store.close())
 
 
@@ -135,7 +138,7 @@ def test_a_v2_file_gets_calls_and_the_worker_column_and_views_show_it(db: Path) 
         rows = store.sql(f"SELECT step_id, coalesce(worker, '-') FROM {view} ORDER BY step_id")
         assert rows.values.tolist() == [["new", "tcp://127.0.0.1:4242"], ["old", "-"]]
     versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-    assert versions.version.tolist() == [1, 2, 3, 4]  # v3 (calls) then v4 (worker)
+    assert versions.version.tolist() == [1, 2, 3, 4, 5, 6]  # v3 (calls), v4 (worker), ...
     assert store.sql("SELECT count(*) AS n FROM http_requests").n.tolist() == [0]
     asyncio.run(store.close())
 
@@ -187,8 +190,12 @@ def test_user_tables_have_timestamps_and_queryable_outputs(store: DuckDBStore) -
     assert str(steps["started_at"].dtype).startswith("datetime64")
     table = steps["output_table"][1]
     assert store.sql(f"SELECT sum(n) AS s FROM {table}")["s"][0] == 7
-    events = store.sql("SELECT event FROM events WHERE run_id = 'r1' ORDER BY ts, event")
-    assert events["event"].tolist()[:3] == ["run_created", "run_started", "step_started"]
+    asyncio.run(store.write(Batch.changes(runs=[run_rec(status=RunStatus.FAILED)], at=NOW + 5)))
+    events = store.sql("SELECT ts, event, status FROM events WHERE run_id = 'r1'")
+    assert events[["event", "status"]].to_dict("records") == [
+        {"event": "run_failed", "status": "failed"}
+    ]
+    assert str(events["ts"].dtype).startswith("datetime64")
     assert len(store.sql("SELECT * FROM run_timeline")) == 2
 
 

@@ -18,14 +18,15 @@ from wfnb.engine import lifecycle, offline
 from wfnb.engine.definitions import Definitions
 from wfnb.engine.handle import RunHandle
 from wfnb.engine.lease import StoreLease
-from wfnb.errors import LoopRunning, NotWaiting, RunNotFound
+from wfnb.engine.report import format_attempts
+from wfnb.errors import LoopRunning, NotWaiting, RunNotFound, UnknownStepError
 from wfnb.events import EventBus, RunObserver, Subscription
-from wfnb.model import AgentDefaults, RunResult, StepStatus, Workflow
-from wfnb.owner import current_owner
+from wfnb.model import AgentDefaults, RunResult, RunStatus, StepStatus, Workflow
+from wfnb.owner import current_owner, driven_elsewhere
 from wfnb.redact import Redactor
 from wfnb.run.host import CrashPoints
 from wfnb.run.live import LiveRun, run_result
-from wfnb.store.base import RunRecord, Store
+from wfnb.store.base import RunRecord, Store, latest_attempts
 from wfnb.store.memory import MemoryStore
 from wfnb.timeline import Timeline
 
@@ -152,8 +153,10 @@ class Engine:
         if live is None:
             decided = await offline.decide(self, run_id, step_id, decision)
             return None if decided is None else RunHandle(self, decided)
-        future = live.approvals.get(step_id)
-        if future is None or future.done():
+        if self._waiting(live, step_id) is not None:
+            await self.lease.wake(live)  # the store back first: StoreLocked decides nothing
+        future = self._waiting(live, step_id)
+        if future is None:
             raise NotWaiting(
                 f"step {step_id!r} of run {run_id} is not waiting for approval",
                 run_id=run_id,
@@ -161,6 +164,11 @@ class Engine:
             )
         future.set_result(decision)
         return RunHandle(self, live)
+
+    @staticmethod
+    def _waiting(live: LiveRun, step_id: str) -> asyncio.Future[dict[str, Any]] | None:
+        future = live.approvals.get(step_id)
+        return None if future is None or future.done() else future
 
     async def reject(
         self, run_id: str, step_id: str, *, by: str | None = None, comment: str | None = None
@@ -179,10 +187,23 @@ class Engine:
         return live.result()
 
     async def wait(self, run_id: str) -> RunResult:
-        """Wait until the run is finished (past any pause) and return its result."""
+        """Wait until the run is finished (past any pause) and return its result.
+
+        A run nobody drives that is at work in the store (its process, or the event
+        loop that drove it here, ended: as after approving in one ``asyncio.run``)
+        is resumed here first, since nothing else would ever finish it. A paused
+        run driven nowhere gives its stored state at once: it waits for a person."""
         live = self.lease.live(run_id)
         if live is None:
-            return await self.result(run_id)
+            record = await self.store.get_run(run_id=run_id)
+            if (
+                record is None
+                or record.status.finished
+                or record.status is RunStatus.PAUSED
+                or driven_elsewhere(record, here=self.owner)
+            ):
+                return await self.result(run_id)
+            live = await lifecycle.resume(self, run_id)
         await live.done()
         return live.result()
 
@@ -205,7 +226,24 @@ class Engine:
             },
             error=record.error,
             failed_step=record.failed_step,
+            tracebacks={
+                step.step_id: step.traceback
+                for step in latest_attempts(steps).values()
+                if step.status is StepStatus.FAILED and step.traceback
+            },
         )
+
+    async def step_report(self, run_id: str, step_id: str) -> str:
+        """Every attempt of a step as text: status, time, error and the user's frames
+        of its traceback (what ``%workflow show RUN STEP`` prints)."""
+        records = [s for s in await self.store.get_steps(run_id=run_id) if s.step_id == step_id]
+        if not records:
+            if await self.store.get_run(run_id=run_id) is None:
+                raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
+            raise UnknownStepError(
+                f"run {run_id} has no attempt of a step {step_id!r}", step_id=step_id
+            )
+        return format_attempts(records)
 
     async def timeline(self, run_id: str) -> Timeline:
         """Every attempt of the run against time, as the store has it (a live run's
@@ -265,10 +303,16 @@ class Engine:
             self._semaphores.clear()
 
     async def close(self) -> None:
-        """Cancel live runs (recorded as cancelled, resumable), release the backend and store."""
-        for live in self.lease.runs:
-            live.request_stop("cancelled")
-        for live in self.lease.runs:
+        """Cancel live runs at work (recorded as cancelled, resumable) and let go of
+        paused ones (they stay paused, for any process to decide or resume); release
+        the backend and store."""
+        runs = self.lease.runs
+        for live in runs:
+            if live.status is RunStatus.PAUSED:
+                live.let_go()
+            else:
+                live.request_stop("cancelled")
+        for live in runs:
             await live.done()
         await self._let_go()
         await self.backend.close()
@@ -319,6 +363,9 @@ class Engine:
         return await lifecycle.start_child(
             self, name, inputs, run_id=run_id, parent=parent, parent_step=parent_step, depth=depth
         )
+
+    def run_paused(self, run: LiveRun, paused: bool) -> None:
+        self.lease.paused(run, paused)
 
     def run_ended(self, run: LiveRun) -> None:
         self.lease.ended(run)

@@ -65,13 +65,13 @@ async def begin(
     definitions = engine.definitions
     redact = engine.redact
     stored = replace(record, inputs=redact(record.inputs)) if redact else record
-    await engine.lease.hold()
-    await engine.store.write(
-        Batch(workflows=definitions.unsaved(workflow), runs=(stored,), steps=copied)
-    )
-    definitions.saved(workflow)
-    live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)
-    engine.lease.add(live)
+    async with engine.lease.starting():
+        await engine.store.write(
+            Batch.changes(workflows=definitions.unsaved(workflow), runs=(stored,), steps=copied)
+        )
+        definitions.saved(workflow)
+        live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)
+        engine.lease.add(live)
     live.task = asyncio.get_running_loop().create_task(
         live.main(), name=f"wfnb-run-{record.run_id}"
     )
@@ -138,6 +138,19 @@ async def resume(engine: Engine, run_id: str) -> LiveRun:
     workflow = await engine.definition(record)
     engine.check_runnable(workflow)
     restored = latest_attempts(await engine.store.get_steps(run_id=run_id))
+    # The attempts its dead driver left running ended with it: history says so.
+    now = time.time()
+    killed = tuple(
+        replace(
+            step,
+            status=StepStatus.FAILED,
+            ended_at=now,
+            error="interrupted: the process driving it ended before it finished",
+        )
+        for step in restored.values()
+        if step.status is StepStatus.RUNNING
+    )
+    restored.update((step.step_id, step) for step in killed)
     now_hashes = engine.code_hashes(workflow)
     changed = sorted(  # steps that will run again, with other code than before
         step_id
@@ -155,7 +168,7 @@ async def resume(engine: Engine, run_id: str) -> LiveRun:
         code_hashes=now_hashes,
         inputs=engine.redact.restore(record.inputs),  # stored masked
     )
-    live = await begin(engine, workflow, record, restored)
+    live = await begin(engine, workflow, record, restored, copied=killed)
     for step_id in changed:
         note = f"step {step_id!r} will run code that changed since the run started"
         live.notes.append(note)
@@ -176,7 +189,11 @@ async def rerun(engine: Engine, run_id: str, from_step: str) -> LiveRun:
         )
     engine.check_runnable(workflow)
     redo = {top[from_step], *plan.downstream(top[from_step])}
-    record = _new_record(engine, workflow, old.inputs)
+    record = replace(
+        # stored masked: the steps that run again get the secrets themselves
+        _new_record(engine, workflow, engine.redact.restore(old.inputs)),
+        code_hashes=engine.code_hashes(workflow),
+    )
     copied = tuple(
         replace(step, run_id=record.run_id)
         for instance, step in latest_attempts(await engine.store.get_steps(run_id=run_id)).items()

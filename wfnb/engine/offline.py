@@ -25,16 +25,23 @@ if TYPE_CHECKING:
 
 
 async def stored_run(engine: Engine, run_id: str, *, to: str) -> RunRecord:
-    """``run_id``'s record, if no other live process drives it (``to`` names what
-    was asked, for the error)."""
+    """``run_id``'s record, if no other live process drives it or any run above it
+    (a parent drives its children's records too): checked before anything is
+    written. ``to`` names what was asked, for the error."""
     record = await engine.store.get_run(run_id=run_id)
     if record is None:
         raise RunNotFound(f"no run {run_id!r} in the store", run_id=run_id)
-    if driven_elsewhere(record, here=engine.owner):
-        raise NotResumable(
-            f"run {run_id} is driven by another live process ({record.owner}); {to} it there",
-            run_id=run_id,
-        )
+    current: RunRecord | None = record
+    while current is not None:
+        if driven_elsewhere(current, here=engine.owner):
+            whose = "" if current is record else f" (through its parent run {current.run_id})"
+            raise NotResumable(
+                f"run {run_id} is driven by another live process{whose} ({current.owner}); "
+                f"{to} it there",
+                run_id=run_id,
+            )
+        parent = current.parent_run_id
+        current = None if parent is None else await engine.store.get_run(run_id=parent)
     return record
 
 
@@ -61,9 +68,13 @@ async def decide(
         await fail(engine, record, step_id, str(rejection), now)
         return None
     done = replace(
-        latest, status=StepStatus.COMPLETED, ended_at=now, output=decision, has_output=True
+        latest,
+        status=StepStatus.COMPLETED,
+        ended_at=now,
+        output=engine.redact(decision),
+        has_output=True,
     )
-    await engine.store.write(Batch(steps=(done,)))
+    await engine.store.write(Batch.changes(steps=(done,)))
     root = record
     while root.parent_run_id is not None:  # a child goes on inside its parent
         parent = await engine.store.get_run(run_id=root.parent_run_id)
@@ -114,7 +125,7 @@ async def fail(engine: Engine, record: RunRecord, step_id: str, error: str, now:
         error = f"sub-workflow {current.workflow!r} (run {current.run_id}) failed: {error}"
         step_id = current.parent_step_id
         current = await engine.store.get_run(run_id=current.parent_run_id)
-    await engine.store.write(Batch(runs=runs, steps=steps))
+    await engine.store.write(Batch.changes(runs=runs, steps=steps))
 
 
 async def cancel(engine: Engine, run_id: str) -> None:
@@ -125,7 +136,7 @@ async def cancel(engine: Engine, run_id: str) -> None:
     now = time.time()
     attempts = latest_attempts(await engine.store.get_steps(run_id=run_id))
     ended = replace(record, status=RunStatus.CANCELLED, ended_at=now, error="cancelled")
-    await engine.store.write(Batch(runs=(ended,), steps=close_open(attempts.values(), now)))
+    await engine.store.write(Batch.changes(runs=(ended,), steps=close_open(attempts.values(), now)))
 
 
 async def interrupted(engine: Engine) -> list[RunRecord]:

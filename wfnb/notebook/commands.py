@@ -166,6 +166,11 @@ def frame_pair(frame: pd.DataFrame) -> tuple[str, str]:
     return frame.to_html(index=False), frame.to_string(index=False)
 
 
+def text_pair(text: str) -> tuple[str, str]:
+    """(HTML, text) of plain text such as a step report: preformatted, escaped."""
+    return f"<pre>{html.escape(text)}</pre>", text
+
+
 # -- comparing runs --------------------------------------------------------------------
 
 

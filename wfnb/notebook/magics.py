@@ -122,7 +122,7 @@ class WorkflowMagics(Magics):
         [--no-run] [--inputs EXPR] [--wait] [-o VAR]: define a workflow (YAML body),
         start a run on the kernel loop, return at once; ``await _wf_run`` waits for it.
 
-        %workflow list | runs [NAME] | show RUN | graph NAME | timeline RUN |
+        %workflow list | runs [NAME] | show RUN [STEP] | graph NAME | timeline RUN |
         diff RUN_A RUN_B | resume RUN | approve RUN STEP [--comment TEXT] |
         reject RUN STEP [--comment TEXT] | cancel RUN | wait RUN |
         rerun RUN --from STEP | prune --older-than AGE
@@ -207,7 +207,12 @@ class WorkflowMagics(Magics):
         )
 
     def _cmd_show(self, rest: str) -> None:
-        run_id = self._run(_one(rest, "show RUN"))
+        parts = shlex.split(rest)
+        if len(parts) == 2:  # one step: every attempt, with its traceback
+            run_id, step_id = self._run(parts[0]), parts[1]
+            self.session.later(self.engine.step_report(run_id, step_id), commands.text_pair)
+            return
+        run_id = self._run(_one(rest, "show RUN [STEP]"))
         self.session.later(commands.final_picture(self.engine, run_id), commands.bundle_pair)
 
     def _cmd_timeline(self, rest: str) -> None:

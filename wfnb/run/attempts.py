@@ -20,6 +20,7 @@ from wfnb.events import EventKind
 from wfnb.model import ApprovalSpec, Step, StepStatus
 from wfnb.run.frame import Frame, Outcome
 from wfnb.run.services import StepServices
+from wfnb.run.tracebacks import user_traceback
 from wfnb.steps.base import StepContext, executor_for
 from wfnb.store.base import Batch, StepRecord
 
@@ -37,11 +38,14 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
     container = step.kind in ("loop", "workflow")
     host = run.host
     while True:
-        started = time.time()
+        # the attempt's start, as its before-record has it: every row of it keeps it
+        started = run.started.setdefault(instance, time.time())
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
         retry_after: float | None = None
+        trace: str | None = None
+        clock = None
         try:
             if limit is None:
                 output = await executor(step, ctx)
@@ -58,13 +62,21 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                 output = await asyncio.wait_for(executor(step, ctx), limit)
             return Outcome(StepStatus.COMPLETED, attempt, started, output=output, worker=ctx.worker)
         except asyncio.CancelledError:
+            if run.shutting_down():
+                raise  # let go, not stopped: the step's records stay as they stand
             if _being_cancelled():
                 return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
             # Nobody cancelled this step: its own code raised CancelledError.
             error: str = "CancelledError: raised by the step's own code, not a stop"
             retryable = True
-        except (asyncio.TimeoutError, TimeoutError):
-            error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            # The step's clock says whether it ran out; a TimeoutError the step's own
+            # code raised ("gateway said no") is an ordinary error of the step.
+            if limit is not None and (clock.expired() if clock is not None else _timeout is None):
+                error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
+            else:
+                error = f"{type(exc).__name__}: {exc}"
+                trace = user_traceback(exc)
             retryable = True
         except (DefinitionError, TemplateRenderError, ApprovalRejected) as exc:
             error, retryable = str(exc), False  # the same input fails the same way
@@ -76,6 +88,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             error, retryable = str(exc), True
         except Exception as exc:
             error, retryable = f"{type(exc).__name__}: {exc}", True
+            trace = user_traceback(exc)
+        trace = host.redact(trace)
         if not retryable or attempt >= step.retry.max_attempts or run.stop_reason:
             return Outcome(
                 StepStatus.FAILED,
@@ -85,6 +99,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                 below=below,
                 cause=cause,
                 worker=ctx.worker,
+                traceback=trace,
             )
         delay = step.retry.wait_before(attempt + 1)
         if retry_after is not None:  # the server's word replaces the backoff
@@ -99,8 +114,9 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             now,
             host.redact(error),
             worker=ctx.worker,
+            traceback=trace,
         )
-        await host.store.write(Batch(steps=(failed,)))
+        await host.store.write(Batch.changes(steps=(failed,)))
         run.events.publish(
             EventKind.STEP_RETRYING,
             step_id=instance,
@@ -114,8 +130,9 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
         attempt += 1
         run.attempts[instance] = attempt
-        before = StepRecord(run.id, instance, attempt, StepStatus.RUNNING, time.time())
-        await host.store.write(Batch(steps=(before,)))
+        run.started[instance] = time.time()
+        before = StepRecord(run.id, instance, attempt, StepStatus.RUNNING, run.started[instance])
+        await host.store.write(Batch.changes(steps=(before,)))
         run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
 
 

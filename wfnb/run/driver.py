@@ -120,19 +120,26 @@ class Scope:
         in the middle of its body), so the store does not show them running."""
         for future in self.running.values():
             future.cancel()
+        # The run's own task being cancelled (its loop is shutting down, as after
+        # `run_sync` returns at a pause, or `Engine.close` lets go of a paused run) is
+        # no stop: the store must keep the run as it stood, to be resumed, so only
+        # steps that really finished are taken in.
+        letting_go = self.run.shutting_down()
         while self.finished:
-            self._apply(self.finished.popleft())
+            sid = self.finished.popleft()
+            if letting_go and self.running[sid].cancelled():
+                del self.running[sid]
+            else:
+                self._apply(sid)
         # The slots just cancelled are done, but their done-callbacks (which queue
         # them in self.finished) only run on a later loop turn, after this scope
-        # is gone: take them in now. Unless the run's own task is being cancelled
-        # (its loop is shutting down, as after `run_sync` returns at a pause): that
-        # is no stop, and the store must keep the run as it stood, to be resumed.
-        if not self.run.shutting_down():
+        # is gone: take them in now.
+        if not letting_go:
             for sid in list(self.running):
                 self._apply(sid)
         if self.records:
             batch, self.records = self.records, []
-            await asyncio.shield(self.run.host.store.write(Batch(steps=batch)))
+            await asyncio.shield(self.run.host.store.write(Batch.changes(steps=batch)))
 
     def _collect_ready(self, starts: list[str]) -> None:
         now = time.time()
@@ -162,7 +169,10 @@ class Scope:
                 progress.mark(sid, StepStatus.RUNNING)
                 run.statuses[instance] = StepStatus.RUNNING
                 run.host.crash.hit("before", instance)
-                self.records.append(StepRecord(run.id, instance, attempt, StepStatus.RUNNING, now))
+                started = self._started(instance, attempt, now)
+                self.records.append(
+                    StepRecord(run.id, instance, attempt, StepStatus.RUNNING, started)
+                )
                 starts.append(sid)
 
     def _next_attempt(self, instance: str) -> int:
@@ -174,6 +184,16 @@ class Scope:
             attempt = run.attempts.get(instance, 0) + 1
         run.attempts[instance] = attempt
         return attempt
+
+    def _started(self, instance: str, attempt: int, now: float) -> float:
+        """When this attempt started: now, or, for an approval a restart asks again
+        (the same attempt), when it first asked. A row's start never changes."""
+        previous = self.run.restored.get(instance)
+        started = now
+        if previous is not None and previous.attempt == attempt and previous.started_at is not None:
+            started = previous.started_at
+        self.run.started[instance] = started
+        return started
 
     def _skip(self, sid: str, now: float) -> None:
         run = self.run
@@ -196,9 +216,10 @@ class Scope:
         future = self.running.pop(sid)
         instance = self.frame.instance(sid)
         run.pauses.active.discard(instance)
+        started = run.started.get(instance, time.time())  # a row's start never moves
         if future.cancelled():
             outcome = Outcome(
-                StepStatus.CANCELLED, run.attempts[instance], time.time(), error=cancel_text(run)
+                StepStatus.CANCELLED, run.attempts[instance], started, error=cancel_text(run)
             )
         elif isinstance(error := future.exception(), StoreError):
             # The step's own bookkeeping (a retry's records) could not be written:
@@ -206,7 +227,7 @@ class Scope:
             outcome = Outcome(
                 StepStatus.FAILED,
                 run.attempts[instance],
-                time.time(),
+                started,
                 error=f"the checkpoint store failed: {error}",
             )
         else:
@@ -237,6 +258,8 @@ class Scope:
                 run.outputs[base] = outcome.output
         elif outcome.error is not None:
             run.errors[instance] = outcome.error
+            if outcome.traceback is not None:
+                run.tracebacks[instance] = outcome.traceback
         redact = run.host.redact
         self.records.append(
             StepRecord(
@@ -250,6 +273,7 @@ class Scope:
                 redact(outcome.output),
                 outcome.status is StepStatus.COMPLETED,
                 outcome.worker,
+                outcome.traceback,  # masked already
             )
         )
         if outcome.status is StepStatus.FAILED:
@@ -285,7 +309,7 @@ class Scope:
                     error=f"not started: the store refused a checkpoint ({error})",
                 )
             try:
-                await store.write(Batch(steps=(record,)))
+                await store.write(Batch.changes(steps=(record,)))
                 stored = True
                 continue
             except StoreError as exc:
@@ -296,7 +320,7 @@ class Scope:
                 record, status=StepStatus.FAILED, output=None, has_output=False, error=reason
             )
             try:
-                await store.write(Batch(steps=(failed,)))
+                await store.write(Batch.changes(steps=(failed,)))
             except StoreError:
                 continue
             stored = True
@@ -335,7 +359,7 @@ class Scope:
         async def write_then_start() -> None:
             host = run.host
             try:
-                await host.store.write(Batch(steps=batch))
+                await host.store.write(Batch.changes(steps=batch))
                 ok = earlier is None or await earlier
             except BaseException:
                 durable.set_result(False)

@@ -41,6 +41,8 @@ class Outcome:
     cause: str | None = None
     #: where the attempt ran, when the backend says (a Dask worker's address)
     worker: str | None = None
+    #: a failed attempt's user frames (`wfnb.run.tracebacks.user_traceback`), masked
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,10 @@ class RunHost(Protocol):
         """Start the child run of a ``workflow:`` step, or pick up the one an
         earlier attempt (or process) started under ``run_id``."""
 
+    def run_paused(self, run: LiveRun, paused: bool) -> None:
+        """``run`` now waits for a person (``paused``), or goes on: a paused run needs
+        no store, and must hold none (other processes use the file meanwhile)."""
+
     def run_ended(self, run: LiveRun) -> None:
         """``run`` has settled for good: it is no longer live."""
 

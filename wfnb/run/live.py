@@ -20,6 +20,7 @@ what happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
@@ -56,10 +57,16 @@ class LiveRun:
         self.outputs: dict[str, Any] = {}
         self.statuses: dict[str, StepStatus] = {}
         self.attempts: dict[str, int] = {}
+        #: step instance -> when its current attempt started (its records keep it)
+        self.started: dict[str, float] = {}
         self.errors: dict[str, str] = {}
+        #: step instance -> the user's frames of its last failed attempt (masked)
+        self.tracebacks: dict[str, str] = {}
         self.restored = dict(restored)
         for instance, step in restored.items():
             self.attempts[instance] = step.attempt
+            if step.started_at is not None:
+                self.started[instance] = step.started_at
             if step.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
                 self.statuses[instance] = step.status
                 if step.status is StepStatus.COMPLETED:
@@ -77,7 +84,9 @@ class LiveRun:
         #: set once a stop is requested; the drivers wake on it
         self.stop_signal = asyncio.Event()
         self._settled = asyncio.Event()
-        self._done = asyncio.get_running_loop().create_future()
+        #: the loop the run lives on; once it is closed, nobody drives the run here
+        self.loop = asyncio.get_running_loop()
+        self._done = self.loop.create_future()
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._base_scope: dict[str, Any] | None = None
@@ -138,6 +147,7 @@ class LiveRun:
             error=redact(self.error_text()) if self.status.finished or failure else None,
             failed_step=failure.step if failure and failure.step else None,
             redact=redact,
+            tracebacks=self.tracebacks,
         )
 
     def template_scope(self, frame: Frame) -> dict[str, Any]:
@@ -167,25 +177,72 @@ class LiveRun:
                     if semaphore is not None:
                         semaphore.release()
             await self._finish()
+        except asyncio.CancelledError:
+            if self.shutting_down():
+                await asyncio.shield(self._let_go())
+            raise
         except StoreError as exc:
             self.failure = self.failure or Failure("", f"the checkpoint store failed: {exc}")
-            try:  # the store may take the run's end even if it refused a step
-                await self.write_status(RunStatus.FAILED, ended=True, error=self.error_text())
-            except StoreError:
-                self.status = RunStatus.FAILED
-                self.events.status(RunStatus.FAILED, str(exc))
+            await self._end_failed()
         except Exception as exc:  # the run must always settle, whatever went wrong
             self.failure = self.failure or Failure(
                 "", f"internal error: {type(exc).__name__}: {exc}"
             )
-            self.status = RunStatus.FAILED
             host.internal_error(self, exc)
+            await self._end_failed()
         finally:
             if not self._done.done():
                 self._done.set_result(None)
             self._settled.set()
             self._changed.set()
             host.run_ended(self)
+
+    def let_go(self) -> None:
+        """Stop driving the run here without stopping it: its records stay as they
+        stand (a paused run stays paused), for any process to decide or resume."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def _let_go(self) -> None:
+        """The run is let go (`let_go`, or the end of its loop): its record says
+        nobody drives it any more, so another process may take it at once."""
+        if self.status.finished:
+            return
+        self.record = replace(self.record, owner=None)
+        redact = self.host.redact
+        with contextlib.suppress(Exception):  # a store gone too: the owner check copes
+            # (no change of state, so no event: a plain batch)
+            await self.host.store.write(
+                Batch(runs=(replace(self.record, inputs=redact(self.record.inputs)),))
+            )
+
+    async def _end_failed(self) -> None:
+        """End the run failed after an error no step's handling caught: close the
+        attempts it left open, then the run, in the store too if the store takes
+        them (it may be what failed), so nobody finds it `running` and owned."""
+        now = time.time()
+        left_open = [
+            StepRecord(
+                self.id,
+                instance,
+                self.attempts.get(instance, 1),
+                StepStatus.CANCELLED,
+                self.started.get(instance),
+                now,
+                "cancelled: the run failed",
+            )
+            for instance, status in self.statuses.items()
+            if status in (StepStatus.RUNNING, StepStatus.WAITING_APPROVAL)
+        ]
+        for record in left_open:
+            self.statuses[record.step_id] = StepStatus.CANCELLED
+        try:
+            if left_open:
+                await self.host.store.write(Batch.changes(steps=left_open))
+            await self.write_status(RunStatus.FAILED, ended=True, error=self.error_text())
+        except Exception:  # noqa: BLE001 - the store is what failed: memory says it
+            self.status = RunStatus.FAILED
+            self.events.status(RunStatus.FAILED, self.host.redact(self.error_text()))
 
     async def _acquire(self, semaphore: asyncio.Semaphore) -> bool:
         """Wait (as ``pending``) for a concurrency slot; False if stopped meanwhile."""
@@ -264,7 +321,7 @@ class LiveRun:
         self.record = replace(self.record, **changes)
         redact = host.redact
         stored = replace(self.record, inputs=redact(self.record.inputs)) if redact else self.record
-        await host.store.write(Batch(runs=(stored,)))
+        await host.store.write(Batch.changes(runs=(stored,)))
         self.status = status
         self._changed.set()
         self._changed = asyncio.Event()
@@ -273,6 +330,8 @@ class LiveRun:
             self._settled.set()
         else:
             self._settled.clear()
+        if not status.finished:
+            host.run_paused(self, status is RunStatus.PAUSED)
 
     def write_status_soon(self, status: RunStatus) -> None:
         """The in-memory status flips now; the record follows (writes keep their order)."""
@@ -302,11 +361,14 @@ def run_result(
     error: str | None,
     failed_step: str | None,
     redact: Callable[[Any], Any] | None = None,
+    tracebacks: Mapping[str, str] | None = None,
 ) -> RunResult:
     """The one way a `RunResult` is made, live or from the store: outputs by step
-    id (a loop body step with its last iteration's), passed through ``redact``."""
+    id (a loop body step with its last iteration's), passed through ``redact``;
+    ``tracebacks`` by step instance (stored masked)."""
     by_step = step_outputs(outputs)
     return RunResult(
+        tracebacks=dict(tracebacks or {}),
         run_id=record.run_id,
         workflow=record.workflow,
         status=status,

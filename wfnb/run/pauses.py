@@ -84,6 +84,8 @@ class Pauses:
             return
         if not self.waiting and run.status is RunStatus.RUNNING:
             return  # the common case, on every turn of the driver
+        if run.shutting_down():
+            return  # a run being let go changes nothing it stored
         paused = bool(self.waiting) and all(
             instance in self.waiting
             or ((body := self.in_body.get(instance)) is not None and bool(body.running))

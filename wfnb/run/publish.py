@@ -1,4 +1,5 @@
-"""A run's events: what it tells observers, masked, and only if someone listens."""
+"""A run's events: what it tells observers, masked (errors and data, such as an
+approval's prompt), and only if someone listens."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class Publisher:
                     step_id,
                     attempt,
                     self.redact(error),
-                    data or {},
+                    self.redact(data) if data else {},
                 )
             )
 

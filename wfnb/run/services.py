@@ -202,12 +202,12 @@ class StepServices:
             instance,
             ctx.attempt,
             StepStatus.WAITING_APPROVAL,
-            time.time(),
-            output=request,
+            run.started.get(instance, time.time()),  # the attempt's start: it never moves
+            output=run.host.redact(request),  # a prompt may show a secret: never stored
             has_output=True,
         )
         try:
-            await run.host.store.write(Batch(steps=(record,)))
+            await run.host.store.write(Batch.changes(steps=(record,)))
         except BaseException:  # stopped (or failed) before it was ever waiting
             run.approvals.pop(instance, None)
             raise

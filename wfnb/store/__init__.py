@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wfnb.store.base import Batch, CallRecord, RunRecord, StepRecord, Store, WorkflowRecord
+from wfnb.store.base import (
+    Batch,
+    CallRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+    Store,
+    WorkflowRecord,
+)
 from wfnb.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -16,6 +24,7 @@ __all__ = [
     "Batch",
     "CallRecord",
     "DuckDBStore",
+    "EventRecord",
     "MemoryStore",
     "RunRecord",
     "StepRecord",

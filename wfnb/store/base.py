@@ -7,7 +7,8 @@ anything, and what lets a store group-commit writes that arrive together.
 
 Keys: a `WorkflowRecord` by ``(name, definition_hash)``, a `RunRecord` by
 ``run_id``, a `StepRecord` by ``(run_id, step_id, attempt)``, a `CallRecord` by
-``(run_id, step_id, attempt, seq)``.
+``(run_id, step_id, attempt, seq)``, an `EventRecord` by all its fields (events are
+appended history: `Batch.changes` makes one for each run and step record it carries).
 
 Times are Unix epoch seconds (floats): cheap to take on the hot path; stores convert
 them for humans and need only keep them to the microsecond.
@@ -15,6 +16,7 @@ them for humans and need only keep them to the microsecond.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -75,6 +77,9 @@ class StepRecord:
     output: Any = None
     has_output: bool = False
     worker: str | None = None
+    #: for a failed attempt: the user's frames of its traceback (wfnb's and asyncio's
+    #: trimmed), secrets masked; None when no code of the user's was on the stack
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,46 @@ class CallRecord:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+#: the name of each change of state in `events`: the live stream's `EventKind` values
+_RUN_EVENTS = {
+    "pending": "run_pending",
+    "running": "run_started",
+    "paused": "run_paused",
+    "completed": "run_completed",
+    "failed": "run_failed",
+    "cancelled": "run_cancelled",
+}
+_STEP_EVENTS = {
+    "pending": "step_pending",
+    "running": "step_started",
+    "waiting_approval": "step_waiting",
+    "completed": "step_completed",
+    "failed": "step_failed",
+    "skipped": "step_skipped",
+    "cancelled": "step_cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One change of state of a run (``step_id`` None) or of one step attempt, with
+    the state it changed to: `events` is history, appended, never updated. Every
+    field is the key, so writing one twice (a replayed journal) adds nothing."""
+
+    run_id: str
+    status: str
+    at: float
+    step_id: str | None = None
+    attempt: int | None = None
+    error: str | None = None
+
+    @property
+    def event(self) -> str:
+        """``run_started``, ``step_waiting``, …: as the live event stream names it."""
+        names = _RUN_EVENTS if self.step_id is None else _STEP_EVENTS
+        return names.get(self.status, self.status)
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Records that become durable together, atomically, in the order given."""
@@ -109,9 +154,29 @@ class Batch:
     runs: Sequence[RunRecord] = field(default_factory=tuple)
     steps: Sequence[StepRecord] = field(default_factory=tuple)
     calls: Sequence[CallRecord] = field(default_factory=tuple)
+    events: Sequence[EventRecord] = field(default_factory=tuple)
 
     def __bool__(self) -> bool:
-        return bool(self.workflows or self.runs or self.steps or self.calls)
+        return bool(self.workflows or self.runs or self.steps or self.calls or self.events)
+
+    @classmethod
+    def changes(
+        cls,
+        *,
+        workflows: Sequence[WorkflowRecord] = (),
+        runs: Sequence[RunRecord] = (),
+        steps: Sequence[StepRecord] = (),
+        at: float | None = None,
+    ) -> Batch:
+        """Records that are changes of state: each run and step record also goes
+        into `events`, as it is now (at ``at``, default now), in the same batch."""
+        when = time.time() if at is None else at
+        events = [EventRecord(r.run_id, r.status.value, when, error=r.error) for r in runs]
+        events += [
+            EventRecord(s.run_id, s.status.value, when, s.step_id, s.attempt, s.error)
+            for s in steps
+        ]
+        return cls(workflows=workflows, runs=runs, steps=steps, events=events)
 
 
 @runtime_checkable
@@ -165,10 +230,15 @@ class Store(Protocol):
         ``seq``; an empty list for an unknown run."""
         ...
 
+    async def get_events(self, *, run_id: str) -> list[EventRecord]:
+        """The run's changes of state, oldest first (then as written); an empty
+        list for an unknown run. Each is kept as written: never updated."""
+        ...
+
     async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
         """Delete finished runs created before ``older_than`` (epoch seconds) with
-        their steps, calls and outputs; keep failed ones if asked. Returns how many runs
-        were deleted. Runs that are pending, running or paused are never pruned."""
+        their steps, calls, outputs and events; keep failed ones if asked. Returns how
+        many runs were deleted. Runs that are pending, running or paused are never pruned."""
         ...
 
     async def acquire(self) -> None:

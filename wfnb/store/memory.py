@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from wfnb.model import RunStatus
-from wfnb.store.base import Batch, CallRecord, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 
 
 class MemoryStore:
@@ -27,6 +27,7 @@ class MemoryStore:
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, dict[tuple[str, int], StepRecord]] = {}
         self._calls: dict[str, dict[tuple[str, int, int], CallRecord]] = {}
+        self._events: dict[str, dict[EventRecord, None]] = {}  # an ordered set per run
 
     async def write(self, batch: Batch) -> None:
         for workflow in batch.workflows:
@@ -38,6 +39,8 @@ class MemoryStore:
         for call in batch.calls:
             key = (call.step_id, call.attempt, call.seq)
             self._calls.setdefault(call.run_id, {})[key] = call
+        for event in batch.events:
+            self._events.setdefault(event.run_id, {}).setdefault(event, None)
 
     async def get_run(self, *, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
@@ -74,6 +77,9 @@ class MemoryStore:
     async def get_workflow(self, *, name: str, definition_hash: str) -> WorkflowRecord | None:
         return self._workflows.get((name, definition_hash))
 
+    async def get_events(self, *, run_id: str) -> list[EventRecord]:
+        return sorted(self._events.get(run_id, {}), key=lambda event: event.at)
+
     async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
         doomed = [
             run.run_id
@@ -86,6 +92,7 @@ class MemoryStore:
             del self._runs[run_id]
             self._steps.pop(run_id, None)
             self._calls.pop(run_id, None)
+            self._events.pop(run_id, None)
         return len(doomed)
 
     async def acquire(self) -> None:

@@ -39,7 +39,7 @@ import duckdb
 
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus
-from wfnb.store.base import Batch, CallRecord, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 from wfnb.store.duckdb import _codec, _schema
 from wfnb.store.duckdb._waiters import AsyncWaiter, SyncWaiter
 from wfnb.store.duckdb._writer import Writer
@@ -209,6 +209,13 @@ class DuckDBStore:
 
         return await self._call(read)
 
+    async def get_events(self, *, run_id: str) -> list[EventRecord]:
+        def read(con: duckdb.DuckDBPyConnection) -> list[EventRecord]:
+            rows = con.execute(_schema.EVENT_SELECT, [run_id]).fetchall()
+            return [_codec.decode_event(row) for row in rows]
+
+        return await self._call(read)
+
     async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
         def delete(con: duckdb.DuckDBPyConnection) -> int:
             con.execute("BEGIN")
@@ -227,14 +234,11 @@ class DuckDBStore:
                     ).fetchall()
                     for (name,) in tables:
                         con.execute(f'DROP TABLE IF EXISTS "{name}"')
-                    for table in ("steps", "calls"):
+                    for table in ("steps", "calls", "events", "runs"):
                         con.execute(
                             f"DELETE FROM {table} WHERE list_contains(?::VARCHAR[], run_id)",
                             [doomed],
                         )
-                    con.execute(
-                        "DELETE FROM runs WHERE list_contains(?::VARCHAR[], run_id)", [doomed]
-                    )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -33,7 +33,7 @@ from typing import Any
 
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus, StepStatus
-from wfnb.store.base import Batch, CallRecord, RunRecord, StepRecord, WorkflowRecord
+from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 
 JSON, TABLE, PICKLE, NONE = "json", "table", "pickle", "none"
 _MAX_JSON_DEPTH = 200
@@ -42,6 +42,7 @@ WorkflowRow = tuple[Any, ...]
 RunRow = tuple[Any, ...]
 StepRow = tuple[Any, ...]
 CallRow = tuple[Any, ...]
+EventRow = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -60,11 +61,12 @@ class EncodedBatch:
     runs: list[RunRow] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
     calls: list[CallRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
     tables: list[PendingTable] = field(default_factory=list)
 
     @property
-    def rows(self) -> tuple[list[WorkflowRow], list[RunRow], list[StepRow], list[CallRow]]:
-        return self.workflows, self.runs, self.steps, self.calls
+    def rows(self) -> tuple[list[Any], ...]:
+        return self.workflows, self.runs, self.steps, self.calls, self.events
 
 
 def table_name(run_id: str, step_id: str, attempt: int) -> str:
@@ -335,6 +337,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 blob,
                 schema,
                 _text(s.worker),
+                _text(s.traceback),
             )
         )
     for c in batch.calls:
@@ -350,7 +353,22 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 _call_data(c.data, what),
             )
         )
+    for e in batch.events:
+        at = to_us(e.at)
+        step_id = _key(e.step_id, "step id", optional=True)
+        attempt = None if e.attempt is None else _int32(e.attempt, "attempt")
+        key = "\x1f".join(
+            (_key(e.run_id, "run id") or "", step_id or "", str(attempt or ""), e.status, str(at))
+        )
+        out.events.append(
+            (at, e.run_id, step_id, attempt, e.event, _key(e.status, "status"), _text(e.error), key)
+        )
     return out
+
+
+def decode_event(row: tuple[Any, ...]) -> EventRecord:
+    at, run_id, step_id, attempt, status, error = row
+    return EventRecord(run_id, status, from_us(at) or 0.0, step_id, attempt, error)
 
 
 def decode_workflow(row: tuple[Any, ...]) -> WorkflowRecord:
@@ -416,6 +434,7 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         blob,
         schema,
         worker,
+        traceback,
     ) = row
     return StepRecord(
         run_id=run_id,
@@ -428,6 +447,7 @@ def decode_step(row: tuple[Any, ...], table: Any = None) -> StepRecord:
         output=decode_value(kind, text, blob, table, schema),
         has_output=kind != NONE,
         worker=worker,
+        traceback=traceback,
     )
 
 

@@ -1,6 +1,6 @@
 """The SQL: schema and its migrations, the batched upserts, and the reads.
 
-Schema (v4) — tables a user may query (times are UTC ``TIMESTAMP``s):
+Schema (v6) — tables a user may query (times are UTC ``TIMESTAMP``s):
 
 ``workflows``  name, definition (the YAML), definition_hash, created_at
 ``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
@@ -13,15 +13,20 @@ Schema (v4) — tables a user may query (times are UTC ``TIMESTAMP``s):
                ('json' | 'table' | 'pickle' | 'none'), output_table, output_pickle,
                output_schema (the Arrow schema a table output is restored to),
                worker (where the attempt ran: a Dask worker's address; since v4)
+               traceback (since v6: the user's frames of a failed attempt)
 ``output_…``   one real table per DataFrame/Arrow output, named in ``steps.output_table``
 ``calls``      (since v3) one row per request of a step attempt: run_id, step_id,
                attempt, seq, kind ('http' | 'agent'), started_at, data (JSON, masked)
 
-Views: ``events`` (one row per run/step start and end, time ordered), ``run_timeline``
-(each attempt with its offsets from the run's start, and its worker),
-``latest_steps`` (the last attempt of each step), ``http_requests`` (every request
-of ``http`` and ``agent`` steps: method, url, status, duration_ms, bytes, error)
-and ``token_usage`` (tokens per agent step attempt and model, summed over its
+``events``     history (since v5): one row per change of state of a run or a step
+               attempt, with the state then: ts, run_id, step_id (NULL for the run),
+               attempt, event (``run_started``, ``step_waiting``, … as the live
+               stream names them), status, error, event_key, seq
+
+Views: ``run_timeline`` (each attempt with its offsets from the run's start, and its
+worker), ``latest_steps`` (the last attempt of each step), ``http_requests`` (every
+request of ``http`` and ``agent`` steps: method, url, status, duration_ms, bytes,
+error) and ``token_usage`` (tokens per agent step attempt and model, summed over its
 requests). ``schema_version`` and ``journal_state`` are bookkeeping.
 
 Multi-row writes are ``INSERT … SELECT unnest(list), …`` per table, never
@@ -137,8 +142,55 @@ def _v4(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v5_events(con: duckdb.DuckDBPyConnection) -> None:
+    """``events`` becomes a table of real history (one row per change of state, as
+    it was then) in place of the view over the current runs/steps rows. What the
+    view showed is kept as the history of the runs made before; ``event_key`` (all
+    the fields) makes a replayed write add nothing."""
+    con.execute("DROP VIEW IF EXISTS events")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS events (
+        ts TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, step_id VARCHAR, attempt INTEGER,
+        event VARCHAR NOT NULL, status VARCHAR NOT NULL, error VARCHAR,
+        event_key VARCHAR PRIMARY KEY, seq BIGINT DEFAULT nextval('wfnb_row_seq'))"""
+    )
+    con.execute(
+        """INSERT INTO events (ts, run_id, step_id, attempt, event, status, error,
+            event_key) SELECT *, concat_ws(chr(31), run_id, coalesce(step_id, ''),
+            coalesce(attempt::VARCHAR, ''), status, epoch_us(ts)::VARCHAR, event) FROM (
+        SELECT created_at AS ts, run_id, NULL::VARCHAR AS step_id, NULL::INTEGER AS attempt,
+               'run_pending' AS event, 'pending' AS status, NULL::VARCHAR AS error FROM runs
+        UNION ALL SELECT started_at, run_id, NULL, NULL, 'run_started', 'running', NULL
+            FROM runs WHERE started_at IS NOT NULL
+        UNION ALL SELECT ended_at, run_id, NULL, NULL, 'run_' || status, status, error
+            FROM runs WHERE ended_at IS NOT NULL
+        UNION ALL SELECT started_at, run_id, step_id, attempt, 'step_started', 'running', NULL
+            FROM steps WHERE started_at IS NOT NULL
+        UNION ALL SELECT ended_at, run_id, step_id, attempt, 'step_' || status, status, error
+            FROM steps WHERE ended_at IS NOT NULL) ON CONFLICT DO NOTHING"""
+    )
+
+
+def _v6_traceback(con: duckdb.DuckDBPyConnection) -> None:
+    """``steps.traceback``: the user's frames of a failed attempt's traceback;
+    ``latest_steps`` is made again, so it shows it."""
+    con.execute("ALTER TABLE steps ADD COLUMN IF NOT EXISTS traceback VARCHAR")
+    con.execute(
+        """CREATE OR REPLACE VIEW latest_steps AS
+        SELECT * EXCLUDE (seq) FROM steps
+        QUALIFY row_number() OVER (PARTITION BY run_id, step_id ORDER BY attempt DESC) = 1"""
+    )
+
+
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4,
+    _v5_events,
+    _v6_traceback,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -217,13 +269,14 @@ _UPSERT_RUNS = (
 
 _STEP_COLS = (
     "run_id, step_id, attempt, status, started_at, ended_at, error, output, "
-    "output_kind, output_table, output_pickle, output_schema, worker"
+    "output_kind, output_table, output_pickle, output_schema, worker, traceback"
 )
 _UPSERT_STEPS = (
     f"INSERT INTO steps ({_STEP_COLS}, duration_ms) SELECT *, "
     "(epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 FROM (SELECT unnest($1), unnest($2), "
     f"unnest($3), unnest($4), {_ts(5)} AS started_at, {_ts(6)} AS ended_at, unnest($7), "
-    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12), unnest($13)) "
+    "unnest($8)::JSON, unnest($9), unnest($10), unnest($11), unnest($12), unnest($13), "
+    "unnest($14)) "
     "ON CONFLICT DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in [*_STEP_COLS.split(", ")[3:], "duration_ms"])
 )
@@ -253,22 +306,33 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 
+_APPEND_EVENTS = (
+    "INSERT INTO events (ts, run_id, step_id, attempt, event, status, error, event_key) "
+    f"SELECT {_ts(1)}, unnest($2), unnest($3), unnest($4), unnest($5), "
+    "unnest($6), unnest($7), unnest($8) ON CONFLICT DO NOTHING"
+)
+
+
 def upsert(
     con: duckdb.DuckDBPyConnection,
     workflows: Sequence[tuple[Any, ...]],
     runs: Sequence[tuple[Any, ...]],
     steps: Sequence[tuple[Any, ...]],
     calls: Sequence[tuple[Any, ...]] = (),
+    events: Sequence[tuple[Any, ...]] = (),
 ) -> None:
-    """Upsert rows, inside the caller's transaction."""
+    """Upsert rows (events are appended), inside the caller's transaction."""
     if workflows:
         con.execute(_UPSERT_WORKFLOWS, _columns(last_per_key(workflows, 2), 4))
     if runs:
         con.execute(_UPSERT_RUNS, _columns(last_per_key(runs, 1), 16))
     if steps:
-        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 13))
+        con.execute(_UPSERT_STEPS, _columns(last_per_key(steps, 3), 14))
     if calls:
         con.execute(_UPSERT_CALLS, _columns(last_per_key(calls, 4), 7))
+    if events:
+        unique = list({row[7]: row for row in events}.values())
+        con.execute(_APPEND_EVENTS, _columns(unique, 8))
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -284,13 +348,20 @@ RUN_SELECT = (
 )
 STEP_SELECT = (
     f"SELECT run_id, step_id, attempt, status, {_us('started_at')}, {_us('ended_at')}, error, "
-    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema, worker FROM steps "
+    "output::VARCHAR, output_kind, output_table, output_pickle, output_schema, worker, "
+    "traceback FROM steps "
     "WHERE run_id = ? ORDER BY coalesce(started_at, TIMESTAMP '1970-01-01'), attempt, seq"
 )
 
 CALL_SELECT = (
     f"SELECT run_id, step_id, attempt, seq, kind, {_us('started_at')}, data::VARCHAR "
     "FROM calls WHERE run_id = ? ORDER BY started_at, seq, step_id, attempt"
+)
+
+
+EVENT_SELECT = (
+    f"SELECT {_us('ts')}, run_id, step_id, attempt, status, error FROM events "
+    "WHERE run_id = ? ORDER BY ts, seq"
 )
 
 

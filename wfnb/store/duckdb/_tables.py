@@ -56,7 +56,7 @@ def store(
         if name is None or name not in fresh:
             out.append(row)
         elif (blob := verdicts[name]) is not None:
-            out.append((*row[:7], None, PICKLE, None, blob, None))
+            out.append((*row[:7], None, PICKLE, None, blob, None, *row[12:]))
         else:
             con.register("wfnb_incoming", fresh[name].arrow)
             try:

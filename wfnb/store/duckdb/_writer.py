@@ -46,7 +46,9 @@ from wfnb.store.duckdb._waiters import LIVE, Waiter
 
 log = logging.getLogger("wfnb.store")
 _WRITE, _CALL, _HOLD, _CLOSE = range(4)
-Rows = tuple[list[Any], list[Any], list[Any], list[Any]]
+#: workflows, runs, steps, calls and events rows (a journal frame of an older wfnb
+#: has fewer lists: three before calls, four before events)
+Rows = tuple[list[Any], ...]
 
 
 class Writer:
@@ -203,7 +205,7 @@ class Writer:
             self._fold()
             self._commit(batches)
             return
-        rows: Rows = ([], [], [], [])
+        rows: Rows = ([], [], [], [], [])
         for b in batches:
             for acc, part in zip(rows, b.rows, strict=True):
                 acc.extend(part)
@@ -283,19 +285,22 @@ class Writer:
         runs: list[Any] = []
         steps: list[Any] = []
         calls: list[Any] = []
+        events: list[Any] = []
         for _, frame_rows in frames:
-            # A frame journalled before calls existed holds three lists.
-            w, r, s, *c = frame_rows
+            # A frame journalled by an older wfnb holds fewer lists (see `Rows`).
+            w, r, s, *rest = frame_rows
             workflows += w
             runs += r
             steps += s
-            calls += c[0] if c else []
+            calls += rest[0] if rest else []
+            events += rest[1] if len(rest) > 1 else []
         tables: list[PendingTable] = []
         for b in batches:
             workflows += b.workflows
             runs += b.runs
             steps += b.steps
             calls += b.calls
+            events += b.events
             tables += b.tables
         created: set[str] = set()
         dropped: set[str] = set()
@@ -303,7 +308,7 @@ class Writer:
             verdicts = _tables.vet(con, tables)
             con.execute("BEGIN")
             steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
-            _schema.upsert(con, workflows, runs, steps, calls)
+            _schema.upsert(con, workflows, runs, steps, calls, events)
             if frames:
                 _schema.set_folded_seq(con, frames[-1][0])
             con.execute("COMMIT")
