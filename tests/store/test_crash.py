@@ -131,6 +131,7 @@ def test_crash_at_each_checkpoint_boundary(tmp_path: Path, point: str, step: str
         assert runs[step] == 1
 
 
+@pytest.mark.timeout(900)  # 40 processes start and import pandas: minutes on a busy box
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     """The run lasts ≈ 150 ms after it is recorded; kills land anywhere in it."""
 
