@@ -119,7 +119,8 @@ def test_approve_with_the_mouse_completes_the_run_without_another_cell(
 
 def test_a_failed_run_ends_as_a_picture_naming_the_commands_to_carry_on(page: Any):
     """The cells appended to the copy: ``parse_amounts`` raises inside the step.
-    The ended run's output is static: the commands, filled in, and no button."""
+    The ended run's output is static: the commands, filled in, no button, and the
+    traceback of the user's function."""
     run_cell(page, code_cell(page, "def parse_amounts"))
     workflow = code_cell(page, "%%workflow amounts")
     run_cell(page, workflow)
@@ -129,6 +130,10 @@ def test_a_failed_run_ends_as_a_picture_naming_the_commands_to_carry_on(page: An
     output.get_by_text(re.compile(r"%workflow resume [0-9a-f]{12}")).first.wait_for()
     assert output.get_by_role("button").count() == 0, "a button survived the run's end"
     assert output.locator(f'.jp-OutputArea-output[data-mime-type="{WIDGET}"]').count() == 0
+    # The stored traceback, collapsed under the error: the user's frame, not only
+    # the exception's message.
+    output.locator("details summary", has_text="traceback").first.click()
+    output.get_by_text(re.compile(r"\bin parse_amounts\b")).first.wait_for()
 
 
 def test_reopened_notebook_shows_the_final_dag_and_no_widget_errors(
