@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
 
 from .conftest import REPO
@@ -16,8 +18,6 @@ pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 def test_example_notebook_runs_and_saves_its_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(REPO / "notebooks" / "02-approvals.ipynb", as_version=4)
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))

@@ -309,11 +309,6 @@ def test_show_run_step_prints_every_attempt_with_its_traceback(shell):
 
 
 def test_rerun_from_a_step_reuses_what_is_upstream(shell):
-    from wfnb.engine import Engine
-
-    if not hasattr(Engine, "rerun"):
-        pytest.skip("Engine.rerun(run_id, from_step) is not in the engine yet")
-
     async def go():
         await loaded(shell)
         await shell.run("calls = []\ndef note(name):\n    calls.append(name)\n    return name\n")
