@@ -25,7 +25,8 @@ user can catch them all with one ``except`` and tell them apart by class::
     │   ├── NotWaiting           an approval names a step that is not waiting for one
     │   └── LoopRunning          `run_sync` called inside a running event loop
     └── StoreError               the checkpoint store failed
-        └── StoreLocked          another process holds the store's write lock
+        ├── StoreLocked          another process holds the store's write lock
+        └── JournalCorrupt       a journal frame is damaged with intact frames after it
 
 Pausing for a person is not an error: the engine handles approvals with a control
 flow of its own and never raises for them. Errors carry the ids they are about as
@@ -196,6 +197,17 @@ class StoreLocked(StoreError):
 
     def __init__(self, message: str, *, holder: str | None = None):
         self.holder = holder
+        super().__init__(message)
+
+
+class JournalCorrupt(StoreError):
+    """A frame in the middle of the store's journal fails its checksum while intact
+    frames follow it: acknowledged checkpoints would be lost by cutting it off, so
+    the store refuses to open rather than guess. ``path`` and ``offset`` say where."""
+
+    def __init__(self, message: str, *, path: str, offset: int):
+        self.path = path
+        self.offset = offset
         super().__init__(message)
 
 

@@ -41,6 +41,7 @@ from wfnb.errors import StoreError
 from wfnb.model import RunStatus
 from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 from wfnb.store.duckdb import _codec, _schema
+from wfnb.store.duckdb._files import OS_FILES, JournalFiles
 from wfnb.store.duckdb._waiters import AsyncWaiter, SyncWaiter
 from wfnb.store.duckdb._writer import Writer
 
@@ -101,6 +102,9 @@ class DuckDBStore:
     brackets them with ``await store.acquire()`` / ``await store.release()`` so the
     connection (and the file lock) stays open. If another process holds the file,
     operations wait up to ``lock_timeout`` seconds and then raise `StoreLocked`.
+
+    ``journal_files`` is the file I/O the journal goes through (default: the ``os``
+    calls); tests pass one that simulates power loss or a full disk.
     """
 
     serializes_outputs: ClassVar[bool] = True
@@ -114,6 +118,7 @@ class DuckDBStore:
         journal: bool = True,
         fold_rows: int = 4000,
         fold_idle: float = 0.25,
+        journal_files: JournalFiles | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +130,7 @@ class DuckDBStore:
             journal=journal,
             fold_rows=fold_rows,
             fold_idle=fold_idle,
+            files=journal_files or OS_FILES,
         )
         self._closed = False
 

@@ -4,95 +4,268 @@ Why it exists (measured on the 2-core dev box, duckdb 2.0.1, ``python
 benchmarks/bench_store.py``): one DuckDB transaction upserting 2 rows costs
 ≈ 1.8 ms (≈ 4.3 ms per chain step through the store), while ``write`` + ``fsync``
 of a small frame costs ≈ 0.13 ms. The chain goal is ≤ 600 µs per step, so a
-checkpoint is acknowledged once its frame is fsync'd here (≈ 180–270 µs per chain
-step end to end) and the writer folds the journal into DuckDB in batches.
+checkpoint is acknowledged once its frame is fsync'd here and the writer folds the
+journal into DuckDB in batches.
 
-Frame: ``seq u64 | length u32 | crc32 u32 | payload`` where the payload is the
-pickled rows of one group commit. A torn tail (the process died mid-write) fails
-its length or CRC and is cut off: it was never acknowledged. Every fold records the
-last folded ``seq`` in DuckDB in the same transaction, so replaying a journal that
-was folded but not yet truncated skips what DuckDB already has; records are whole
-rows upserted by key, so even a replay would be harmless for journal-only data,
-but a direct write that came later (a table output) must never be overwritten by
-an older journal row.
+Format 2 (this one): a 16-byte file header ``magic "WFNBJRNL" | format u32 |
+crc32 u32`` (the CRC covers magic and format), then frames ``seq u64 | length u32
+| crc32 u32 | payload``, where the CRC covers ``seq``, ``length`` and the payload
+(the pickled rows of one group commit), so a flipped bit in a frame's header is
+caught like one in its payload. Reading stops at the first frame that is short or
+fails its CRC:
+
+- if no intact frame follows it, it is a torn tail (the process or the machine
+  died mid-append, so it was never acknowledged) and it is cut off;
+- if an intact frame follows it, acknowledged checkpoints sit behind damaged bytes:
+  that is never a crash, it is corruption, and opening raises `JournalCorrupt`
+  naming the file and the offset instead of silently dropping everything after it.
+
+Format 1 (wfnb before this one) had no file header and a CRC of the payload only.
+Opening one replays it by the old rules (stop at the first bad frame) and rewrites
+it as format 2 (a new file fsync'd, then renamed over the old one), so appends
+always go to a format-2 file.
+
+Every fold records the last folded ``seq`` in DuckDB in the same transaction, so a
+journal that was folded but whose truncation was lost replays nothing twice.
 
 The journal is only ever touched while this process holds DuckDB's file lock: the
-lock is what makes the journal single-writer.
+lock is what makes the journal single-writer. All file I/O goes through a
+`JournalFiles` (see ``_files``) so tests can simulate power loss and full disks.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import pickle
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
 
-_HEADER = struct.Struct("<QII")
+from wfnb.errors import JournalCorrupt
+from wfnb.store.duckdb._files import OS_FILES, JournalFiles
+
+MAGIC = b"WFNBJRNL"
+FORMAT = 2
+_FILE_HEADER = struct.Struct("<8sII")
+_FRAME = struct.Struct("<QII")
+_SEQ_LENGTH = struct.Struct("<QI")
+#: how far past the last good seq a frame found after a damaged one may be and
+#: still count as an intact frame (seqs of one file are consecutive)
+_SEQ_WINDOW = 1 << 20
+
+
+def file_header(version: int = FORMAT) -> bytes:
+    body = MAGIC + struct.pack("<I", version)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+HEADER = file_header()
+
+
+def encode_frame(seq: int, payload: bytes) -> bytes:
+    head = _SEQ_LENGTH.pack(seq, len(payload))
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def _frame_at(data: bytes, offset: int) -> tuple[int, int, int] | None:
+    """``(seq, payload_start, end)`` of the intact format-2 frame at ``offset``."""
+    if offset + _FRAME.size > len(data):
+        return None
+    seq, length, crc = _FRAME.unpack_from(data, offset)
+    start, end = offset + _FRAME.size, offset + _FRAME.size + length
+    if end > len(data):
+        return None
+    head = data[offset : offset + _SEQ_LENGTH.size]
+    if zlib.crc32(data[start:end], zlib.crc32(head)) != crc:
+        return None
+    return seq, start, end
+
+
+def _intact_frame_after(data: bytes, offset: int, last_seq: int | None) -> int | None:
+    """The offset of an intact frame somewhere after ``offset``, if any. Only run
+    on recovery, over the bytes after a damaged frame."""
+    for at in range(offset + 1, len(data) - _FRAME.size + 1):
+        seq, length = _SEQ_LENGTH.unpack_from(data, at)
+        if at + _FRAME.size + length > len(data):
+            continue
+        if last_seq is not None and not last_seq < seq <= last_seq + _SEQ_WINDOW:
+            continue
+        if _frame_at(data, at) is not None:
+            return at
+    return None
+
+
+def is_format_2(data: bytes, path: Path) -> bool:
+    """Whether ``data`` (at least a header long) is a format-2 journal; raises
+    `JournalCorrupt` for one whose file header is damaged. A format-1 journal
+    starts with a frame; a format-2 one with the magic, and a damaged magic is
+    told from a format-1 frame by the near-match of its bytes or by the intact
+    format-2 frame after it."""
+    _, version, crc = _FILE_HEADER.unpack_from(data)
+    if data.startswith(MAGIC) and zlib.crc32(data[:12]) == crc:
+        return True
+    near = sum(a == b for a, b in zip(data[:8], MAGIC, strict=True)) >= 6
+    if near or _frame_at(data, len(HEADER)) is not None:
+        raise JournalCorrupt(
+            f"the journal {path} has a damaged file header (offset 0); keep a copy, then "
+            "move it aside to open the store without the checkpoints it holds",
+            path=str(path),
+            offset=0,
+        )
+    return False
+
+
+def scan(data: bytes, path: Path) -> tuple[list[tuple[int, bytes]], int]:
+    """The intact frames ``(seq, payload)`` of a format-2 journal (header checked
+    by `is_format_2`) and where they end. Raises `JournalCorrupt` for damage with
+    intact frames behind it."""
+    _, version, _ = _FILE_HEADER.unpack_from(data)
+    if version != FORMAT:
+        raise JournalCorrupt(
+            f"the journal {path} is in format {version}, written by a newer wfnb; "
+            "upgrade wfnb to open this store",
+            path=str(path),
+            offset=0,
+        )
+    frames: list[tuple[int, bytes]] = []
+    offset = len(HEADER)
+    while offset < len(data):
+        found = _frame_at(data, offset)
+        if found is None:
+            last = frames[-1][0] if frames else None
+            later = _intact_frame_after(data, offset, last)
+            if later is not None:
+                raise JournalCorrupt(
+                    f"the journal {path} is damaged at offset {offset}: the frame there "
+                    f"fails its checksum but intact frames follow (from offset {later}); "
+                    "its acknowledged checkpoints cannot be replayed in order. Keep a copy "
+                    "of the file, then move it aside to open the store without them",
+                    path=str(path),
+                    offset=offset,
+                )
+            break
+        seq, start, end = found
+        frames.append((seq, data[start:end]))
+        offset = end
+    return frames, offset
+
+
+def scan_format_1(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """Format 1's rules: frames until the first short or bad one (CRC of payload)."""
+    frames: list[tuple[int, bytes]] = []
+    offset = 0
+    while offset + _FRAME.size <= len(data):
+        seq, length, crc = _FRAME.unpack_from(data, offset)
+        start, end = offset + _FRAME.size, offset + _FRAME.size + length
+        if end > len(data) or zlib.crc32(data[start:end]) != crc:
+            break
+        frames.append((seq, data[start:end]))
+        offset = end
+    return frames, offset
 
 
 class Journal:
     """Append, fsync, replay, reset. Not thread-safe: the store's writer thread owns it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, files: JournalFiles = OS_FILES) -> None:
         self.path = path
+        self._files = files
         self._fd: int | None = None
         self._size = 0
+        #: a failed append could not be cut back: cut before the next one
+        self._dirty = False
 
     def open(self) -> list[tuple[int, Any]]:
         """Open (creating it durably) and return the intact frames as ``(seq, rows)``;
-        a torn tail is truncated away."""
-        existed = self.path.exists()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        if not existed:  # the new directory entry must survive a crash too
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        with open(self.path, "rb") as fh:
-            data = fh.read()
-        frames: list[tuple[int, Any]] = []
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            seq, length, crc = _HEADER.unpack_from(data, offset)
-            start, end = offset + _HEADER.size, offset + _HEADER.size + length
-            payload = data[start:end]
-            if end > len(data) or zlib.crc32(payload) != crc:
-                break
-            frames.append((seq, pickle.loads(payload)))
-            offset = end
-        if offset != len(data):
-            os.ftruncate(self._fd, offset)
-            os.fsync(self._fd)
-        self._size = offset
-        return frames
+        a torn tail is truncated away, a format-1 journal rewritten as format 2."""
+        files = self._files
+        created = not self.path.exists()
+        self._fd = files.open(self.path)
+        try:
+            data = files.read(self._fd)
+            if len(data) < len(HEADER):  # empty, or torn before a frame was whole
+                self._start_fresh(created)
+                return []
+            if is_format_2(data, self.path):
+                frames, end = scan(data, self.path)
+                if end != len(data):
+                    files.truncate(self._fd, end)
+                    files.fsync(self._fd)
+                self._size = end
+            else:
+                frames, _ = scan_format_1(data)
+                self._rewrite(frames)
+            return [(seq, pickle.loads(payload)) for seq, payload in frames]
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_fresh(self, created: bool) -> None:
+        assert self._fd is not None
+        files = self._files
+        files.truncate(self._fd, 0)
+        files.write(self._fd, HEADER)
+        files.fsync(self._fd)
+        if created:  # the new directory entry must survive a power loss too
+            files.fsync_dir(self.path.parent)
+        self._size = len(HEADER)
+
+    def _rewrite(self, frames: list[tuple[int, bytes]]) -> None:
+        """Replace the open format-1 file by a format-2 one with the same frames,
+        atomically: a crash leaves either the old file or the complete new one."""
+        files = self._files
+        tmp = self.path.with_name(self.path.name + ".format2")
+        data = HEADER + b"".join(encode_frame(seq, payload) for seq, payload in frames)
+        fd = files.open(tmp, create_new=True)
+        try:
+            if files.write(fd, data) != len(data):
+                raise OSError(f"short write to {tmp}")
+            files.fsync(fd)
+        finally:
+            files.close(fd)
+        self.close()
+        files.replace(tmp, self.path)
+        files.fsync_dir(self.path.parent)
+        self._fd = files.open(self.path)
+        self._size = len(data)
 
     def append(self, seq: int, rows: Any) -> None:
         """Write one frame and fsync it. On failure the file is cut back to where it
-        was, so a later frame can never sit behind a torn one."""
+        was (and that cut fsync'd), so a later frame never sits behind a torn one and
+        a frame reported as failed does not come back after a crash."""
         assert self._fd is not None
-        payload = pickle.dumps(rows, protocol=5)
-        frame = _HEADER.pack(seq, len(payload), zlib.crc32(payload)) + payload
+        if self._dirty:
+            self._cut_back()
+        frame = encode_frame(seq, pickle.dumps(rows, protocol=5))
         try:
-            written = os.write(self._fd, frame)
+            written = self._files.write(self._fd, frame)
             if written != len(frame):
                 raise OSError(f"short write to {self.path}: {written} of {len(frame)} bytes")
-            os.fsync(self._fd)
+            self._files.fsync(self._fd)
         except OSError:
-            os.ftruncate(self._fd, self._size)
+            self._dirty = True
+            with contextlib.suppress(OSError):  # still dirty: the next append cuts first
+                self._cut_back()
             raise
         self._size += len(frame)
 
+    def _cut_back(self) -> None:
+        assert self._fd is not None
+        self._files.truncate(self._fd, self._size)
+        self._files.fsync(self._fd)
+        self._dirty = False
+
     def reset(self) -> None:
         """Empty the journal after a fold. No fsync: if the truncation is lost, the
-        folded frames are skipped on replay by their seq."""
-        if self._fd is not None and self._size:
-            os.ftruncate(self._fd, 0)
-            self._size = 0
+        folded frames are skipped on replay by their seq (and the next append's
+        fsync makes it durable anyway)."""
+        if self._fd is not None and self._size > len(HEADER) and not self._dirty:
+            self._files.truncate(self._fd, len(HEADER))
+            self._size = len(HEADER)
 
     def close(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):  # the fd is gone either way
+                self._files.close(fd)

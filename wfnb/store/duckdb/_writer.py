@@ -41,6 +41,7 @@ from wfnb.store.duckdb._codec import (
     PendingTable,
     encode_batch,
 )
+from wfnb.store.duckdb._files import OS_FILES, JournalFiles
 from wfnb.store.duckdb._journal import Journal
 from wfnb.store.duckdb._waiters import LIVE, Waiter
 
@@ -61,6 +62,7 @@ class Writer:
         journal: bool,
         fold_rows: int,
         fold_idle: float,
+        files: JournalFiles = OS_FILES,
     ) -> None:
         self.path = path
         self.lock_timeout, self.idle_close = lock_timeout, idle_close
@@ -69,7 +71,7 @@ class Writer:
         # The journal is always replayed on open (a store opened with journal=False
         # must still recover what a journalling process acknowledged); it is only
         # appended to when ``use_journal``.
-        self._journal = Journal(path.with_name(path.name + ".journal"))
+        self._journal = Journal(path.with_name(path.name + ".journal"), files)
         self.use_journal = journal
         self._queue: queue.SimpleQueue[tuple[int, Any, Waiter]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None

@@ -1,0 +1,213 @@
+"""The journal's format: torn tails are cut, damage in the middle is reported, the
+header is checked, format-1 journals are replayed and rewritten, failed appends
+leave nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tests.store._powerloss import FailingFiles
+from wfnb.errors import JournalCorrupt, StoreError
+from wfnb.store.base import Batch, RunRecord
+from wfnb.store.duckdb import DuckDBStore
+from wfnb.store.duckdb._journal import HEADER, Journal, file_header
+
+
+def rows(i: int) -> tuple[list[object], ...]:
+    return ([], [(f"run{i}", "x" * i)], [], [], [])
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "j.journal"
+
+
+def write_frames(path: Path, n: int) -> list[int]:
+    """``n`` frames (seqs 1..n); returns each frame's start offset."""
+    journal = Journal(path)
+    journal.open()
+    starts = []
+    for i in range(1, n + 1):
+        starts.append(path.stat().st_size)
+        journal.append(i, rows(i))
+    journal.close()
+    return starts
+
+
+def reopen(path: Path) -> list[tuple[int, object]]:
+    journal = Journal(path)
+    try:
+        return journal.open()
+    finally:
+        journal.close()
+
+
+def flip(path: Path, offset: int, bit: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def test_a_new_journal_starts_with_its_checksummed_header(path: Path) -> None:
+    assert reopen(path) == []
+    assert path.read_bytes() == HEADER
+    assert HEADER[:8] == b"WFNBJRNL" and struct.unpack_from("<I", HEADER, 8) == (2,)
+
+
+def test_every_torn_tail_is_cut_silently(path: Path) -> None:
+    starts = write_frames(path, 3)
+    whole = path.read_bytes()
+    for cut in range(starts[2] + 1, len(whole)):
+        path.write_bytes(whole[:cut])
+        assert [seq for seq, _ in reopen(path)] == [1, 2]
+        assert path.stat().st_size == starts[2]  # cut back to the last whole frame
+
+
+@pytest.mark.parametrize("where", ["seq", "length", "crc", "payload"])
+def test_a_bit_flip_in_a_middle_frame_is_reported_not_dropped(path: Path, where: str) -> None:
+    starts = write_frames(path, 4)
+    offset = starts[1] + {"seq": 0, "length": 9, "crc": 12, "payload": 20}[where]
+    flip(path, offset, bit=3)
+    damaged = path.read_bytes()
+    with pytest.raises(JournalCorrupt, match="offset") as caught:
+        reopen(path)
+    assert caught.value.offset == starts[1] and caught.value.path == str(path)
+    assert path.read_bytes() == damaged  # nothing cut: the evidence is kept
+
+
+def test_every_bit_flip_in_a_middle_frame_is_caught(path: Path) -> None:
+    starts = write_frames(path, 3)
+    clean = path.read_bytes()
+    for offset in range(starts[1], starts[2]):
+        for bit in (0, 7):
+            path.write_bytes(clean)
+            flip(path, offset, bit)
+            with pytest.raises(JournalCorrupt):
+                reopen(path)
+
+
+def test_a_bit_flip_in_the_last_frame_counts_as_a_torn_tail(path: Path) -> None:
+    starts = write_frames(path, 3)
+    flip(path, starts[2] + 20)
+    assert [seq for seq, _ in reopen(path)] == [1, 2]
+
+
+@pytest.mark.parametrize("frames", [0, 2])
+def test_every_bit_flip_in_the_file_header_is_reported(path: Path, frames: int) -> None:
+    write_frames(path, frames)
+    clean = path.read_bytes()
+    for offset in range(len(HEADER)):
+        for bit in (0, 5):
+            path.write_bytes(clean)
+            flip(path, offset, bit)
+            with pytest.raises(JournalCorrupt, match="file header"):
+                reopen(path)
+
+
+def test_a_journal_from_a_newer_wfnb_is_refused(path: Path) -> None:
+    path.write_bytes(file_header(3))
+    with pytest.raises(JournalCorrupt, match="upgrade wfnb"):
+        reopen(path)
+
+
+def format_1(frames: list[tuple[int, bytes]]) -> bytes:
+    header = struct.Struct("<QII")
+    return b"".join(header.pack(s, len(p), zlib.crc32(p)) + p for s, p in frames)
+
+
+def test_a_format_1_journal_is_replayed_and_rewritten_as_format_2(path: Path) -> None:
+    import pickle
+
+    payloads = [(seq, pickle.dumps(rows(seq), protocol=5)) for seq in (7, 8)]
+    old = format_1(payloads)
+    path.write_bytes(old + b"\x09\x00\x00\x00torn")  # with a torn tail, as format 1 had
+    assert reopen(path) == [(7, rows(7)), (8, rows(8))]
+    assert path.read_bytes().startswith(HEADER)
+    assert reopen(path) == [(7, rows(7)), (8, rows(8))]  # now read as format 2
+    assert not path.with_name(path.name + ".format2").exists()
+
+
+def test_a_store_replays_a_format_1_journal(tmp_path: Path) -> None:
+    import pickle
+
+    from wfnb.store.duckdb._codec import encode_batch
+
+    db = tmp_path / "old.duckdb"
+    asyncio.run(DuckDBStore(db).close())  # a file that has folded up to seq 0
+    run = RunRecord("r1", "w", "h", "running", {}, 1.0)  # type: ignore[arg-type]
+    encoded = encode_batch(Batch(runs=[run]))
+    journal = db.with_name(db.name + ".journal")
+    journal.write_bytes(format_1([(1, pickle.dumps(encoded.rows, protocol=5))]))
+
+    async def main() -> None:
+        store = DuckDBStore(db)
+        try:
+            got = await store.get_run(run_id="r1")
+            assert got is not None and got.workflow == "w"
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+    assert journal.read_bytes() == HEADER
+
+
+def test_a_store_refuses_a_journal_damaged_in_the_middle(tmp_path: Path) -> None:
+    db = tmp_path / "wfnb.duckdb"
+    journal = db.with_name(db.name + ".journal")
+    asyncio.run(DuckDBStore(db).close())
+    starts = write_frames(journal, 3)
+    flip(journal, starts[1] + 30)
+
+    async def main() -> None:
+        store = DuckDBStore(db)
+        try:
+            with pytest.raises(StoreError, match=f"{journal}.*offset {starts[1]}"):
+                await store.list_runs()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_failed_append_leaves_nothing_and_the_next_one_lands_whole(path: Path) -> None:
+    files = FailingFiles()
+    journal = Journal(path, files)
+    journal.open()
+    journal.append(1, rows(1))
+    files.failing = True
+    with pytest.raises(OSError, match="No space"):
+        journal.append(2, rows(2))
+    files.failing = False
+    journal.append(3, rows(3))
+    journal.close()
+    assert [seq for seq, _ in reopen(path)] == [1, 3]
+
+
+class FsyncFails(FailingFiles):
+    """The write goes through (to the page cache), the fsync fails."""
+
+    def write(self, fd: int, data: bytes) -> int:
+        from wfnb.store.duckdb._files import OS_FILES
+
+        return OS_FILES.write(fd, data)
+
+
+def test_a_frame_whose_fsync_failed_is_cut_so_it_cannot_come_back(path: Path) -> None:
+    files = FsyncFails(error=5)
+    journal = Journal(path, files)
+    journal.open()
+    journal.append(1, rows(1))
+    before = path.stat().st_size
+    files.failing = True
+    with pytest.raises(OSError):
+        journal.append(2, rows(2))
+    assert path.stat().st_size == before  # its bytes reached the page cache: cut
+    files.failing = False
+    journal.append(3, rows(3))  # the cut is fsync'd first, then frame 3 lands
+    journal.close()
+    assert [seq for seq, _ in reopen(path)] == [1, 3]

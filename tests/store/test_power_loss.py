@@ -1,0 +1,183 @@
+"""Power loss: what the store acknowledged survives losing everything not fsync'd.
+
+Real workflows run through a DuckDBStore whose journal writes through
+`PowerLossFiles`. At operation N of the journal the power goes: the disk image
+keeps only what was fsync'd (and the directory entries whose directory was
+fsync'd), the DuckDB files as they were at that instant. A new store opened on the
+image must hold every checkpoint the store acknowledged before the loss: for each
+record key, the last acknowledged version or a later one that was written. Unlike
+the SIGKILL crash tests (the page cache outlives a killed process), this fails if
+an fsync is missing (`test_the_check_catches_an_fsync_that_keeps_nothing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wfnb
+from tests.store._powerloss import LyingFsync, PowerLossFiles
+from wfnb.errors import StoreError
+from wfnb.store.base import Batch
+from wfnb.store.duckdb import DuckDBStore
+
+WORKFLOW = """
+steps:
+  a: {code: work, with: {name: a}}
+  b: {code: work, needs: [a], with: {name: b}}
+  f1: {code: work, needs: [b], with: {name: f1}}
+  f2: {code: work, needs: [b], with: {name: f2}}
+  f3: {code: work, needs: [b], with: {name: f3}}
+  c: {code: work, needs: [f1, f2, f3], with: {name: c}}
+  d: {code: work, needs: [c], with: {name: d}}
+"""
+
+
+def work(name: str) -> dict[str, Any]:
+    return {"name": name, "tuple": (name, 1)} if name == "c" else {"name": name}
+
+
+class Recording:
+    """The store, noting every batch written and whether it was acknowledged
+    before the power went (an acknowledgement seen after it is not counted)."""
+
+    def __init__(self, inner: DuckDBStore, files: PowerLossFiles) -> None:
+        self.inner, self.files = inner, files
+        self.writes: list[tuple[Batch, list[bool]]] = []
+
+    async def write(self, batch: Batch) -> None:
+        acked = [False]
+        self.writes.append((batch, acked))
+        await self.inner.write(batch)
+        acked[0] = not self.files.dead
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def run_until_power_loss(folder: Path, files: PowerLossFiles) -> Recording:
+    db, image = folder / "live" / "wfnb.duckdb", folder / "image"
+    db.parent.mkdir(parents=True)
+    image.mkdir()
+
+    def snapshot(journal: dict[Path, bytes]) -> None:
+        for path in (db, db.with_name(db.name + ".wal")):
+            if path.exists():
+                shutil.copy(path, image / path.name)
+        for path, content in journal.items():
+            (image / path.name).write_bytes(content)
+
+    files.on_power_loss = snapshot
+    store = Recording(DuckDBStore(db, journal_files=files, lock_timeout=5.0), files)
+
+    async def main() -> None:
+        engine = wfnb.Engine(store=store, namespace={"work": work})  # type: ignore[arg-type]
+        try:
+            handle = await engine.start(wfnb.Workflow.from_yaml(WORKFLOW, name="lossy"))
+            await asyncio.wait_for(handle.wait(), timeout=60)
+        except StoreError:
+            assert files.dead  # the store fails only once the power is off
+        finally:
+            try:
+                await asyncio.wait_for(engine.close(), timeout=60)
+            except StoreError:
+                assert files.dead
+
+    asyncio.run(main())
+    if not files.dead:  # the run ended first: lose the power now
+        snapshot(files.image())
+    return store
+
+
+def lost_checkpoints(image: Path, writes: list[tuple[Batch, list[bool]]]) -> list[str]:
+    """Acknowledged records the store opened on ``image`` does not have."""
+    versions: dict[tuple[Any, ...], list[tuple[Any, bool]]] = {}
+    events: list[tuple[Any, ...]] = []
+    for batch, acked in writes:
+        for w in batch.workflows:
+            versions.setdefault(("workflow", w.name, w.definition_hash), []).append(
+                (True, acked[0])
+            )
+        for r in batch.runs:
+            versions.setdefault(("run", r.run_id), []).append((r.status, acked[0]))
+        for s in batch.steps:
+            key = ("step", s.run_id, s.step_id, s.attempt)
+            versions.setdefault(key, []).append(((s.status, s.output), acked[0]))
+        if acked[0]:
+            events += [(e.run_id, e.step_id, e.attempt, e.status) for e in batch.events]
+
+    async def read() -> tuple[dict[tuple[Any, ...], Any], set[tuple[Any, ...]]]:
+        store = DuckDBStore(image / "wfnb.duckdb", lock_timeout=5.0)
+        try:
+            found: dict[tuple[Any, ...], Any] = {}
+            stored_events: set[tuple[Any, ...]] = set()
+            for key in versions:
+                if key[0] == "workflow":
+                    got = await store.get_workflow(name=key[1], definition_hash=key[2])
+                    found[key] = True if got else None
+                elif key[0] == "run":
+                    run = await store.get_run(run_id=key[1])
+                    found[key] = run.status if run else None
+                    for e in await store.get_events(run_id=key[1]):
+                        stored_events.add((e.run_id, e.step_id, e.attempt, e.status))
+                    for s in await store.get_steps(run_id=key[1]):
+                        found[("step", s.run_id, s.step_id, s.attempt)] = (s.status, s.output)
+            return found, stored_events
+        finally:
+            await store.close()
+
+    found, stored_events = asyncio.run(read())
+    lost = []
+    for key, history in versions.items():
+        last_acked = max((i for i, (_, ok) in enumerate(history) if ok), default=None)
+        if last_acked is None:
+            continue
+        allowed = [value for value, _ in history[last_acked:]]
+        if found.get(key) not in allowed:
+            lost.append(f"{key}: stored {found.get(key)!r}, acknowledged {allowed[0]!r}")
+    lost += [f"event {e}" for e in events if e not in stored_events]
+    return lost
+
+
+def count_ops(folder: Path) -> int:
+    files = PowerLossFiles()
+    run_until_power_loss(folder, files)
+    return files.ops
+
+
+@pytest.fixture(scope="module")
+def ops(tmp_path_factory: pytest.TempPathFactory) -> int:
+    return count_ops(tmp_path_factory.mktemp("count"))
+
+
+POINTS = 24
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["fsynced-only", "torn-append"])
+@pytest.mark.parametrize("point", range(POINTS))
+def test_acknowledged_checkpoints_survive_power_loss(
+    tmp_path: Path, ops: int, point: int, torn: bool
+) -> None:
+    crash_at = 1 + point * ops // POINTS + (1 if torn else 0)
+    files = PowerLossFiles(crash_at=crash_at, torn=random.Random(point) if torn else None)
+    store = run_until_power_loss(tmp_path, files)
+    assert lost_checkpoints(tmp_path / "image", store.writes) == []
+
+
+def test_power_loss_after_the_run_keeps_it_all(tmp_path: Path) -> None:
+    store = run_until_power_loss(tmp_path, PowerLossFiles())
+    assert any(acked[0] for _, acked in store.writes)
+    assert lost_checkpoints(tmp_path / "image", store.writes) == []
+
+
+def test_the_check_catches_an_fsync_that_keeps_nothing(tmp_path: Path) -> None:
+    """The harness has teeth: with an fsync that keeps nothing, acknowledged
+    checkpoints not yet folded into DuckDB are lost, and the check says so."""
+    files = LyingFsync(crash_at=count_ops(tmp_path / "count") // 2)
+    store = run_until_power_loss(tmp_path / "lie", files)
+    assert lost_checkpoints(tmp_path / "lie" / "image", store.writes) != []
