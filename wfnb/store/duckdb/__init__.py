@@ -5,6 +5,8 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 
 - ``_codec``   records <-> rows; how each output is kept (JSON / table / pickle)
 - ``_journal`` the fsync'd append-only journal that acknowledges checkpoints
+- ``_files``   the file I/O seam the journal writes through (tests inject faults)
+- ``_fork``    what a store does in a forked child: refuse clearly, never hang
 - ``_schema``  the SQL: schema v1 and its migrations, upserts, reads
 - ``_lock``    opening a file another process holds: retry, `StoreLocked` naming it
 - ``_tables``  which table outputs become DuckDB tables, and writing them

@@ -35,7 +35,7 @@ import duckdb
 
 from wfnb.errors import StoreError, StoreLocked
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import _lock, _schema, _tables
+from wfnb.store.duckdb import _fork, _lock, _schema, _tables
 from wfnb.store.duckdb._codec import (
     EncodedBatch,
     PendingTable,
@@ -87,13 +87,24 @@ class Writer:
         self._owner = ""
         #: counters for benchmarks and tests: group commits, journal frames, folds
         self.stats = {"groups": 0, "frames": 0, "folds": 0, "opens": 0}
+        #: the pid of the process this writer was inherited from by a fork (see _fork)
+        self.forked_from: int | None = None
+        _fork.track(self)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """No longer usable: closed, or inherited by fork (then a new one is made)."""
+        return self._closed or self.forked_from is not None
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection | None:
+        return self._con
 
     # -- submission (any thread) --------------------------------------------------
     def submit(self, kind: int, payload: Any, waiter: Waiter) -> None:
+        if self.forked_from is not None:
+            waiter.resolve(None, StoreError(_fork.inherited_refusal(self)))
+            return
         if self._closed:
             waiter.resolve(None, StoreError(f"the store {self.path} is closed"))
             return
@@ -372,6 +383,8 @@ class Writer:
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self._con is not None:
             return self._con
+        if (refusal := _fork.inherited_refusal(self)) is not None:
+            raise StoreError(refusal)
         con = _lock.connect_with_retry(self.path, self.lock_timeout)
         try:
             _schema.migrate(con)
