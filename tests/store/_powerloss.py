@@ -139,16 +139,21 @@ class LyingFsync(PowerLossFiles):
 
 
 class FailingFiles:
-    """``os`` calls, but while ``failing`` is set every write and fsync raises
-    ``error`` (ENOSPC by default): a full or broken disk that may recover."""
+    """``os`` calls, but while ``failing`` is set every operation named in ``ops``
+    (``write``, ``fsync``, ``truncate``; ``torn-write`` writes half first) raises ``error`` (ENOSPC by default): a full or broken
+    disk that may recover. With ``ops=("fsync",)`` the bytes reach the page cache
+    and only their fsync fails, as with EIO from a dying disk."""
 
-    def __init__(self, error: int = errno.ENOSPC) -> None:
+    def __init__(
+        self, error: int = errno.ENOSPC, ops: tuple[str, ...] = ("write", "fsync")
+    ) -> None:
         self.error = error
+        self.ops = ops
         self.failing = False
         self.failures = 0
 
     def _check(self, what: str) -> None:
-        if self.failing:
+        if self.failing and what in self.ops:
             self.failures += 1
             raise OSError(self.error, f"{os.strerror(self.error)} ({what}, injected)")
 
@@ -159,6 +164,8 @@ class FailingFiles:
         return OS_FILES.read(fd)
 
     def write(self, fd: int, data: bytes) -> int:
+        if self.failing and "torn-write" in self.ops:  # half the bytes, then the error
+            OS_FILES.write(fd, data[: len(data) // 2])
         self._check("write")
         return OS_FILES.write(fd, data)
 
@@ -167,6 +174,7 @@ class FailingFiles:
         OS_FILES.fsync(fd)
 
     def truncate(self, fd: int, size: int) -> None:
+        self._check("truncate")
         OS_FILES.truncate(fd, size)
 
     def close(self, fd: int) -> None:

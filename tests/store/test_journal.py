@@ -5,6 +5,7 @@ leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import struct
 import zlib
 from pathlib import Path
@@ -188,17 +189,8 @@ def test_a_failed_append_leaves_nothing_and_the_next_one_lands_whole(path: Path)
     assert [seq for seq, _ in reopen(path)] == [1, 3]
 
 
-class FsyncFails(FailingFiles):
-    """The write goes through (to the page cache), the fsync fails."""
-
-    def write(self, fd: int, data: bytes) -> int:
-        from wfnb.store.duckdb._files import OS_FILES
-
-        return OS_FILES.write(fd, data)
-
-
 def test_a_frame_whose_fsync_failed_is_cut_so_it_cannot_come_back(path: Path) -> None:
-    files = FsyncFails(error=5)
+    files = FailingFiles(errno.EIO, ops=("fsync",))
     journal = Journal(path, files)
     journal.open()
     journal.append(1, rows(1))
@@ -209,5 +201,19 @@ def test_a_frame_whose_fsync_failed_is_cut_so_it_cannot_come_back(path: Path) ->
     assert path.stat().st_size == before  # its bytes reached the page cache: cut
     files.failing = False
     journal.append(3, rows(3))  # the cut is fsync'd first, then frame 3 lands
+    journal.close()
+    assert [seq for seq, _ in reopen(path)] == [1, 3]
+
+
+def test_a_torn_append_that_cannot_be_cut_at_once_is_cut_before_the_next(path: Path) -> None:
+    files = FailingFiles(ops=("torn-write", "write", "truncate"))
+    journal = Journal(path, files)
+    journal.open()
+    journal.append(1, rows(1))
+    files.failing = True
+    with pytest.raises(OSError):
+        journal.append(2, rows(2))  # half a frame is on disk and stays there for now
+    files.failing = False
+    journal.append(3, rows(3))  # must not land behind the torn half of frame 2
     journal.close()
     assert [seq for seq, _ in reopen(path)] == [1, 3]

@@ -29,8 +29,43 @@ def translate(exc: duckdb.Error, path: Path) -> StoreError:
     return StoreError(f"DuckDB store {path}: {exc}")
 
 
+#: DuckDB's main header: 8 bytes of checksum, then this magic
+_DUCKDB_MAGIC = (8, b"DUCK")
+
+
+def refuse_foreign(path: Path) -> None:
+    """Raise `StoreError` if ``path`` holds something other than a DuckDB database.
+
+    DuckDB itself refuses most such files, but not all: given a SQLite file it
+    loads its SQLite extension (downloading it if it can) and attaches the file
+    read-write, and the schema migration would then write wfnb's tables into the
+    user's database. So the first bytes are checked before DuckDB sees the file;
+    an empty file is a database not yet written and is fine."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot read the store {path}: {exc}") from exc
+    at, magic = _DUCKDB_MAGIC
+    if not head or head[at : at + len(magic)] == magic:
+        return
+    if head.startswith(b"SQLite format 3\x00"):
+        what = "a SQLite database"
+    elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        what = "a text file"
+    else:
+        what = "of unknown contents"
+    raise StoreError(
+        f"{path} is not a DuckDB database ({what}); wfnb will not write to it: give the "
+        "store another path"
+    )
+
+
 def connect_with_retry(path: Path, lock_timeout: float) -> duckdb.DuckDBPyConnection:
     """A read-write connection, waiting up to ``lock_timeout`` s for another process."""
+    refuse_foreign(path)
     deadline = time.monotonic() + lock_timeout
     delay = 0.005
     while True:
