@@ -1,6 +1,7 @@
 """Write throughput of the checkpoint stores, as the engine will use them.
 
     python benchmarks/bench_store.py [--n 400] [--dir DIR]
+    python benchmarks/bench_store.py --ack [--rounds 15] [--dir DIR]
 
 Shapes (each on a fresh DuckDB file in DIR, default a temp dir):
 
@@ -13,6 +14,15 @@ Shapes (each on a fresh DuckDB file in DIR, default a temp dir):
 Each with the journal (the default) and without it (every write its own DuckDB
 transaction), plus ``close`` (the final fold) and the raw costs behind the decision:
 an fsync'd append and a DuckDB upsert transaction of 2 rows.
+
+``--ack`` weighs the acknowledgement journal alone (issue 13): wfnb's hand-written
+journal (``Journal.append``: one frame + fsync per group commit) against SQLite
+(stdlib ``sqlite3``, WAL, ``synchronous=FULL``, one transaction per group commit),
+both given the same frames (a chain step's 2 encoded step rows), next to the fsync
+floor (``write`` + ``fsync`` of as many bytes) measured in the same process. The
+three take turns commit by commit (who goes first rotates), so load from other
+processes falls on all of them alike; the report gives the median and p90 wall
+time and the mean CPU time (of this thread) per acknowledged commit.
 """
 
 from __future__ import annotations
@@ -149,11 +159,107 @@ def raw_costs(directory: Path) -> dict[str, float]:
     }
 
 
+class SqliteJournal:
+    """The SQLite candidate for the acknowledgement journal: the same job as
+    ``Journal`` (append a frame durably, empty after a fold)."""
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=FULL")
+        self.con.execute("CREATE TABLE IF NOT EXISTS frames (seq INTEGER PRIMARY KEY, rows BLOB)")
+
+    def append(self, seq: int, rows: object) -> None:
+        import pickle
+
+        self.con.execute("BEGIN")
+        self.con.execute("INSERT INTO frames VALUES (?, ?)", (seq, pickle.dumps(rows, protocol=5)))
+        self.con.execute("COMMIT")
+
+    def reset(self) -> None:
+        self.con.execute("DELETE FROM frames")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def ack_costs(directory: Path, rounds: int, per_round: int = 200) -> dict[str, object]:
+    import pickle
+    import statistics
+
+    from wfnb.store.duckdb._codec import encode_batch
+    from wfnb.store.duckdb._journal import Journal
+
+    encoded = encode_batch(
+        Batch(steps=[step("r", 1, StepStatus.COMPLETED), step("r", 2, StepStatus.RUNNING)])
+    )
+    rows = encoded.rows
+    frame_bytes = len(pickle.dumps(rows, protocol=5)) + 16
+    journal = Journal(directory / "ack.journal")
+    journal.open()
+    lite = SqliteJournal(directory / "ack.sqlite")
+    fd = os.open(directory / "floor.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    payload = b"x" * frame_bytes
+    seq = 0
+    names = ("fsync_floor", "wfnb_journal", "sqlite_wal_full")
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+
+    def floor() -> None:
+        os.write(fd, payload)
+        os.fsync(fd)
+
+    def ours() -> None:
+        journal.append(seq, rows)
+
+    def theirs() -> None:
+        lite.append(seq, rows)
+
+    ops = dict(zip(names, (floor, ours, theirs), strict=True))
+    for r in range(rounds):
+        for i in range(per_round):
+            seq += 1
+            turn = names[(i + r) % 3 :] + names[: (i + r) % 3]  # who goes first rotates
+            for name in turn:
+                c0, t0 = time.thread_time(), time.perf_counter()
+                ops[name]()
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.thread_time() - c0)
+        journal.reset()  # as after a fold: neither file grows without bound
+        lite.reset()
+    journal.close()
+    lite.close()
+    os.close(fd)
+    floor_us = statistics.median(wall["fsync_floor"]) * 1e6
+    out: dict[str, object] = {
+        "frame_bytes": frame_bytes,
+        "commits_each": rounds * per_round,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    for name in names:
+        median = statistics.median(wall[name]) * 1e6
+        out[name] = {
+            "us_per_commit_median": round(median, 1),
+            "p90": round(statistics.quantiles(wall[name], n=10)[-1] * 1e6, 1),
+            "x_floor": round(median / floor_us, 2),
+            "cpu_us_per_commit": round(statistics.mean(cpu[name]) * 1e6, 1),
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=400, help="writes per sequential shape")
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--ack", action="store_true", help="weigh the acknowledgement journal")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of --ack")
     args = parser.parse_args()
+    if args.ack:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            print(json.dumps(ack_costs(Path(tmp), args.rounds), indent=2))
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         directory = Path(tmp)
         report = {
