@@ -28,6 +28,7 @@ import json
 import math
 import pickle
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecor
 
 JSON, TABLE, PICKLE, NONE = "json", "table", "pickle", "none"
 _MAX_JSON_DEPTH = 200
+#: ``json.dumps`` with options builds a new encoder per call; one, made once
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 WorkflowRow = tuple[Any, ...]
 RunRow = tuple[Any, ...]
@@ -219,24 +222,27 @@ def _to_arrow(value: Any) -> tuple[Any, str] | None:
     return table, origin
 
 
-def encode_value(value: Any, *, table: str | None, what: str) -> tuple[Any, ...]:
+def encode_value(value: Any, *, table: Callable[[], str] | None, what: str) -> tuple[Any, ...]:
     """``(kind, json_text, pickle_bytes, schema_bytes, PendingTable | None)``.
 
-    Raises `StoreError` if the value can be kept in none of the forms."""
+    ``table`` gives the table's name, asked for only if the value becomes a table
+    (hashing it for every checkpoint was measurable on the durable path). Raises
+    `StoreError` if the value can be kept in none of the forms."""
     if _json_exact(value):
         try:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            text = _JSON_TEXT(value)
         except (ValueError, RecursionError):  # e.g. an int past the str-digits limit
             pass
         else:
             return JSON, text, None, None, None
     if table is not None and (arrow := _to_arrow(value)) is not None:
         tbl, origin = arrow
+        name = table()
         ref = json.dumps(
-            {"table": table, "type": origin, "rows": tbl.num_rows, "columns": tbl.schema.names}
+            {"table": name, "type": origin, "rows": tbl.num_rows, "columns": tbl.schema.names}
         )
         schema = tbl.schema.serialize().to_pybytes()
-        return TABLE, ref, None, schema, PendingTable(table, tbl, value)
+        return TABLE, ref, None, schema, PendingTable(name, tbl, value)
     return PICKLE, None, pickled(value, what=what), None, None
 
 
@@ -309,17 +315,18 @@ def encode_batch(batch: Batch) -> EncodedBatch:
             )
         )
     for s in batch.steps:
-        name = table_name(
-            _key(s.run_id, "run id") or "",
-            _key(s.step_id, "step id") or "",
-            _int32(s.attempt, "attempt"),
-        )
+        _key(s.run_id, "run id")
+        _key(s.step_id, "step id")
+        _int32(s.attempt, "attempt")
+        pending = None
         if s.has_output:
             kind, text, blob, schema, pending = encode_value(
-                s.output, table=name, what=f"output of step {s.step_id!r} of run {s.run_id}"
+                s.output,
+                table=lambda s=s: table_name(s.run_id, s.step_id, s.attempt),
+                what=f"output of step {s.step_id!r} of run {s.run_id}",
             )
         else:
-            kind, text, blob, schema, pending = NONE, None, None, None, None
+            kind, text, blob, schema = NONE, None, None, None
         if pending is not None:
             out.tables.append(pending)
         out.steps.append(
@@ -333,7 +340,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 _text(s.error),
                 text,
                 kind,
-                name if kind == TABLE else None,
+                None if pending is None else pending.name,
                 blob,
                 schema,
                 _text(s.worker),
