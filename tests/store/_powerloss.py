@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wfnb.store.duckdb._files import OS_FILES
+from wfnb.store.duckdb._files import OS_FILES, OsFiles
 
 
 @dataclass
@@ -138,10 +138,10 @@ class LyingFsync(PowerLossFiles):
         return self._fds[fd].synced
 
 
-class FailingFiles:
+class FailingFiles(OsFiles):
     """``os`` calls, but while ``failing`` is set every operation named in ``ops``
-    (``write``, ``fsync``, ``truncate``; ``torn-write`` writes half first) raises ``error`` (ENOSPC by default): a full or broken
-    disk that may recover. With ``ops=("fsync",)`` the bytes reach the page cache
+    (``write``, ``fsync``, ``truncate``; ``torn-write`` writes half first) raises
+    ``error`` (ENOSPC by default): a full or broken disk that may recover. With ``ops=("fsync",)`` the bytes reach the page cache
     and only their fsync fails, as with EIO from a dying disk."""
 
     def __init__(
@@ -157,31 +157,16 @@ class FailingFiles:
             self.failures += 1
             raise OSError(self.error, f"{os.strerror(self.error)} ({what}, injected)")
 
-    def open(self, path: Path, *, create_new: bool = False) -> int:
-        return OS_FILES.open(path, create_new=create_new)
-
-    def read(self, fd: int) -> bytes:
-        return OS_FILES.read(fd)
-
     def write(self, fd: int, data: bytes) -> int:
         if self.failing and "torn-write" in self.ops:  # half the bytes, then the error
             OS_FILES.write(fd, data[: len(data) // 2])
         self._check("write")
-        return OS_FILES.write(fd, data)
+        return super().write(fd, data)
 
     def fsync(self, fd: int) -> None:
         self._check("fsync")
-        OS_FILES.fsync(fd)
+        super().fsync(fd)
 
     def truncate(self, fd: int, size: int) -> None:
         self._check("truncate")
-        OS_FILES.truncate(fd, size)
-
-    def close(self, fd: int) -> None:
-        OS_FILES.close(fd)
-
-    def replace(self, src: Path, dst: Path) -> None:
-        OS_FILES.replace(src, dst)
-
-    def fsync_dir(self, path: Path) -> None:
-        OS_FILES.fsync_dir(path)
+        super().truncate(fd, size)
