@@ -217,3 +217,11 @@ def test_a_torn_append_that_cannot_be_cut_at_once_is_cut_before_the_next(path: P
     journal.append(3, rows(3))  # must not land behind the torn half of frame 2
     journal.close()
     assert [seq for seq, _ in reopen(path)] == [1, 3]
+
+
+def test_damage_in_the_first_frame_is_reported_too(path: Path) -> None:
+    starts = write_frames(path, 3)
+    flip(path, starts[0] + 2)  # its seq: nothing before it tells what seq comes next
+    with pytest.raises(JournalCorrupt) as caught:
+        reopen(path)
+    assert caught.value.offset == starts[0]

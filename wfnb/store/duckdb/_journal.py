@@ -53,6 +53,7 @@ _SEQ_LENGTH = struct.Struct("<QI")
 #: how far past the last good seq a frame found after a damaged one may be and
 #: still count as an intact frame (seqs of one file are consecutive)
 _SEQ_WINDOW = 1 << 20
+_PICKLE_START = b"\x80\x05"
 
 
 def file_header(version: int = FORMAT) -> bytes:
@@ -84,11 +85,13 @@ def _frame_at(data: bytes, offset: int) -> tuple[int, int, int] | None:
 
 def _intact_frame_after(data: bytes, offset: int, last_seq: int | None) -> int | None:
     """The offset of an intact frame somewhere after ``offset``, if any. Only run
-    on recovery, over the bytes after a damaged frame."""
-    for at in range(offset + 1, len(data) - _FRAME.size + 1):
-        seq, length = _SEQ_LENGTH.unpack_from(data, at)
-        if at + _FRAME.size + length > len(data):
-            continue
+    on recovery, over the bytes after a damaged frame; a candidate's payload must
+    start a pickle (every payload is one, protocol 5) before its CRC is computed."""
+    search = offset + _FRAME.size + 1
+    while (payload := data.find(_PICKLE_START, search)) != -1:
+        search = payload + 1
+        at = payload - _FRAME.size
+        seq, _ = _SEQ_LENGTH.unpack_from(data, at)
         if last_seq is not None and not last_seq < seq <= last_seq + _SEQ_WINDOW:
             continue
         if _frame_at(data, at) is not None:
