@@ -23,6 +23,7 @@ both the journal and the SQL upsert take as they are.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -322,7 +323,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
         if s.has_output:
             kind, text, blob, schema, pending = encode_value(
                 s.output,
-                table=lambda s=s: table_name(s.run_id, s.step_id, s.attempt),
+                table=functools.partial(table_name, s.run_id, s.step_id, s.attempt),
                 what=f"output of step {s.step_id!r} of run {s.run_id}",
             )
         else:
