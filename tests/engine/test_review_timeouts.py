@@ -18,7 +18,10 @@ def approve_late(engine, workflow, run_suffix, step):
     async def main():
         handle = await engine.start(workflow)
         assert (await asyncio.wait_for(handle, 10)).status is RunStatus.PAUSED
-        await asyncio.sleep(0.4)  # longer than the step timeout around the approval
+        # The pause lasts longer than the step timeout around the approval. The
+        # timeout is 1 s, not less, so that the work after the approval (a Dask task
+        # on a loaded machine) fits in what is left of it.
+        await asyncio.sleep(1.3)
         await engine.approve(handle.id + run_suffix, step, by="ann")
         return await asyncio.wait_for(handle.wait(), 10)
 
@@ -30,7 +33,7 @@ def test_a_loop_steps_timeout_does_not_run_while_its_body_waits_for_a_person(bac
     workflow = wf(
         """
 steps:
-  L: {loop: {for_each: "[1]", body: [ok, after]}, timeout: 0.2}
+  L: {loop: {for_each: "[1]", body: [ok, after]}, timeout: 1.0}
   ok: {approval: {prompt: "go?"}}
   after: {code: work, needs: [ok]}
 """
@@ -42,7 +45,7 @@ steps:
 def test_a_workflow_steps_timeout_does_not_run_while_its_child_waits_for_a_person(backend):
     engine = wfnb.Engine(namespace={"work": work}, backend=backend)
     engine.register(wf("steps:\n  ok: {approval: {prompt: 'go?'}}\n", "child"))
-    workflow = wf("steps:\n  s: {workflow: child, timeout: 0.2}\n", name="parent")
+    workflow = wf("steps:\n  s: {workflow: child, timeout: 1.0}\n", name="parent")
     result = approve_late(engine, workflow, ".s", "ok")
     assert result.status is RunStatus.COMPLETED, result.error
 
