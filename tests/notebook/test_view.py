@@ -191,3 +191,21 @@ def test_a_snapshot_copies_only_the_steps_changed_since_the_last():
     assert second.steps["a"].status is StepStatus.RUNNING
     assert first.steps["a"].status is StepStatus.PENDING, "an earlier snapshot never changes"
     assert second.steps["a"] is not state.steps["a"], "the live state is never shared"
+
+
+def test_the_same_dot_source_runs_dot_once(monkeypatch):
+    """A view's last redraw and its final picture draw the same state."""
+    import graphviz
+
+    calls: list[bytes] = []
+
+    def pipe(_engine: str, _format: str, data: bytes, quiet: bool = False) -> bytes:
+        calls.append(data)
+        return b'<?xml version="1.0"?>\n<svg>drawn</svg>'
+
+    monkeypatch.setattr(graphviz, "pipe", pipe)
+    source = view.dot_source(state_of(ALL, a=StepStatus.FAILED)) + "// this test's own\n"
+    assert view.svg_from_dot(source) == view.svg_from_dot(source) == "<svg>drawn</svg>"
+    assert len(calls) == 1
+    view.svg_from_dot(source + "// changed\n")
+    assert len(calls) == 2

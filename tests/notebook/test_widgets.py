@@ -281,6 +281,11 @@ def test_a_long_run_is_followed_from_its_first_redraw_with_what_came_before():
         # `a` ended before the view listened: its attempt comes from the store.
         assert state.steps["a"].status is StepStatus.COMPLETED and ("a", 1) in state.records
         assert state.steps["b"].status is StepStatus.RUNNING
+        for _ in range(100):  # the first redraw draws the timeline too
+            await asyncio.sleep(0.01)
+            if live.timeline.value:
+                break
+        assert "wfnb-timeline" in live.timeline.value and not live.finished
         assert (await run).status is RunStatus.COMPLETED
         await settled_view(live)
         assert not engine.bus.has_subscribers

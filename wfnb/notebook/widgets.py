@@ -103,7 +103,7 @@ class LiveView:
         self._approval_rows: dict[str, w.Widget] = {}
         #: the timeline is redrawn less often than the DAG (see `render`)
         self.timeline_interval = max(1.0, 4 * interval)
-        self._timeline_at = time.monotonic()
+        self._timeline_at = -self.timeline_interval  # the first redraw draws it
         #: live timelines drawn (the final picture's is not counted)
         self.timelines = 0
         self.throttle: view.Throttle[RunState | None, tuple[str, str]] = view.Throttle(
@@ -270,9 +270,10 @@ class LiveView:
         return copy
 
     def render(self, state: RunState | None) -> tuple[str, str]:
-        """Runs on the render thread: the DAG, and the timeline at most once per
-        ``timeline_interval`` (a 1,000-attempt timeline is ~10 ms of Python that
-        holds the GIL the run needs; the final picture always has it)."""
+        """Runs on the render thread: the DAG, and the timeline at the first redraw,
+        then at most once per ``timeline_interval`` (a 1,000-attempt timeline is a
+        few ms of Python holding the GIL the run needs; the final picture always
+        has it)."""
         if state is None:
             return "", ""
         timeline = self.timeline.value
