@@ -165,8 +165,8 @@ class LiveView:
             await asyncio.wait({settled}, timeout=self.throttle.interval)
         finally:
             settled.cancel()
-        if self.finished:
-            return
+        if self.finished or handle.status.finished:
+            return  # `_final` draws it
         self._backlog = []
         self._subscription = self.engine.subscribe(self._on_event)
         try:
