@@ -317,3 +317,26 @@ def test_views_share_the_layouts_and_styles_nobody_changes():
         await engine.close()
 
     arun(go())
+
+
+def test_a_run_that_ends_within_its_first_interval_reads_the_store_once(monkeypatch):
+    from wfnb.notebook import widgets
+
+    reads: list[str] = []
+    load_state = widgets.load_state
+
+    async def counted(engine: wfnb.Engine, run_id: str):  # type: ignore[no-untyped-def]
+        reads.append(run_id)
+        return await load_state(engine, run_id)
+
+    monkeypatch.setattr(widgets, "load_state", counted)
+
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        run, live = start(engine, wf("steps:\n  a: {code: work}\n"), interval=30.0)
+        result = await run
+        await settled_view(live)
+        assert reads == [result.run_id]
+        await engine.close()
+
+    arun(go())
