@@ -14,6 +14,7 @@ id, so an instance updates its base step and counts iterations. The attempt log
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -121,14 +122,10 @@ class RunState:
             else replace(v)
             for sid, v in self.steps.items()
         }
-        snapshot = replace(
-            self,
-            steps=steps,
-            waiting=dict(self.waiting),
-            records=dict(self.records),
-            _last_copy=None,
-            _changed=set(),
-        )
+        # Not `dataclasses.replace`: that would run `__post_init__` over every step.
+        snapshot = copy.copy(self)
+        snapshot.steps, snapshot.waiting = steps, dict(self.waiting)
+        snapshot.records, snapshot._last_copy, snapshot._changed = dict(self.records), None, set()
         self._last_copy = snapshot
         self._changed = set()
         return snapshot

@@ -191,7 +191,7 @@ class LiveView:
         state = self.state
         if state is None or self.finished or not state.apply(event):
             return
-        if set(state.waiting) != set(self._approval_rows):
+        if state.waiting.keys() != self._approval_rows.keys():
             self._sync_approvals()
         if event.kind.is_run_event and state.status.finished:
             self._finish()
