@@ -3,8 +3,9 @@ live, and replaced in place by a static picture when it ends.
 
 Header (status, progress facts, its age) + DAG (SVG) and legend + timeline +
 progress bar + Cancel + Approve/Reject (with a comment box) per waiting approval +
-the failing step's error. Engine events update a `RunState` on the loop; a
-`Throttle` turns bursts of them into a bounded number of redraws. When the run
+the failing step's error. From the first redraw on (see `LiveView._follow`),
+engine events update a `RunState` on the loop; a `Throttle` turns bursts of them
+into a bounded number of redraws. When the run
 ends the display becomes `picture.final_bundle` (no widget model: DESIGN §4); a
 failed or cancelled run's picture names the commands that carry it on, and no
 button survives into the saved notebook.
