@@ -121,7 +121,7 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"with view: final picture (with its timeline) ready after {final * 1000:.1f} ms; "
         f"redraws per run {[s.redraws for s in viewed]}, "
-        f"live timelines per run {[s.timelines for s in viewed]}"
+        f"timelines drawn in the widgets per run {[s.timelines for s in viewed]}"
     )
     print(f"load average (1 min) {load[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"loop CPU view/headless: {v_cpu / h_cpu:.3f}")

@@ -105,7 +105,7 @@ class LiveView:
         #: the timeline is redrawn less often than the DAG (see `render`)
         self.timeline_interval = max(1.0, 4 * interval)
         self._timeline_at = -self.timeline_interval  # the first redraw draws it
-        #: live timelines drawn (the final picture's is not counted)
+        #: timelines drawn into the widget (the final picture's own is not counted)
         self.timelines = 0
         self.throttle: view.Throttle[RunState | None, tuple[str, str]] = view.Throttle(
             self.loop, self._snapshot, self.render, self._deliver, interval=interval
