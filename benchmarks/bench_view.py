@@ -1,6 +1,6 @@
 """The cost of the live view: the same workflow with the view attached vs headless.
 
-    python benchmarks/bench_view.py [--reps 7] [--width 20] [--depth 10] [--step-ms 2]
+    python benchmarks/bench_view.py [--reps 15] [--width 20] [--depth 10] [--step-ms 2]
     python benchmarks/bench_view.py --store duckdb     # durable: a DuckDB file per run
     python benchmarks/bench_view.py --steps 1000       # 20 waves of steps/20
     python benchmarks/bench_view.py --steps 1000 --profile 20   # + cProfile's top lines
@@ -136,7 +136,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--width", type=int, default=20)
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--step-ms", type=float, default=2.0)
