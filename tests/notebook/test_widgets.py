@@ -270,12 +270,21 @@ def test_a_long_run_is_followed_from_its_first_redraw_with_what_came_before():
     async def go():
         engine = wfnb.Engine(namespace={"work": work})
         flow = wf("steps:\n  a: {code: work}\n  b: {code: work, needs: [a], with: {delay: 0.3}}\n")
+        whole: list[str] = []  # reads of every step, outputs included
+        get_steps = engine.store.get_steps
+
+        async def counted(*, run_id: str):  # type: ignore[no-untyped-def]
+            whole.append(run_id)
+            return await get_steps(run_id=run_id)
+
+        engine.store.get_steps = counted  # type: ignore[method-assign]
         run, live = start(engine, flow, interval=0.05)
         for _ in range(100):
             await asyncio.sleep(0.01)
             if live.throttle.redraws:
                 break
         assert engine.bus.has_subscribers
+        assert whole == [], "a running run's past comes from its history, not its outputs"
         state = live.state
         assert state is not None
         # `a` ended before the view listened: its attempt comes from the store.
@@ -289,6 +298,7 @@ def test_a_long_run_is_followed_from_its_first_redraw_with_what_came_before():
         assert (await run).status is RunStatus.COMPLETED
         await settled_view(live)
         assert not engine.bus.has_subscribers
+        assert len(whole) == 1  # the final picture's
         await engine.close()
 
     arun(go())

@@ -25,7 +25,7 @@ from wfnb.errors import RunNotFound
 from wfnb.events import Event, EventKind
 from wfnb.instances import base_id, iteration_index
 from wfnb.model import RunStatus, StepStatus, Workflow
-from wfnb.store.base import RunRecord, StepRecord, latest_attempts
+from wfnb.store.base import EventRecord, RunRecord, StepRecord, latest_attempts
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -304,6 +304,28 @@ def state_of_records(
                 request = record.output if isinstance(record.output, dict) else {}
                 state.waiting[instance] = str(request.get("prompt") or f"Approve {instance}?")
     return state
+
+
+def replay(state: RunState, history: Sequence[EventRecord]) -> None:
+    """Fold a run's stored history (the ``events`` table) into ``state``, as if its
+    events had been heard live: the times and errors of every attempt, without
+    reading any step's output. Prompts and worker names are not in it."""
+    for record in history:
+        try:
+            kind = EventKind(record.event)
+        except ValueError:
+            continue  # "pending": no live event says it
+        state.apply(
+            Event(
+                kind,
+                record.run_id,
+                state.workflow,
+                record.step_id,
+                record.attempt,
+                record.error,
+                at=record.at,
+            )
+        )
 
 
 async def load_state(engine: Engine, run_id: str) -> RunState:

@@ -34,7 +34,7 @@ from wfnb.model import RunStatus
 from wfnb.notebook import palette, picture, view
 from wfnb.notebook.config import dashboard_link
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState, load_state, short, state_of_handle
+from wfnb.notebook.state import RunState, load_state, replay, short, state_of_handle
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -171,7 +171,7 @@ class LiveView:
         self._backlog = []
         self._subscription = self.engine.subscribe(self._on_event)
         try:
-            state = await load_state(self.engine, handle.id)
+            state = await self._past(handle)
         except Exception:  # noqa: BLE001 - the statuses alone still make a picture
             state = state_of_handle(self.engine, handle)
         backlog, self._backlog = self._backlog or [], None
@@ -184,6 +184,17 @@ class LiveView:
         self.progress.max = max(1, state.total)
         self._sync_approvals()
         self.throttle.poke()
+
+    async def _past(self, handle: RunHandle) -> RunState:
+        """What happened before the view listened. While a step waits for a person
+        the steps are read whole (their prompts); otherwise the run's history, which
+        holds no outputs: a step's output may be a large table, and a running run
+        shares the store's one thread with this read."""
+        if handle.status is RunStatus.PAUSED or handle.waiting_approvals:
+            return await load_state(self.engine, handle.id)
+        state = state_of_handle(self.engine, handle)
+        replay(state, await self.engine.store.get_events(run_id=handle.id))
+        return state
 
     def _on_event(self, event: Event) -> None:
         if self._backlog is not None:
