@@ -356,14 +356,18 @@ class Throttle(Generic[P, R]):
             self._dirty = False
             self.poke()
 
-    async def flush(self) -> None:
-        """Draw the current state now (the final picture) and stop scheduling."""
+    async def stop(self) -> None:
+        """Stop scheduling; a render in flight still lands."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._inflight is not None:
             await asyncio.wait({self._inflight})
-        self._closed = True
+        self.close()  # and the timer a landing render may have set meanwhile
+
+    async def flush(self) -> None:
+        """Draw the current state now (the final picture) and stop scheduling."""
+        await self.stop()
         self.redraws += 1
         result = await self.loop.run_in_executor(render_executor(), self.render, self.produce())
         self.deliver(result)

@@ -21,7 +21,6 @@ the view was made (on the main thread); nothing here calls
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import time
 from collections.abc import Callable
@@ -233,12 +232,18 @@ class LiveView:
                 await asyncio.sleep(0)
             state = self.state
             if handle is not None:
-                state = state or state_of_handle(self.engine, handle)
-                state.sync(handle.status, handle.step_statuses)
-                with contextlib.suppress(Exception):  # the picture must come to rest anyway
+                try:
                     state = await load_state(self.engine, handle.id)
+                except Exception:  # noqa: BLE001 - the picture must come to rest anyway
+                    state = state or state_of_handle(self.engine, handle)
+                    state.sync(handle.status, handle.step_statuses)
                 self.state = state
-            await self.throttle.flush()
+            if self._display is None:
+                await self.throttle.flush()  # the widgets are all there is: draw the end
+            else:
+                # The display becomes the final picture: a last redraw of the widgets
+                # would send the SVG and the timeline over the comm to be dropped.
+                await self.throttle.stop()
             self._close()
             if state is None:
                 return
