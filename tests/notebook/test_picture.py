@@ -191,31 +191,3 @@ def test_summary_text_is_readable_for_every_run():
 
 async def work(x: int = 0) -> int:
     return x
-
-
-def test_a_shown_view_sends_no_last_redraw_before_it_becomes_the_final_picture():
-    """The widgets are about to be replaced: drawing the end in them would send the
-    SVG and the timeline over the comm only to be dropped."""
-
-    async def go() -> None:
-        engine = wfnb.Engine(namespace={"work": lambda: 1})
-        shown: list[dict[str, Any]] = []
-
-        def display(bundle: dict[str, Any]) -> Handle:
-            shown.append(dict(bundle))
-            return Handle(shown)
-
-        flow = wf("steps:\n  a: {code: work}\n  b: {code: work, needs: [a]}\n")
-        run = NotebookRun(engine, asyncio.ensure_future(engine.start(flow)), workflow="w")
-        live = LiveView(engine, run, display=display, interval=30.0)
-        await run.wait()
-        await asyncio.wait_for(asyncio.shield(live.at_rest), 5)
-        assert live.throttle.redraws == 0 and live.picture.value == ""
-        assert WIDGET in shown[0] and WIDGET not in shown[-1]
-        assert (
-            "2/2 steps done" in shown[-1]["text/plain"]
-            and "wfnb-timeline" in shown[-1]["text/html"]
-        )
-        await engine.close()
-
-    arun(go())

@@ -209,3 +209,34 @@ def test_the_same_dot_source_runs_dot_once(monkeypatch):
     assert len(calls) == 1
     view.svg_from_dot(source + "// changed\n")
     assert len(calls) == 2
+
+
+def test_a_flush_cancels_the_redraw_a_landing_render_schedules():
+    """A change that came while the last render was in flight schedules a redraw
+    when that render lands; a flush meanwhile ends the view, so that redraw must
+    not run (it ran ``dot`` once more, for nothing)."""
+
+    async def go() -> int:
+        produced: list[str] = []
+        gate = threading.Event()
+
+        def render(payload: str) -> str:
+            gate.wait(5)
+            return payload
+
+        throttle: view.Throttle[str, str] = view.Throttle(
+            asyncio.get_running_loop(),
+            lambda: produced.append("snapshot") or "state",
+            render,
+            lambda _svg: None,
+            interval=0.0,
+        )
+        throttle.poke()
+        await asyncio.sleep(0.01)  # fired: a render is in flight
+        throttle.poke()  # a change meanwhile: a redraw once it lands
+        asyncio.get_running_loop().call_later(0.05, gate.set)
+        await throttle.flush()
+        await asyncio.sleep(0.1)
+        return len(produced)
+
+    assert arun(go()) == 2, "the first redraw and the flush's, nothing more"

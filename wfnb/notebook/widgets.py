@@ -238,12 +238,9 @@ class LiveView:
                     state = state or state_of_handle(self.engine, handle)
                     state.sync(handle.status, handle.step_statuses)
                 self.state = state
-            if self._display is None:
-                await self.throttle.flush()  # the widgets are all there is: draw the end
-            else:
-                # The display becomes the final picture: a last redraw of the widgets
-                # would send the SVG and the timeline over the comm to be dropped.
-                await self.throttle.stop()
+            # The widgets too show the end: a page reloaded with this kernel ignores
+            # the display's update below (DESIGN §6) and shows them again.
+            await self.throttle.flush()
             self._close()
             if state is None:
                 return
