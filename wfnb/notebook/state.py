@@ -47,6 +47,7 @@ _RUN_EVENTS: dict[EventKind, RunStatus] = {
     EventKind.RUN_CANCELLED: RunStatus.CANCELLED,
 }
 DONE = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
+_KINDS = {kind.value: kind for kind in EventKind}
 
 
 @dataclass
@@ -311,9 +312,8 @@ def replay(state: RunState, history: Sequence[EventRecord]) -> None:
     events had been heard live: the times and errors of every attempt, without
     reading any step's output. Prompts and worker names are not in it."""
     for record in history:
-        try:
-            kind = EventKind(record.event)
-        except ValueError:
+        kind = _KINDS.get(record.event)
+        if kind is None:
             continue  # "pending": no live event says it
         state.apply(
             Event(
