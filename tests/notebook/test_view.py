@@ -240,3 +240,34 @@ def test_a_flush_cancels_the_redraw_a_landing_render_schedules():
         return len(produced)
 
     assert arun(go()) == 2, "the first redraw and the flush's, nothing more"
+
+
+def test_a_stored_history_replays_into_the_attempts_and_statuses():
+    from wfnb.notebook.state import replay
+    from wfnb.store.base import EventRecord
+
+    state = state_of("steps:\n  a: {code: work}\n  b: {code: work, needs: [a]}\n")
+    replay(
+        state,
+        [
+            EventRecord("r1", "pending", 0.5),
+            EventRecord("r1", "running", 1.0),
+            EventRecord("r1", "pending", 1.0, "a", 1),
+            EventRecord("r1", "running", 1.1, "a", 1),
+            EventRecord("r1", "failed", 1.2, "a", 1, "boom"),
+            EventRecord("r1", "running", 1.5, "a", 2),
+            EventRecord("r1", "completed", 1.7, "a", 2),
+            EventRecord("r1", "running", 1.8, "b", 1),
+        ],
+    )
+    assert state.status is RunStatus.RUNNING and state.started == 1.0
+    assert state.steps["a"].status is StepStatus.COMPLETED and state.steps["a"].attempt == 2
+    assert state.steps["b"].status is StepStatus.RUNNING and state.steps["b"].started == 1.8
+    first = state.records[("a", 1)]
+    assert (first.status, first.started_at, first.ended_at, first.error) == (
+        StepStatus.FAILED,
+        1.1,
+        1.2,
+        "boom",
+    )
+    assert state.records[("a", 2)].ended_at == 1.7 and state.attempts == 3
