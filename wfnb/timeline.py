@@ -124,10 +124,7 @@ class Timeline:
     # -- SVG -------------------------------------------------------------------------
 
     def svg(self) -> str:
-        order: list[str] = []
-        for b in self.bars:
-            if b.step_id not in order:
-                order.append(b.step_id)
+        order = list(dict.fromkeys(b.step_id for b in self.bars))  # first start first
         shown = order[:MAX_ROWS]
         row_of = {sid: i for i, sid in enumerate(shown)}
         span = max(self.now, 1e-3)

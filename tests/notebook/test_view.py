@@ -191,3 +191,83 @@ def test_a_snapshot_copies_only_the_steps_changed_since_the_last():
     assert second.steps["a"].status is StepStatus.RUNNING
     assert first.steps["a"].status is StepStatus.PENDING, "an earlier snapshot never changes"
     assert second.steps["a"] is not state.steps["a"], "the live state is never shared"
+
+
+def test_the_same_dot_source_runs_dot_once(monkeypatch):
+    """A view's last redraw and its final picture draw the same state."""
+    import graphviz
+
+    calls: list[bytes] = []
+
+    def pipe(_engine: str, _format: str, data: bytes, quiet: bool = False) -> bytes:
+        calls.append(data)
+        return b'<?xml version="1.0"?>\n<svg>drawn</svg>'
+
+    monkeypatch.setattr(graphviz, "pipe", pipe)
+    source = view.dot_source(state_of(ALL, a=StepStatus.FAILED)) + "// this test's own\n"
+    assert view.svg_from_dot(source) == view.svg_from_dot(source) == "<svg>drawn</svg>"
+    assert len(calls) == 1
+    view.svg_from_dot(source + "// changed\n")
+    assert len(calls) == 2
+
+
+def test_a_flush_cancels_the_redraw_a_landing_render_schedules():
+    """A change that came while the last render was in flight schedules a redraw
+    when that render lands; a flush meanwhile ends the view, so that redraw must
+    not run (it ran ``dot`` once more, for nothing)."""
+
+    async def go() -> int:
+        produced: list[str] = []
+        gate = threading.Event()
+
+        def render(payload: str) -> str:
+            gate.wait(5)
+            return payload
+
+        throttle: view.Throttle[str, str] = view.Throttle(
+            asyncio.get_running_loop(),
+            lambda: produced.append("snapshot") or "state",
+            render,
+            lambda _svg: None,
+            interval=0.0,
+        )
+        throttle.poke()
+        await asyncio.sleep(0.01)  # fired: a render is in flight
+        throttle.poke()  # a change meanwhile: a redraw once it lands
+        asyncio.get_running_loop().call_later(0.05, gate.set)
+        await throttle.flush()
+        await asyncio.sleep(0.1)
+        return len(produced)
+
+    assert arun(go()) == 2, "the first redraw and the flush's, nothing more"
+
+
+def test_a_stored_history_replays_into_the_attempts_and_statuses():
+    from wfnb.notebook.state import replay
+    from wfnb.store.base import EventRecord
+
+    state = state_of("steps:\n  a: {code: work}\n  b: {code: work, needs: [a]}\n")
+    replay(
+        state,
+        [
+            EventRecord("r1", "pending", 0.5),
+            EventRecord("r1", "running", 1.0),
+            EventRecord("r1", "pending", 1.0, "a", 1),
+            EventRecord("r1", "running", 1.1, "a", 1),
+            EventRecord("r1", "failed", 1.2, "a", 1, "boom"),
+            EventRecord("r1", "running", 1.5, "a", 2),
+            EventRecord("r1", "completed", 1.7, "a", 2),
+            EventRecord("r1", "running", 1.8, "b", 1),
+        ],
+    )
+    assert state.status is RunStatus.RUNNING and state.started == 1.0
+    assert state.steps["a"].status is StepStatus.COMPLETED and state.steps["a"].attempt == 2
+    assert state.steps["b"].status is StepStatus.RUNNING and state.steps["b"].started == 1.8
+    first = state.records[("a", 1)]
+    assert (first.status, first.started_at, first.ended_at, first.error) == (
+        StepStatus.FAILED,
+        1.1,
+        1.2,
+        "boom",
+    )
+    assert state.records[("a", 2)].ended_at == 1.7 and state.attempts == 3

@@ -183,11 +183,14 @@ def test_the_view_comes_to_rest_with_the_true_statuses_even_if_it_missed_events(
         engine = wfnb.Engine(namespace={"work": work})
         run, live = start(
             engine,
-            wf("steps:\n  a: {code: work, with: {delay: 0.05}}\n  b: {code: work, needs: [a]}\n"),
+            wf("steps:\n  a: {code: work, with: {delay: 0.2}}\n  b: {code: work, needs: [a]}\n"),
+            interval=0.01,
         )
-        await asyncio.sleep(0)  # attached, nothing has run yet
-        await asyncio.sleep(0)
-        assert live.state is not None
+        for _ in range(100):  # it follows the run's events from its first redraw on
+            await asyncio.sleep(0.01)
+            if live.state is not None:
+                break
+        assert live.state is not None and live._subscription is not None
         live._subscription.close()  # as if every event were dropped
         assert (await run).status is RunStatus.COMPLETED
         await settled_view(live)
@@ -238,3 +241,112 @@ def test_a_run_on_a_dask_cluster_links_its_dashboard(dask_cluster):
     local, dask = arun(go())
     assert "dashboard" not in local
     assert "Dask dashboard" in dask and 'href="http' in dask
+
+
+def test_a_run_shorter_than_one_interval_costs_it_no_events_and_is_drawn_from_the_store():
+    """The engine builds events only while someone listens (two per step): a view
+    listens from its first redraw on, so a short run is drawn once, at its end,
+    with every attempt read from the store."""
+
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        flow = wf("steps:\n  a: {code: work}\n  b: {code: work, needs: [a]}\n")
+        run, live = start(engine, flow, interval=30.0)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not engine.bus.has_subscribers
+        assert (await run).status is RunStatus.COMPLETED
+        await settled_view(live)
+        assert not engine.bus.has_subscribers
+        assert live.state is not None and live.state.attempts == 2
+        assert live.final is not None and "wfnb-timeline" in live.final["text/html"]
+        assert "2/2 steps done" in live.final["text/plain"]
+        await engine.close()
+
+    arun(go())
+
+
+def test_a_long_run_is_followed_from_its_first_redraw_with_what_came_before():
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        flow = wf("steps:\n  a: {code: work}\n  b: {code: work, needs: [a], with: {delay: 0.3}}\n")
+        whole: list[str] = []  # reads of every step, outputs included
+        get_steps = engine.store.get_steps
+
+        async def counted(*, run_id: str):  # type: ignore[no-untyped-def]
+            whole.append(run_id)
+            return await get_steps(run_id=run_id)
+
+        engine.store.get_steps = counted  # type: ignore[method-assign]
+        run, live = start(engine, flow, interval=0.05)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if live.throttle.redraws:
+                break
+        assert engine.bus.has_subscribers
+        assert whole == [], "a running run's past comes from its history, not its outputs"
+        state = live.state
+        assert state is not None
+        # `a` ended before the view listened: its attempt comes from the store.
+        assert state.steps["a"].status is StepStatus.COMPLETED and ("a", 1) in state.records
+        assert state.steps["b"].status is StepStatus.RUNNING
+        for _ in range(100):  # the first redraw draws the timeline too
+            await asyncio.sleep(0.01)
+            if live.timeline.value:
+                break
+        assert "wfnb-timeline" in live.timeline.value and not live.finished
+        assert (await run).status is RunStatus.COMPLETED
+        await settled_view(live)
+        assert not engine.bus.has_subscribers
+        assert len(whole) == 1  # the final picture's
+        await engine.close()
+
+    arun(go())
+
+
+def test_views_share_the_layouts_and_styles_nobody_changes():
+    """A model per widget part costs the loop ~0.1 ms each; the cancel button's
+    layout is its own (it is hidden when the run ends)."""
+
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        flow = wf("steps:\n  a: {code: work}\n")
+        (run1, one), (run2, two) = start(engine, flow), start(engine, flow)
+        assert one.header.layout is two.timeline.layout
+        assert one.cancel_button.layout is not two.cancel_button.layout
+        await run1
+        await run2
+        await settled_view(one)
+        await settled_view(two)
+        assert one.cancel_button.layout.display == "none"
+        assert two.header.layout.display is None
+        w.Widget.close_all()
+        three = start(engine, flow)[1]
+        assert three.header.layout is not one.header.layout  # made again once closed
+        await settled_view(three)
+        await engine.close()
+
+    arun(go())
+
+
+def test_a_run_that_ends_within_its_first_interval_reads_the_store_once(monkeypatch):
+    from wfnb.notebook import widgets
+
+    reads: list[str] = []
+    load_state = widgets.load_state
+
+    async def counted(engine: wfnb.Engine, run_id: str):  # type: ignore[no-untyped-def]
+        reads.append(run_id)
+        return await load_state(engine, run_id)
+
+    monkeypatch.setattr(widgets, "load_state", counted)
+
+    async def go():
+        engine = wfnb.Engine(namespace={"work": work})
+        run, live = start(engine, wf("steps:\n  a: {code: work}\n"), interval=30.0)
+        result = await run
+        await settled_view(live)
+        assert reads == [result.run_id]
+        await engine.close()
+
+    arun(go())

@@ -14,6 +14,7 @@ id, so an instance updates its base step and counts iterations. The attempt log
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from wfnb.errors import RunNotFound
 from wfnb.events import Event, EventKind
 from wfnb.instances import base_id, iteration_index
 from wfnb.model import RunStatus, StepStatus, Workflow
-from wfnb.store.base import RunRecord, StepRecord, latest_attempts
+from wfnb.store.base import EventRecord, RunRecord, StepRecord, latest_attempts
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -46,6 +47,7 @@ _RUN_EVENTS: dict[EventKind, RunStatus] = {
     EventKind.RUN_CANCELLED: RunStatus.CANCELLED,
 }
 DONE = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
+_KINDS = {kind.value: kind for kind in EventKind}
 
 
 @dataclass
@@ -121,14 +123,10 @@ class RunState:
             else replace(v)
             for sid, v in self.steps.items()
         }
-        snapshot = replace(
-            self,
-            steps=steps,
-            waiting=dict(self.waiting),
-            records=dict(self.records),
-            _last_copy=None,
-            _changed=set(),
-        )
+        # Not `dataclasses.replace`: that would run `__post_init__` over every step.
+        snapshot = copy.copy(self)
+        snapshot.steps, snapshot.waiting = steps, dict(self.waiting)
+        snapshot.records, snapshot._last_copy, snapshot._changed = dict(self.records), None, set()
         self._last_copy = snapshot
         self._changed = set()
         return snapshot
@@ -307,6 +305,27 @@ def state_of_records(
                 request = record.output if isinstance(record.output, dict) else {}
                 state.waiting[instance] = str(request.get("prompt") or f"Approve {instance}?")
     return state
+
+
+def replay(state: RunState, history: Sequence[EventRecord]) -> None:
+    """Fold a run's stored history (the ``events`` table) into ``state``, as if its
+    events had been heard live: the times and errors of every attempt, without
+    reading any step's output. Prompts and worker names are not in it."""
+    for record in history:
+        kind = _KINDS.get(record.event)
+        if kind is None:
+            continue  # "pending": no live event says it
+        state.apply(
+            Event(
+                kind,
+                record.run_id,
+                state.workflow,
+                record.step_id,
+                record.attempt,
+                record.error,
+                at=record.at,
+            )
+        )
 
 
 async def load_state(engine: Engine, run_id: str) -> RunState:

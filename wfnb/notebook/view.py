@@ -33,6 +33,8 @@ INSTALL_HINT = (
 )
 _hint_shown = False
 _executor: ThreadPoolExecutor | None = None
+#: the last (dot source, its SVG)
+_last_svg: tuple[str, str] = ("", "")
 
 
 def has_dot() -> bool:
@@ -222,13 +224,21 @@ _SEVERITY = (
 
 
 def svg_from_dot(source: str) -> str:
-    """Run ``dot`` (blocking: call it off the loop). Raises graphviz.ExecutableNotFound."""
+    """Run ``dot`` (blocking: call it off the loop). Raises graphviz.ExecutableNotFound.
+    The same source twice runs ``dot`` once: a view's last redraw and its final
+    picture draw the same state, and a redraw often changes only the header."""
+    global _last_svg
+    source_before, svg_before = _last_svg
+    if source == source_before:
+        return svg_before
     import graphviz
 
     svg: str = graphviz.pipe("dot", "svg", source.encode(), quiet=True).decode()
     # Drop the XML prolog and doctype so the SVG embeds in HTML.
     start = svg.find("<svg")
-    return svg[start:] if start >= 0 else svg
+    svg = svg[start:] if start >= 0 else svg
+    _last_svg = (source, svg)  # one tuple, so a reader on another thread sees a pair
+    return svg
 
 
 def table_html(state: RunState) -> str:
@@ -346,14 +356,18 @@ class Throttle(Generic[P, R]):
             self._dirty = False
             self.poke()
 
-    async def flush(self) -> None:
-        """Draw the current state now (the final picture) and stop scheduling."""
+    async def stop(self) -> None:
+        """Stop scheduling; a render in flight still lands."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._inflight is not None:
             await asyncio.wait({self._inflight})
-        self._closed = True
+        self.close()  # and the timer a landing render may have set meanwhile
+
+    async def flush(self) -> None:
+        """Draw the current state now (the final picture) and stop scheduling."""
+        await self.stop()
         self.redraws += 1
         result = await self.loop.run_in_executor(render_executor(), self.render, self.produce())
         self.deliver(result)

@@ -3,8 +3,9 @@ live, and replaced in place by a static picture when it ends.
 
 Header (status, progress facts, its age) + DAG (SVG) and legend + timeline +
 progress bar + Cancel + Approve/Reject (with a comment box) per waiting approval +
-the failing step's error. Engine events update a `RunState` on the loop; a
-`Throttle` turns bursts of them into a bounded number of redraws. When the run
+the failing step's error. From the first redraw on (see `LiveView._follow`),
+engine events update a `RunState` on the loop; a `Throttle` turns bursts of them
+into a bounded number of redraws. When the run
 ends the display becomes `picture.final_bundle` (no widget model: DESIGN §4); a
 failed or cancelled run's picture names the commands that carry it on, and no
 button survives into the saved notebook.
@@ -20,7 +21,6 @@ the view was made (on the main thread); nothing here calls
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import time
 from collections.abc import Callable
@@ -33,7 +33,7 @@ from wfnb.model import RunStatus
 from wfnb.notebook import palette, picture, view
 from wfnb.notebook.config import dashboard_link
 from wfnb.notebook.runs import NotebookRun
-from wfnb.notebook.state import RunState, load_state, short, state_of_handle
+from wfnb.notebook.state import RunState, load_state, replay, short, state_of_handle
 
 if TYPE_CHECKING:
     from wfnb.engine import Engine, RunHandle
@@ -75,34 +75,45 @@ class LiveView:
         #: resolved once the view has come to rest (final picture drawn, or none)
         self.at_rest: asyncio.Future[None] = self.loop.create_future()
         self._draw = picture or _picture
-        self.header = w.HTML(f"<b>{html.escape(run.workflow_name)}</b>: starting…")
-        self.picture = w.HTML("")
-        self.timeline = w.HTML("")
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="0/0")
-        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning")
+        parts = _parts()
+        self.header = parts.html(f"<b>{html.escape(run.workflow_name)}</b>: starting…")
+        self.picture = parts.html("")
+        self.timeline = parts.html("")
+        self.progress = w.IntProgress(
+            value=0, min=0, max=1, description="0/0", layout=parts.layout, style=parts.progress
+        )
+        self.cancel_button = w.Button(
+            description="Cancel", icon="stop", button_style="warning", style=parts.button
+        )
         self.cancel_button.on_click(self._on_cancel)
-        self.approvals = w.VBox([])
-        self.error = w.HTML("")
+        self.approvals = w.VBox([], layout=parts.layout)
+        self.error = parts.html("")
         self.box = w.VBox(
             [
                 self.header,
                 self.picture,
-                w.HTML(palette.legend_html()),
+                parts.legend,
                 self.timeline,
-                w.HBox([self.progress, self.cancel_button]),
+                w.HBox([self.progress, self.cancel_button], layout=parts.layout),
                 self.approvals,
                 self.error,
             ],
-            layout=w.Layout(border="1px solid #9e9e9e", padding="4px"),
+            layout=parts.frame,
         )
         self._approval_rows: dict[str, w.Widget] = {}
         #: the timeline is redrawn less often than the DAG (see `render`)
         self.timeline_interval = max(1.0, 4 * interval)
-        self._timeline_at = time.monotonic()
+        self._timeline_at = -self.timeline_interval  # the first redraw draws it
+        #: timelines drawn into the widget (the final picture's own is not counted)
+        self.timelines = 0
         self.throttle: view.Throttle[RunState | None, tuple[str, str]] = view.Throttle(
             self.loop, self._snapshot, self.render, self._deliver, interval=interval
         )
-        self._subscription: Subscription | None = engine.subscribe(self._on_event)
+        #: the engine's events, from the first redraw on (see `_follow`)
+        self._subscription: Subscription | None = None
+        #: events that arrive while `_follow` reads the store
+        self._backlog: list[Event] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self._show = display
         self._display: DisplayHandle | None = None
         if display is not None:
@@ -130,23 +141,68 @@ class LiveView:
             self._close()
             self._rest()
             return
-        self.state = state_of_handle(self.engine, handle)
-        self.progress.max = max(1, self.state.total)
-        self._sync_approvals()
-        self.throttle.poke()
         if handle.status.finished:
             self._finish()
-        else:
-            # The run's end, not its events, ends the view: a subscriber that falls
-            # too far behind loses events, and the view must still come to rest.
-            ended = self.loop.create_task(handle.wait())
-            ended.add_done_callback(self._ended)
+            return
+        # The run's end, not its events, ends the view: a subscriber that falls too
+        # far behind loses events, and the view must still come to rest.
+        ended = self.loop.create_task(handle.wait())
+        ended.add_done_callback(self._ended)
+        self._follower = self.loop.create_task(self._follow(handle))
+        self._follower.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _follow(self, handle: RunHandle) -> None:
+        """Follow the run's events from its first redraw on: one interval after the
+        start, or at once if it pauses first (its approval buttons). Until then
+        nothing is drawn, and a subscriber would cost the run: the engine builds
+        and sends events (two per step) only while someone listens, ~8 ms of the
+        loop's time for 1,000 steps. So a run shorter than one interval is drawn
+        once, when it ends, from the store; a longer one reads the store here for
+        what happened before (every attempt so far, the prompts of waiting steps)
+        and events keep it current from then on."""
+        settled = asyncio.ensure_future(_settled(handle))
+        try:
+            await asyncio.wait({settled}, timeout=self.throttle.interval)
+        finally:
+            settled.cancel()
+        if self.finished or handle.status.finished:
+            return  # `_final` draws it
+        self._backlog = []
+        self._subscription = self.engine.subscribe(self._on_event)
+        try:
+            state = await self._past(handle)
+        except Exception:  # noqa: BLE001 - the statuses alone still make a picture
+            state = state_of_handle(self.engine, handle)
+        backlog, self._backlog = self._backlog or [], None
+        if self.finished:
+            return
+        for event in backlog:  # after the store's past, in the order they came
+            state.apply(event)
+        state.sync(handle.status, handle.step_statuses)
+        self.state = state
+        self.progress.max = max(1, state.total)
+        self._sync_approvals()
+        self.throttle.poke()
+
+    async def _past(self, handle: RunHandle) -> RunState:
+        """What happened before the view listened. While a step waits for a person
+        the steps are read whole (their prompts); otherwise the run's history, which
+        holds no outputs: a step's output may be a large table, and a running run
+        shares the store's one thread with this read."""
+        if handle.status is RunStatus.PAUSED or handle.waiting_approvals:
+            return await load_state(self.engine, handle.id)
+        state = state_of_handle(self.engine, handle)
+        replay(state, await self.engine.store.get_events(run_id=handle.id))
+        return state
 
     def _on_event(self, event: Event) -> None:
+        if self._backlog is not None:
+            self._backlog.append(event)
+            return
         state = self.state
         if state is None or self.finished or not state.apply(event):
             return
-        if set(state.waiting) != set(self._approval_rows):
+        if state.waiting.keys() != self._approval_rows.keys():
             self._sync_approvals()
         if event.kind.is_run_event and state.status.finished:
             self._finish()
@@ -170,12 +226,20 @@ class LiveView:
         from what the events told us."""
         try:
             handle = self.run.handle
+            if handle is not None:
+                # Whoever awaits the run goes first: the picture is not part of it.
+                await handle.wait()
+                await asyncio.sleep(0)
             state = self.state
-            if handle is not None and state is not None:
-                state.sync(handle.status, handle.step_statuses)
-                with contextlib.suppress(Exception):  # the picture must come to rest anyway
+            if handle is not None:
+                try:
                     state = await load_state(self.engine, handle.id)
+                except Exception:  # noqa: BLE001 - the picture must come to rest anyway
+                    state = state or state_of_handle(self.engine, handle)
+                    state.sync(handle.status, handle.step_statuses)
                 self.state = state
+            # The widgets too show the end: a page reloaded with this kernel ignores
+            # the display's update below (DESIGN §6) and shows them again.
             await self.throttle.flush()
             self._close()
             if state is None:
@@ -220,9 +284,10 @@ class LiveView:
         return copy
 
     def render(self, state: RunState | None) -> tuple[str, str]:
-        """Runs on the render thread: the DAG, and the timeline at most once per
-        ``timeline_interval`` (a 1,000-attempt timeline is ~10 ms of Python that
-        holds the GIL the run needs; the final picture always has it)."""
+        """Runs on the render thread: the DAG, and the timeline at the first redraw,
+        then at most once per ``timeline_interval`` (a 1,000-attempt timeline is a
+        few ms of Python holding the GIL the run needs; the final picture always
+        has it)."""
         if state is None:
             return "", ""
         timeline = self.timeline.value
@@ -230,6 +295,7 @@ class LiveView:
         if state.records and now - self._timeline_at >= self.timeline_interval:
             timeline = picture.timeline_of(state)._repr_html_()
             self._timeline_at = now
+            self.timelines += 1
         return self._draw(state), timeline
 
     def _deliver(self, drawn: tuple[str, str]) -> None:
@@ -328,6 +394,47 @@ def approval_row(
     approve.on_click(lambda _b: on_decide(True))
     reject.on_click(lambda _b: on_decide(False))
     return row
+
+
+async def _settled(handle: RunHandle) -> None:
+    """Until ``handle``'s run pauses or ends."""
+    await handle
+
+
+class _Parts:
+    """What every view's widgets share: layouts and styles nobody changes, and
+    the legend. Each widget otherwise makes its own layout and style models, and
+    making a model costs ~0.1 ms of the loop's time (a comm is opened for it)."""
+
+    def __init__(self) -> None:
+        from ipywidgets.widgets.widget_int import ProgressStyle
+        from ipywidgets.widgets.widget_string import HTMLStyle
+
+        self.layout = w.Layout()
+        self.frame = w.Layout(border="1px solid #9e9e9e", padding="4px")
+        self.text = HTMLStyle()
+        self.progress = ProgressStyle()
+        self.button = w.ButtonStyle()
+        self.legend = self.html(palette.legend_html())
+
+    def html(self, value: str) -> w.HTML:
+        return w.HTML(value, layout=self.layout, style=self.text)
+
+    @property
+    def alive(self) -> bool:
+        """False once any of them was closed (``Widget.close_all()``)."""
+        models = (self.layout, self.frame, self.text, self.progress, self.button, self.legend)
+        return all(model.comm is not None for model in models)
+
+
+_shared: _Parts | None = None
+
+
+def _parts() -> _Parts:
+    global _shared
+    if _shared is None or not _shared.alive:
+        _shared = _Parts()
+    return _shared
 
 
 def _picture(state: RunState) -> str:
