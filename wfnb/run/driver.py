@@ -11,10 +11,10 @@ turn (see `LiveRun.request_stop`), never a cancellation injected into it.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextvars
 import time
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from wfnb.dag import SATISFIED, Progress
 from wfnb.errors import StoreError, WfnbError
 from wfnb.events import EventKind
 from wfnb.instances import base_id
-from wfnb.model import StepStatus
+from wfnb.model import Step, StepStatus
 from wfnb.run.attempts import cancel_text, run_attempts, step_context
 from wfnb.run.frame import Failure, Frame, Outcome
 from wfnb.store.base import Batch, StepRecord
@@ -48,6 +48,11 @@ class Scope:
             },
         )
         self.running: dict[str, asyncio.Future[Outcome]] = {}
+        #: a running step's id by its slot, and the task that runs it: one shared
+        #: done-callback serves every slot (no per-step closure, partial or context
+        #: copy: at 10,000 steps in flight those objects are what the GC walks)
+        self._sid_of: dict[asyncio.Future[Outcome], str] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self.finished: deque[str] = deque()
         self.records: list[StepRecord] = []
         self.announce: list[tuple[str, Outcome]] = []
@@ -60,7 +65,13 @@ class Scope:
         #: whether the last batch written, and every one before it, is durable
         self.durable: asyncio.Future[bool] | None = None
 
-    def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
+    def _slot_done(self, slot: asyncio.Future[Outcome]) -> None:
+        """A step's slot settled: queue it for the driver; cancelling the slot (a
+        stop, fail-fast) cancels the step's task."""
+        sid = self._sid_of.pop(slot)
+        task = self._tasks.pop(sid, None)
+        if task is not None and slot.cancelled():
+            task.cancel()
         self.finished.append(sid)
         self.wake.set()
 
@@ -343,18 +354,25 @@ class Scope:
         announce, self.announce = self.announce, []
         loop = asyncio.get_running_loop()
         slots: dict[str, asyncio.Future[Outcome]] = {}
-        for sid in starts:
-            # Reserve the step's place now, so the driver knows it is in flight.
-            slot: asyncio.Future[Outcome] = loop.create_future()
-            slot.add_done_callback(functools.partial(self.step_done_callback, sid))
-            self.running[sid] = slot
-            slots[sid] = slot
-            run.pauses.active.add(frame.instance(sid))
+        if starts:
+            done, quiet = self._slot_done, _CALLBACKS
+            sid_of, running, active = self._sid_of, self.running, run.pauses.active
+            instance_of = frame.instance if frame.index else None
+            for sid in starts:
+                # Reserve the step's place now, so the driver knows it is in flight.
+                slot: asyncio.Future[Outcome] = loop.create_future()
+                slot.add_done_callback(done, context=quiet)
+                sid_of[slot] = sid
+                running[sid] = slot
+                slots[sid] = slot
+                active.add(instance_of(sid) if instance_of else sid)
 
         # A step may need what any earlier batch holds, and a refusal can come back
         # after a later batch went through: start nothing past a refused batch.
         earlier, durable = self.durable, loop.create_future()
         self.durable = durable
+
+        tasks = self._tasks
 
         async def write_then_start() -> None:
             host = run.host
@@ -377,8 +395,8 @@ class Scope:
                 host.crash.hit("started", instance)
                 attempt = run.attempts[instance]
                 run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                attempts = run_attempts(run, run.workflow.steps[sid], frame, attempt)
-                _cancel_with(loop.create_task(_into_slot(attempts, slot)), slot)
+                step = run.workflow.steps[sid]
+                tasks[sid] = loop.create_task(_into_slot(run, step, frame, attempt, slot))
 
         def written(task: asyncio.Task[None]) -> None:
             self.writes.discard(task)
@@ -396,12 +414,20 @@ class Scope:
         task.add_done_callback(written)
 
 
-async def _into_slot(attempts: Coroutine[Any, Any, Outcome], slot: asyncio.Future[Outcome]) -> None:
+#: the context the slots' done-callbacks run in: they touch no context variable,
+#: so one shared context spares a copy of the caller's per step
+_CALLBACKS = contextvars.Context()
+
+
+async def _into_slot(
+    run: LiveRun, step: Step, frame: Frame, attempt: int, slot: asyncio.Future[Outcome]
+) -> None:
     """Run a step's attempts and settle the slot the driver waits on from inside the
     step's own task. (A done-callback on the task would cost one more turn of the
-    event loop between a step's end and the driver taking it in.)"""
+    event loop between a step's end and the driver taking it in.) The attempts'
+    coroutine is made here, once the task runs, not while it waits to start."""
     try:
-        outcome = await attempts
+        outcome = await run_attempts(run, step, frame, attempt)
     except asyncio.CancelledError:
         slot.cancel()
         raise
@@ -413,13 +439,3 @@ async def _into_slot(attempts: Coroutine[Any, Any, Outcome], slot: asyncio.Futur
         return
     if not slot.done():
         slot.set_result(outcome)
-
-
-def _cancel_with(task: asyncio.Task[None], slot: asyncio.Future[Outcome]) -> None:
-    """Cancelling the slot (a stop, fail-fast) cancels the step's task."""
-
-    def cancel(done: asyncio.Future[Outcome]) -> None:
-        if done.cancelled():
-            task.cancel()
-
-    slot.add_done_callback(cancel)
