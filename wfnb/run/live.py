@@ -90,6 +90,7 @@ class LiveRun:
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._base_scope: dict[str, Any] | None = None
+        self._scope: tuple[Frame, dict[str, Any]] | None = None
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -151,12 +152,19 @@ class LiveRun:
         )
 
     def template_scope(self, frame: Frame) -> dict[str, Any]:
+        """The templates' scope in ``frame``. Its ``steps`` is a live view, so one
+        scope serves every step of a frame: it is made again only when the frame
+        changes (the steps of one scope come one after another)."""
+        cached = self._scope
+        if cached is not None and cached[0] is frame:
+            return cached[1]
         if self._base_scope is None:
             self._base_scope = base_scope(self)
         scope = dict(self._base_scope)
         scope["steps"] = StepsView(self, frame)
         if frame.loop is not None:
             scope["loop"] = frame.loop
+        self._scope = (frame, scope)
         return scope
 
     async def drive(self, frame: Frame) -> bool:
