@@ -18,6 +18,7 @@ from wfnb.errors import (
 )
 from wfnb.events import EventKind
 from wfnb.model import ApprovalSpec, Step, StepStatus
+from wfnb.run.deadlines import Watch
 from wfnb.run.frame import Frame, Outcome
 from wfnb.run.services import StepServices
 from wfnb.run.tracebacks import user_traceback
@@ -25,6 +26,8 @@ from wfnb.steps.base import StepContext, executor_for
 from wfnb.store.base import Batch, StepRecord
 
 if TYPE_CHECKING:
+    from asyncio import Timeout
+
     from wfnb.run.live import LiveRun
 
 _timeout = getattr(asyncio, "timeout", None)
@@ -45,10 +48,13 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         cause: str | None = None
         retry_after: float | None = None
         trace: str | None = None
-        clock = None
+        clock: Watch | Timeout | None = None
         try:
             if limit is None:
                 output = await executor(step, ctx)
+            elif _timeout is not None and not container:
+                with run.deadlines.watch(limit) as clock:
+                    output = await executor(step, ctx)
             elif _timeout is not None:
                 async with _timeout(limit) as clock:
                     if container:

@@ -30,6 +30,7 @@ from wfnb.dag import Plan
 from wfnb.errors import StoreError
 from wfnb.instances import step_outputs
 from wfnb.model import RunResult, RunStatus, StepStatus, Workflow
+from wfnb.run.deadlines import Deadlines
 from wfnb.run.driver import Scope
 from wfnb.run.frame import Failure, Frame
 from wfnb.run.host import RunHost
@@ -86,6 +87,8 @@ class LiveRun:
         self._settled = asyncio.Event()
         #: the loop the run lives on; once it is closed, nobody drives the run here
         self.loop = asyncio.get_running_loop()
+        #: the timeouts of its leaf steps
+        self.deadlines = Deadlines(self.loop)
         self._done = self.loop.create_future()
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
