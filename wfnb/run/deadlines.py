@@ -3,9 +3,12 @@
 Every step has a timeout (an hour unless it says), so `asyncio.timeout` around each
 one armed and cancelled a timer of its own: a handle pushed on the loop's heap and
 an async context manager per step, an eighth of the engine's cost of a no-op step.
-Here the steps whose deadlines fall in the same millisecond share one timer, and
-watching a step is a sync context manager and a dict entry. A step may so run up
-to a millisecond past its timeout; the event loop's own clock is no finer.
+Here a deadline is rounded up to a tick of a thousandth of the timeout (at least a
+millisecond), and the steps due in the same tick share one timer, left armed when
+they end early (it then fires as a no-op): so a loop holds at most about a thousand
+timers per timeout value, and a stream of short steps arms one timer per tick, not
+one per step. A step may so run up to 0.1 % of its timeout (at least a
+millisecond) past it; watching one is a sync context manager and a dict entry.
 
 The semantics are `asyncio.timeout`'s: when the time is up the step's task is
 cancelled, and the `CancelledError` that comes out is turned into `TimeoutError`
@@ -28,38 +31,32 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        #: deadline in whole milliseconds of the loop's clock -> its timer, and the
-        #: steps it is for
-        self._due: dict[int, tuple[asyncio.TimerHandle, dict[Watch, None]]] = {}
+        #: a tick of the loop's clock -> the steps due then (its timer is armed)
+        self._due: dict[float, dict[Watch, None]] = {}
 
     def watch(self, seconds: float) -> Watch:
         """Cancel the current task in ``seconds`` unless the returned watch has been
         left by then (use it as ``with deadlines.watch(limit) as clock:``)."""
         task = asyncio.current_task(self._loop)
         assert task is not None, "a step's timeout is watched from its own task"
-        due = math.ceil((self._loop.time() + seconds) * 1000)
+        tick = max(0.001, seconds / 1000)
+        due = math.ceil((self._loop.time() + seconds) / tick) * tick
         watch = Watch(self, task, due)
-        entry = self._due.get(due)
-        if entry is None:
-            timer = self._loop.call_at(due / 1000, self._expire, due)
-            self._due[due] = (timer, {watch: None})
+        watches = self._due.get(due)
+        if watches is None:
+            self._loop.call_at(due, self._expire, due)
+            self._due[due] = {watch: None}
         else:
-            entry[1][watch] = None
+            watches[watch] = None
         return watch
 
     def _forget(self, watch: Watch) -> None:
-        entry = self._due.get(watch.due)
-        if entry is None:
-            return
-        timer, watches = entry
-        watches.pop(watch, None)
-        if not watches:  # nobody left on this timer: take it off the loop's heap
-            timer.cancel()
-            del self._due[watch.due]
+        watches = self._due.get(watch.due)
+        if watches is not None:
+            watches.pop(watch, None)
 
-    def _expire(self, due: int) -> None:
-        _, watches = self._due.pop(due)
-        for watch in watches:
+    def _expire(self, due: float) -> None:
+        for watch in self._due.pop(due):
             watch.ran_out = True
             watch.task.cancel()
 
@@ -69,7 +66,7 @@ class Watch:
 
     __slots__ = ("deadlines", "task", "due", "cancelling", "ran_out")
 
-    def __init__(self, deadlines: Deadlines, task: asyncio.Task[object], due: int) -> None:
+    def __init__(self, deadlines: Deadlines, task: asyncio.Task[object], due: float) -> None:
         self.deadlines = deadlines
         self.task = task
         self.due = due
