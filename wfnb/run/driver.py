@@ -227,7 +227,9 @@ class Scope:
         future = self.running.pop(sid)
         instance = self.frame.instance(sid)
         run.pauses.active.discard(instance)
-        started = run.started.get(instance, time.time())  # a row's start never moves
+        started = run.started.get(instance)  # a row's start never moves
+        if started is None:
+            started = time.time()
         if future.cancelled():
             outcome = Outcome(
                 StepStatus.CANCELLED, run.attempts[instance], started, error=cancel_text(run)
@@ -246,7 +248,7 @@ class Scope:
         run.host.crash.hit("finished", instance)
         if outcome.status is StepStatus.COMPLETED and sid in self.plan.branches:
             self._skip_branch_not_taken(sid, outcome.output)
-        self._settle(sid, outcome)
+        self._settle(sid, outcome, instance)
         self.announce.append((instance, outcome))
 
     def _skip_branch_not_taken(self, sid: str, output: Any) -> None:
@@ -257,18 +259,20 @@ class Scope:
             if self.progress.status[other] is StepStatus.PENDING:
                 self._skip(other, time.time())
 
-    def _settle(self, sid: str, outcome: Outcome) -> None:
+    def _settle(self, sid: str, outcome: Outcome, instance: str | None = None) -> None:
         run = self.run
-        instance = self.frame.instance(sid)
-        self.progress.mark(sid, outcome.status)
-        run.statuses[instance] = outcome.status
-        if outcome.status is StepStatus.COMPLETED:
-            run.outputs[instance] = outcome.output
-            base = base_id(instance)
-            if base != instance:  # later steps see a loop body step's last output
-                run.outputs[base] = outcome.output
-        elif outcome.error is not None:
-            run.errors[instance] = outcome.error
+        if instance is None:
+            instance = self.frame.instance(sid)
+        status, output, error = outcome.status, outcome.output, outcome.error
+        self.progress.mark(sid, status)
+        run.statuses[instance] = status
+        completed = status is StepStatus.COMPLETED
+        if completed:
+            run.outputs[instance] = output
+            if self.frame.index:  # later steps see a loop body step's last output
+                run.outputs[base_id(instance)] = output
+        elif error is not None:
+            run.errors[instance] = error
             if outcome.traceback is not None:
                 run.tracebacks[instance] = outcome.traceback
         redact = run.host.redact
@@ -277,17 +281,17 @@ class Scope:
                 run.id,
                 instance,
                 outcome.attempt,
-                outcome.status,
+                status,
                 outcome.started_at,
                 time.time(),
-                redact(outcome.error),
-                redact(outcome.output),
-                outcome.status is StepStatus.COMPLETED,
+                None if error is None else redact(error),
+                None if output is None else redact(output),
+                completed,
                 outcome.worker,
                 outcome.traceback,  # masked already
             )
         )
-        if outcome.status is StepStatus.FAILED:
+        if status is StepStatus.FAILED:
             self.failed = True
             if not self.frame.index:
                 if run.failure is None:
