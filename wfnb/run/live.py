@@ -33,6 +33,7 @@ from wfnb.model import RunResult, RunStatus, StepStatus, Workflow
 from wfnb.run.deadlines import Deadlines
 from wfnb.run.driver import Scope
 from wfnb.run.frame import Failure, Frame
+from wfnb.run.heap import frozen_for
 from wfnb.run.host import RunHost
 from wfnb.run.pauses import Pauses
 from wfnb.run.publish import Publisher
@@ -183,7 +184,8 @@ class LiveRun:
         try:
             if semaphore is None or await self._acquire(semaphore):
                 try:
-                    await self._run()
+                    with frozen_for(len(self.workflow.steps)):
+                        await self._run()
                 finally:
                     if semaphore is not None:
                         semaphore.release()
