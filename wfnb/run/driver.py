@@ -155,6 +155,9 @@ class Scope:
     def _collect_ready(self, starts: list[str]) -> None:
         now = time.time()
         run, progress, frame = self.run, self.progress, self.frame
+        steps, statuses, records = run.workflow.steps, run.statuses, self.records
+        crash = run.host.crash if run.host.crash.points else None
+        indexed = bool(frame.index)
         while True:
             ready = progress.ready()
             if not ready.start and not ready.skip:
@@ -162,8 +165,8 @@ class Scope:
             for sid in ready.skip:
                 self._skip(sid, now)
             for sid in ready.start:
-                instance = frame.instance(sid)
-                step = run.workflow.steps[sid]
+                instance = frame.instance(sid) if indexed else sid
+                step = steps[sid]
                 if step.if_ is not None:
                     try:
                         run_it = step_context(run, step, frame, 0).truthy(step.if_)
@@ -178,12 +181,11 @@ class Scope:
                         continue
                 attempt = self._next_attempt(instance)
                 progress.mark(sid, StepStatus.RUNNING)
-                run.statuses[instance] = StepStatus.RUNNING
-                run.host.crash.hit("before", instance)
+                statuses[instance] = StepStatus.RUNNING
+                if crash is not None:
+                    crash.hit("before", instance)
                 started = self._started(instance, attempt, now)
-                self.records.append(
-                    StepRecord(run.id, instance, attempt, StepStatus.RUNNING, started)
-                )
+                records.append(StepRecord(run.id, instance, attempt, StepStatus.RUNNING, started))
                 starts.append(sid)
 
     def _next_attempt(self, instance: str) -> int:
@@ -387,20 +389,31 @@ class Scope:
                 durable.set_result(False)
                 raise
             durable.set_result(ok)
-            for instance, outcome in announce:
-                host.crash.hit("after", instance)
-                run.events.outcome(instance, outcome)
+            # (Nobody can subscribe or arm a crash point while these loops run: what
+            # they are is read once a batch, not once a step.)
+            crash = host.crash if host.crash.points else None
+            events = run.events
+            listening = events.listening
+            if crash is not None or listening:
+                for instance, outcome in announce:
+                    if crash is not None:
+                        crash.hit("after", instance)
+                    if listening:
+                        events.outcome(instance, outcome)
+            steps, attempts, indexed = run.workflow.steps, run.attempts, bool(frame.index)
             for sid, slot in slots.items():
                 if not ok:
                     slot.cancel()
                 if slot.done():  # cancelled while its before-record was being written
                     continue
-                instance = frame.instance(sid)
-                host.crash.hit("started", instance)
-                attempt = run.attempts[instance]
-                run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                step = run.workflow.steps[sid]
-                tasks[sid] = loop.create_task(_into_slot(run, step, frame, attempt, slot))
+                instance = frame.instance(sid) if indexed else sid
+                if crash is not None:
+                    crash.hit("started", instance)
+                attempt = attempts[instance]
+                if listening:
+                    events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
+                task = loop.create_task(_into_slot(run, steps[sid], frame, attempt, slot))
+                tasks[sid] = task
 
         def written(task: asyncio.Task[None]) -> None:
             self.writes.discard(task)
