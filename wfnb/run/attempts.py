@@ -152,15 +152,15 @@ def cancel_text(run: LiveRun) -> str:
 
 
 def step_context(run: LiveRun, step: Step, frame: Frame, attempt: int) -> StepContext:
-    return StepContext(
-        run_id=run.id,
-        workflow=run.workflow.name,
-        step_id=frame.instance(step.id),
-        attempt=attempt,
-        depth=run.record.depth,
-        scope=run.template_scope(frame),
-        runtime=StepServices(run, step, frame),
-        resources=step.resources,
+    return StepContext(  # positional: a dataclass's keywords cost a step ~0.3 µs
+        run.id,
+        run.workflow.name,
+        frame.instance(step.id),
+        attempt,
+        run.record.depth,
+        run.template_scope(frame),
+        StepServices(run, step, frame),
+        step.resources,
     )
 
 
