@@ -42,7 +42,9 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
     host = run.host
     while True:
         # the attempt's start, as its before-record has it: every row of it keeps it
-        started = run.started.setdefault(instance, time.time())
+        started = run.started.get(instance)
+        if started is None:
+            started = run.started[instance] = time.time()
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
