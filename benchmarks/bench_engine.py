@@ -3,6 +3,7 @@
     python benchmarks/bench_engine.py                 # in-memory store
     python benchmarks/bench_engine.py --store duckdb  # durable: DuckDBStore in a temp dir
     python benchmarks/bench_engine.py --steps 10000   # the same shapes, larger
+    python benchmarks/bench_engine.py --scale 10000   # cpu µs/step at 200 and 10,000
 
 Shapes (`shapes.py`): a chain, a fan-out, and waves of 20 (each step needs one step
 of the previous wave), of 200 steps by default; and a skewed two-layer DAG run
@@ -139,10 +140,44 @@ async def main(kind: str, repeat: int, steps: int) -> None:
         print(f"skewed eager makespan / ideal: {statistics.median(makespans) / ideal:.3f}")
 
 
+async def scale(kind: str, repeat: int, steps: int) -> None:
+    """CPU µs per step of the fan-out and the waves at the default size and at
+    ``steps``, in one process, and their ratio: flat means near 1. Both the
+    engine's whole CPU per step and its overhead over bare asyncio are shown (bare
+    asyncio itself pays for the collector at 10,000 tasks in flight)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        factory = store_factory(kind, Path(tmp))
+        print(f"store: {kind}; cpu µs/step, median of {repeat} runs")
+        big = f"{steps}"
+        print(
+            f"{'shape':<10}{'engine ' + str(shapes.STEPS):>12}{'engine ' + big:>14}{'ratio':>7}"
+            f"{'overhead ' + str(shapes.STEPS):>15}{'overhead ' + big:>16}{'ratio':>7}"
+        )
+        for make in (shapes.fan_out, lambda n: shapes.waves(20, max(1, n // 20))):
+            whole, over = [], []
+            for size in (shapes.STEPS, steps):
+                shape = make(size)
+                workflow = workflow_of(shape, name=shape.name)
+                runs = [await run_engine_cpu(factory, workflow) for _ in range(repeat)]
+                bare = [await bare_cpu(shape) for _ in range(repeat)]
+                engine_cpu, bare_cpu_s = medians(runs)[1], medians(bare)[1]
+                whole.append(engine_cpu / shape.size)
+                over.append((engine_cpu - bare_cpu_s) / shape.size)
+            print(
+                f"{shape.name:<10}{whole[0] * 1e6:>12.1f}{whole[1] * 1e6:>14.1f}"
+                f"{whole[1] / whole[0]:>6.2f}x{over[0] * 1e6:>15.1f}{over[1] * 1e6:>16.1f}"
+                f"{over[1] / over[0]:>6.2f}x"
+            )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", choices=["memory", "duckdb"], default="memory")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--steps", type=int, default=shapes.STEPS)
+    parser.add_argument("--scale", type=int, metavar="STEPS", help="compare 200 with STEPS")
     args = parser.parse_args()
-    asyncio.run(main(args.store, args.repeat, args.steps))
+    if args.scale:
+        asyncio.run(scale(args.store, args.repeat, args.scale))
+    else:
+        asyncio.run(main(args.store, args.repeat, args.steps))

@@ -340,6 +340,8 @@ class Progress:
         self.plan = plan
         self.status: dict[str, StepStatus] = dict.fromkeys(plan.steps, StepStatus.PENDING)
         self._missing = {sid: len(plan.needs[sid]) for sid in plan.steps}
+        #: how many of a step's needs were skipped: all of them -> skip it too
+        self._skipped = dict.fromkeys(plan.steps, 0)
         self._blocked: set[str] = set()
         self._ready: dict[str, None] = {}
         self._waves = plan.schedule == "waves"
@@ -359,9 +361,10 @@ class Progress:
     def ready(self) -> Ready:
         start: list[str] = []
         skip: list[str] = []
+        needs, skipped = self.plan.needs, self._skipped
         for sid in self._ready:
-            needs = self.plan.needs[sid]
-            if needs and all(self.status[n] is StepStatus.SKIPPED for n in needs):
+            count = skipped[sid]
+            if count and count == len(needs[sid]):
                 skip.append(sid)
             else:
                 start.append(sid)
@@ -375,8 +378,11 @@ class Progress:
         self._ready.pop(sid, None)
         if status in SATISFIED:
             self._settle(sid)
+            skipped = status is StepStatus.SKIPPED
             for dependent in self.plan.dependents[sid]:
                 self._missing[dependent] -= 1
+                if skipped:
+                    self._skipped[dependent] += 1
                 if (
                     self._missing[dependent] == 0
                     and self.status[dependent] is StepStatus.PENDING

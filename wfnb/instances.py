@@ -32,9 +32,15 @@ def iteration_index(instance: str) -> tuple[int, ...]:
 def step_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
     """Outputs by step id, as results and the steps after a loop see them: a loop
     body step by its bare id, with its last iteration's output."""
-    by_step = {key: value for key, value in outputs.items() if base_id(key) == key}
+    by_step: dict[str, Any] = {}
+    indexed: list[tuple[str, Any]] = []
+    for key, value in outputs.items():
+        if "[" in key:
+            indexed.append((key, value))
+        else:
+            by_step[key] = value
     last: dict[str, tuple[int, ...]] = {}
-    for instance, value in outputs.items():
+    for instance, value in indexed:
         base, index = base_id(instance), iteration_index(instance)
         if index and index >= last.get(base, index):
             last[base] = index

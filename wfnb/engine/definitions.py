@@ -94,7 +94,6 @@ class Definitions:
         where agent steps go when neither they nor the workflow say."""
         checked: set[str] = set()  # each name once: 10,000 steps often share a few
         for step_id, step in workflow.steps.items():
-            line = workflow.line_of(step_id)
             spec = step.spec
             try:
                 if isinstance(spec, CodeSpec):
@@ -123,6 +122,9 @@ class Definitions:
                         step_id=step_id,
                     )
             except DefinitionError as exc:
+                # (the line only now: a pydantic private attribute costs a
+                # microsecond a read, too much for every step of every start)
+                line = workflow.line_of(step_id)
                 raise type(exc)(exc.reason, step_id=step_id, line=line) from None
 
     def code_hashes(self, workflow: Workflow) -> dict[str, str]:

@@ -18,6 +18,7 @@ from wfnb.errors import (
 )
 from wfnb.events import EventKind
 from wfnb.model import ApprovalSpec, Step, StepStatus
+from wfnb.run.deadlines import Watch
 from wfnb.run.frame import Frame, Outcome
 from wfnb.run.services import StepServices
 from wfnb.run.tracebacks import user_traceback
@@ -25,6 +26,8 @@ from wfnb.steps.base import StepContext, executor_for
 from wfnb.store.base import Batch, StepRecord
 
 if TYPE_CHECKING:
+    from asyncio import Timeout
+
     from wfnb.run.live import LiveRun
 
 _timeout = getattr(asyncio, "timeout", None)
@@ -39,16 +42,21 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
     host = run.host
     while True:
         # the attempt's start, as its before-record has it: every row of it keeps it
-        started = run.started.setdefault(instance, time.time())
+        started = run.started.get(instance)
+        if started is None:
+            started = run.started[instance] = time.time()
         ctx = step_context(run, step, frame, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
         retry_after: float | None = None
         trace: str | None = None
-        clock = None
+        clock: Watch | Timeout | None = None
         try:
             if limit is None:
                 output = await executor(step, ctx)
+            elif _timeout is not None and not container:
+                with run.deadlines.watch(limit) as clock:
+                    output = await executor(step, ctx)
             elif _timeout is not None:
                 async with _timeout(limit) as clock:
                     if container:
@@ -146,15 +154,15 @@ def cancel_text(run: LiveRun) -> str:
 
 
 def step_context(run: LiveRun, step: Step, frame: Frame, attempt: int) -> StepContext:
-    return StepContext(
-        run_id=run.id,
-        workflow=run.workflow.name,
-        step_id=frame.instance(step.id),
-        attempt=attempt,
-        depth=run.record.depth,
-        scope=run.template_scope(frame),
-        runtime=StepServices(run, step, frame),
-        resources=step.resources,
+    return StepContext(  # positional: a dataclass's keywords cost a step ~0.3 µs
+        run.id,
+        run.workflow.name,
+        frame.instance(step.id),
+        attempt,
+        run.record.depth,
+        run.template_scope(frame),
+        StepServices(run, step, frame),
+        step.resources,
     )
 
 

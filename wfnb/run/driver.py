@@ -11,10 +11,10 @@ turn (see `LiveRun.request_stop`), never a cancellation injected into it.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextvars
 import time
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from wfnb.dag import SATISFIED, Progress
 from wfnb.errors import StoreError, WfnbError
 from wfnb.events import EventKind
 from wfnb.instances import base_id
-from wfnb.model import StepStatus
+from wfnb.model import Step, StepStatus
 from wfnb.run.attempts import cancel_text, run_attempts, step_context
 from wfnb.run.frame import Failure, Frame, Outcome
 from wfnb.store.base import Batch, StepRecord
@@ -48,6 +48,11 @@ class Scope:
             },
         )
         self.running: dict[str, asyncio.Future[Outcome]] = {}
+        #: a running step's id by its slot, and the task that runs it: one shared
+        #: done-callback serves every slot (no per-step closure, partial or context
+        #: copy: at 10,000 steps in flight those objects are what the GC walks)
+        self._sid_of: dict[asyncio.Future[Outcome], str] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self.finished: deque[str] = deque()
         self.records: list[StepRecord] = []
         self.announce: list[tuple[str, Outcome]] = []
@@ -60,7 +65,13 @@ class Scope:
         #: whether the last batch written, and every one before it, is durable
         self.durable: asyncio.Future[bool] | None = None
 
-    def step_done_callback(self, sid: str, _slot: asyncio.Future[Outcome]) -> None:
+    def _slot_done(self, slot: asyncio.Future[Outcome]) -> None:
+        """A step's slot settled: queue it for the driver; cancelling the slot (a
+        stop, fail-fast) cancels the step's task."""
+        sid = self._sid_of.pop(slot)
+        task = self._tasks.pop(sid, None)
+        if task is not None and slot.cancelled():
+            task.cancel()
         self.finished.append(sid)
         self.wake.set()
 
@@ -144,6 +155,9 @@ class Scope:
     def _collect_ready(self, starts: list[str]) -> None:
         now = time.time()
         run, progress, frame = self.run, self.progress, self.frame
+        steps, statuses, records = run.workflow.steps, run.statuses, self.records
+        crash = run.host.crash if run.host.crash.points else None
+        indexed = bool(frame.index)
         while True:
             ready = progress.ready()
             if not ready.start and not ready.skip:
@@ -151,8 +165,8 @@ class Scope:
             for sid in ready.skip:
                 self._skip(sid, now)
             for sid in ready.start:
-                instance = frame.instance(sid)
-                step = run.workflow.steps[sid]
+                instance = frame.instance(sid) if indexed else sid
+                step = steps[sid]
                 if step.if_ is not None:
                     try:
                         run_it = step_context(run, step, frame, 0).truthy(step.if_)
@@ -167,12 +181,11 @@ class Scope:
                         continue
                 attempt = self._next_attempt(instance)
                 progress.mark(sid, StepStatus.RUNNING)
-                run.statuses[instance] = StepStatus.RUNNING
-                run.host.crash.hit("before", instance)
+                statuses[instance] = StepStatus.RUNNING
+                if crash is not None:
+                    crash.hit("before", instance)
                 started = self._started(instance, attempt, now)
-                self.records.append(
-                    StepRecord(run.id, instance, attempt, StepStatus.RUNNING, started)
-                )
+                records.append(StepRecord(run.id, instance, attempt, StepStatus.RUNNING, started))
                 starts.append(sid)
 
     def _next_attempt(self, instance: str) -> int:
@@ -216,7 +229,9 @@ class Scope:
         future = self.running.pop(sid)
         instance = self.frame.instance(sid)
         run.pauses.active.discard(instance)
-        started = run.started.get(instance, time.time())  # a row's start never moves
+        started = run.started.get(instance)  # a row's start never moves
+        if started is None:
+            started = time.time()
         if future.cancelled():
             outcome = Outcome(
                 StepStatus.CANCELLED, run.attempts[instance], started, error=cancel_text(run)
@@ -235,7 +250,7 @@ class Scope:
         run.host.crash.hit("finished", instance)
         if outcome.status is StepStatus.COMPLETED and sid in self.plan.branches:
             self._skip_branch_not_taken(sid, outcome.output)
-        self._settle(sid, outcome)
+        self._settle(sid, outcome, instance)
         self.announce.append((instance, outcome))
 
     def _skip_branch_not_taken(self, sid: str, output: Any) -> None:
@@ -246,18 +261,20 @@ class Scope:
             if self.progress.status[other] is StepStatus.PENDING:
                 self._skip(other, time.time())
 
-    def _settle(self, sid: str, outcome: Outcome) -> None:
+    def _settle(self, sid: str, outcome: Outcome, instance: str | None = None) -> None:
         run = self.run
-        instance = self.frame.instance(sid)
-        self.progress.mark(sid, outcome.status)
-        run.statuses[instance] = outcome.status
-        if outcome.status is StepStatus.COMPLETED:
-            run.outputs[instance] = outcome.output
-            base = base_id(instance)
-            if base != instance:  # later steps see a loop body step's last output
-                run.outputs[base] = outcome.output
-        elif outcome.error is not None:
-            run.errors[instance] = outcome.error
+        if instance is None:
+            instance = self.frame.instance(sid)
+        status, output, error = outcome.status, outcome.output, outcome.error
+        self.progress.mark(sid, status)
+        run.statuses[instance] = status
+        completed = status is StepStatus.COMPLETED
+        if completed:
+            run.outputs[instance] = output
+            if self.frame.index:  # later steps see a loop body step's last output
+                run.outputs[base_id(instance)] = output
+        elif error is not None:
+            run.errors[instance] = error
             if outcome.traceback is not None:
                 run.tracebacks[instance] = outcome.traceback
         redact = run.host.redact
@@ -266,17 +283,17 @@ class Scope:
                 run.id,
                 instance,
                 outcome.attempt,
-                outcome.status,
+                status,
                 outcome.started_at,
                 time.time(),
-                redact(outcome.error),
-                redact(outcome.output),
-                outcome.status is StepStatus.COMPLETED,
+                None if error is None else redact(error),
+                None if output is None else redact(output),
+                completed,
                 outcome.worker,
                 outcome.traceback,  # masked already
             )
         )
-        if outcome.status is StepStatus.FAILED:
+        if status is StepStatus.FAILED:
             self.failed = True
             if not self.frame.index:
                 if run.failure is None:
@@ -343,18 +360,25 @@ class Scope:
         announce, self.announce = self.announce, []
         loop = asyncio.get_running_loop()
         slots: dict[str, asyncio.Future[Outcome]] = {}
-        for sid in starts:
-            # Reserve the step's place now, so the driver knows it is in flight.
-            slot: asyncio.Future[Outcome] = loop.create_future()
-            slot.add_done_callback(functools.partial(self.step_done_callback, sid))
-            self.running[sid] = slot
-            slots[sid] = slot
-            run.pauses.active.add(frame.instance(sid))
+        if starts:
+            done, quiet = self._slot_done, _CALLBACKS
+            sid_of, running, active = self._sid_of, self.running, run.pauses.active
+            instance_of = frame.instance if frame.index else None
+            for sid in starts:
+                # Reserve the step's place now, so the driver knows it is in flight.
+                slot: asyncio.Future[Outcome] = loop.create_future()
+                slot.add_done_callback(done, context=quiet)
+                sid_of[slot] = sid
+                running[sid] = slot
+                slots[sid] = slot
+                active.add(instance_of(sid) if instance_of else sid)
 
         # A step may need what any earlier batch holds, and a refusal can come back
         # after a later batch went through: start nothing past a refused batch.
         earlier, durable = self.durable, loop.create_future()
         self.durable = durable
+
+        tasks = self._tasks
 
         async def write_then_start() -> None:
             host = run.host
@@ -365,20 +389,31 @@ class Scope:
                 durable.set_result(False)
                 raise
             durable.set_result(ok)
-            for instance, outcome in announce:
-                host.crash.hit("after", instance)
-                run.events.outcome(instance, outcome)
+            # (Nobody can subscribe or arm a crash point while these loops run: what
+            # they are is read once a batch, not once a step.)
+            crash = host.crash if host.crash.points else None
+            events = run.events
+            listening = events.listening
+            if crash is not None or listening:
+                for instance, outcome in announce:
+                    if crash is not None:
+                        crash.hit("after", instance)
+                    if listening:
+                        events.outcome(instance, outcome)
+            steps, attempts, indexed = run.workflow.steps, run.attempts, bool(frame.index)
             for sid, slot in slots.items():
                 if not ok:
                     slot.cancel()
                 if slot.done():  # cancelled while its before-record was being written
                     continue
-                instance = frame.instance(sid)
-                host.crash.hit("started", instance)
-                attempt = run.attempts[instance]
-                run.events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                attempts = run_attempts(run, run.workflow.steps[sid], frame, attempt)
-                _cancel_with(loop.create_task(_into_slot(attempts, slot)), slot)
+                instance = frame.instance(sid) if indexed else sid
+                if crash is not None:
+                    crash.hit("started", instance)
+                attempt = attempts[instance]
+                if listening:
+                    events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
+                task = loop.create_task(_into_slot(run, steps[sid], frame, attempt, slot))
+                tasks[sid] = task
 
         def written(task: asyncio.Task[None]) -> None:
             self.writes.discard(task)
@@ -396,12 +431,20 @@ class Scope:
         task.add_done_callback(written)
 
 
-async def _into_slot(attempts: Coroutine[Any, Any, Outcome], slot: asyncio.Future[Outcome]) -> None:
+#: the context the slots' done-callbacks run in: they touch no context variable,
+#: so one shared context spares a copy of the caller's per step
+_CALLBACKS = contextvars.Context()
+
+
+async def _into_slot(
+    run: LiveRun, step: Step, frame: Frame, attempt: int, slot: asyncio.Future[Outcome]
+) -> None:
     """Run a step's attempts and settle the slot the driver waits on from inside the
     step's own task. (A done-callback on the task would cost one more turn of the
-    event loop between a step's end and the driver taking it in.)"""
+    event loop between a step's end and the driver taking it in.) The attempts'
+    coroutine is made here, once the task runs, not while it waits to start."""
     try:
-        outcome = await attempts
+        outcome = await run_attempts(run, step, frame, attempt)
     except asyncio.CancelledError:
         slot.cancel()
         raise
@@ -413,13 +456,3 @@ async def _into_slot(attempts: Coroutine[Any, Any, Outcome], slot: asyncio.Futur
         return
     if not slot.done():
         slot.set_result(outcome)
-
-
-def _cancel_with(task: asyncio.Task[None], slot: asyncio.Future[Outcome]) -> None:
-    """Cancelling the slot (a stop, fail-fast) cancels the step's task."""
-
-    def cancel(done: asyncio.Future[Outcome]) -> None:
-        if done.cancelled():
-            task.cancel()
-
-    slot.add_done_callback(cancel)

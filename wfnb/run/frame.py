@@ -25,7 +25,7 @@ class Frame:
 
     def instance(self, step_id: str) -> str:
         """The id a step's records carry in this frame: ``b`` or ``b[0,2]``."""
-        return instance_id(step_id, self.index)
+        return instance_id(step_id, self.index) if self.index else step_id
 
 
 @dataclass(slots=True)

@@ -30,8 +30,10 @@ from wfnb.dag import Plan
 from wfnb.errors import StoreError
 from wfnb.instances import step_outputs
 from wfnb.model import RunResult, RunStatus, StepStatus, Workflow
+from wfnb.run.deadlines import Deadlines
 from wfnb.run.driver import Scope
 from wfnb.run.frame import Failure, Frame
+from wfnb.run.heap import frozen_for
 from wfnb.run.host import RunHost
 from wfnb.run.pauses import Pauses
 from wfnb.run.publish import Publisher
@@ -86,10 +88,13 @@ class LiveRun:
         self._settled = asyncio.Event()
         #: the loop the run lives on; once it is closed, nobody drives the run here
         self.loop = asyncio.get_running_loop()
+        #: the timeouts of its leaf steps
+        self.deadlines = Deadlines(self.loop)
         self._done = self.loop.create_future()
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._base_scope: dict[str, Any] | None = None
+        self._scope: tuple[Frame, dict[str, Any]] | None = None
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -151,12 +156,19 @@ class LiveRun:
         )
 
     def template_scope(self, frame: Frame) -> dict[str, Any]:
+        """The templates' scope in ``frame``. Its ``steps`` is a live view, so one
+        scope serves every step of a frame: it is made again only when the frame
+        changes (the steps of one scope come one after another)."""
+        cached = self._scope
+        if cached is not None and cached[0] is frame:
+            return cached[1]
         if self._base_scope is None:
             self._base_scope = base_scope(self)
         scope = dict(self._base_scope)
         scope["steps"] = StepsView(self, frame)
         if frame.loop is not None:
             scope["loop"] = frame.loop
+        self._scope = (frame, scope)
         return scope
 
     async def drive(self, frame: Frame) -> bool:
@@ -172,7 +184,8 @@ class LiveRun:
         try:
             if semaphore is None or await self._acquire(semaphore):
                 try:
-                    await self._run()
+                    with frozen_for(len(self.workflow.steps)):
+                        await self._run()
                 finally:
                     if semaphore is not None:
                         semaphore.release()

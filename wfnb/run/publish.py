@@ -33,6 +33,11 @@ class Publisher:
         self.run_id = run_id
         self.workflow = workflow
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone listens: events are made only then."""
+        return self.bus.has_subscribers
+
     def publish(
         self,
         kind: EventKind,

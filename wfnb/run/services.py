@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +85,11 @@ class StepServices:
         self.step = step
         self.frame = frame
 
-    async def call(self, fn: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext) -> Any:
-        return await self.run.host.backend.call(fn, kwargs, ctx)
+    def call(
+        self, fn: Callable[..., Any], kwargs: dict[str, Any], ctx: StepContext
+    ) -> Coroutine[Any, Any, Any]:
+        # The backend's coroutine itself, not one more around it: a frame less per step.
+        return self.run.host.backend.call(fn, kwargs, ctx)
 
     def resolve_code(self, target: str | Callable[..., Any]) -> Callable[..., Any]:
         return self.run.host.resolve_code(target, step_id=self.step.id)

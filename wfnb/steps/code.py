@@ -5,19 +5,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from wfnb.model import CodeSpec, Step
 from wfnb.steps.base import StepContext
 
 
-async def execute(step: Step, ctx: StepContext) -> Any:
+def execute(step: Step, ctx: StepContext) -> Awaitable[Any]:
+    """The backend's call of the step's callable, as the awaitable itself (not one
+    more coroutine around it: a frame less per step). A callable that cannot be
+    found or arguments that cannot be rendered raise here, when it is called."""
     spec = step.spec
     assert isinstance(spec, CodeSpec)
     fn = ctx.runtime.resolve_code(spec.target)
     kwargs = ctx.render(step.with_) if step.with_ else {}
-    return await ctx.runtime.call(fn, kwargs, ctx)
+    return ctx.runtime.call(fn, kwargs, ctx)
 
 
 def fingerprint(fn: Callable[..., Any]) -> str:

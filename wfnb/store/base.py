@@ -171,9 +171,11 @@ class Batch:
         """Records that are changes of state: each run and step record also goes
         into `events`, as it is now (at ``at``, default now), in the same batch."""
         when = time.time() if at is None else at
-        events = [EventRecord(r.run_id, r.status.value, when, error=r.error) for r in runs]
+        # ``_value_`` is the member's value as Enum keeps it: ``.value`` is a
+        # descriptor call, a third of this loop's time at two records a step
+        events = [EventRecord(r.run_id, r.status._value_, when, error=r.error) for r in runs]
         events += [
-            EventRecord(s.run_id, s.status.value, when, s.step_id, s.attempt, s.error)
+            EventRecord(s.run_id, s.status._value_, when, s.step_id, s.attempt, s.error)
             for s in steps
         ]
         return cls(workflows=workflows, runs=runs, steps=steps, events=events)

@@ -34,13 +34,24 @@ class MemoryStore:
             self._workflows[(workflow.name, workflow.definition_hash)] = workflow
         for run in batch.runs:
             self._runs[run.run_id] = run
+        # (a batch is nearly always of one run: look its tables up once)
+        run_id: str | None = None
+        steps: dict[tuple[str, int], StepRecord] = {}
         for step in batch.steps:
-            self._steps.setdefault(step.run_id, {})[(step.step_id, step.attempt)] = step
+            if step.run_id != run_id:
+                run_id = step.run_id
+                steps = self._steps.setdefault(run_id, {})
+            steps[(step.step_id, step.attempt)] = step
         for call in batch.calls:
             key = (call.step_id, call.attempt, call.seq)
             self._calls.setdefault(call.run_id, {})[key] = call
+        run_id = None
+        events: dict[EventRecord, None] = {}
         for event in batch.events:
-            self._events.setdefault(event.run_id, {}).setdefault(event, None)
+            if event.run_id != run_id:
+                run_id = event.run_id
+                events = self._events.setdefault(run_id, {})
+            events.setdefault(event, None)
 
     async def get_run(self, *, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
