@@ -27,9 +27,6 @@ from wfnb.store.base import Batch, StepRecord
 if TYPE_CHECKING:
     from wfnb.run.live import LiveRun
 
-_timeout = getattr(asyncio, "timeout", None)
-
-
 async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> Outcome:
     """Run the step's attempts until one succeeds or retries are exhausted."""
     instance = frame.instance(step.id)
@@ -45,12 +42,12 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         cause: str | None = None
         retry_after: float | None = None
         trace: str | None = None
-        clock = None
+        clock: asyncio.Timeout | None = None
         try:
             if limit is None:
                 output = await executor(step, ctx)
-            elif _timeout is not None:
-                async with _timeout(limit) as clock:
+            else:
+                async with asyncio.timeout(limit) as clock:
                     if container:
                         run.pauses.clock_started(instance, clock)
                     try:
@@ -58,8 +55,6 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
                     finally:
                         if container:
                             run.pauses.clock_ended(instance)
-            else:  # Python 3.10
-                output = await asyncio.wait_for(executor(step, ctx), limit)
             return Outcome(StepStatus.COMPLETED, attempt, started, output=output, worker=ctx.worker)
         except asyncio.CancelledError:
             if run.shutting_down():
@@ -69,10 +64,10 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             # Nobody cancelled this step: its own code raised CancelledError.
             error: str = "CancelledError: raised by the step's own code, not a stop"
             retryable = True
-        except (asyncio.TimeoutError, TimeoutError) as exc:
+        except TimeoutError as exc:
             # The step's clock says whether it ran out; a TimeoutError the step's own
             # code raised ("gateway said no") is an ordinary error of the step.
-            if limit is not None and (clock.expired() if clock is not None else _timeout is None):
+            if clock is not None and clock.expired():
                 error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
             else:
                 error = f"{type(exc).__name__}: {exc}"
@@ -159,8 +154,7 @@ def step_context(run: LiveRun, step: Step, frame: Frame, attempt: int) -> StepCo
 
 
 def _being_cancelled() -> bool:
-    """Whether the current task has been asked to cancel (Python 3.10 cannot tell:
-    assume it has)."""
+    """Whether the current task has been asked to cancel (rather than the step's
+    own code raising CancelledError)."""
     task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return cancelling is None or bool(cancelling())
+    return task is not None and task.cancelling() > 0
