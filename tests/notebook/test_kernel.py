@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from tests.store._procs import read_line, spawn_child, tell
+
 from .conftest import Kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(180)]
@@ -166,6 +168,67 @@ def test_wfsql_queries_the_history(kernel):
     reply = kernel.run("%wfsql DELETE FROM runs")
     assert "read-only" in reply.stderr + reply.error
     assert kernel.value("len(runs_df)") == "1"
+
+
+TICKER = """
+async def tick():
+    n = 0
+    while True:
+        n += 1
+        print("tick", n, flush=True)
+        await asyncio.sleep(0.05)
+ticker = asyncio.ensure_future(tick())
+"""
+
+
+def test_wfsql_waits_for_another_process_while_the_kernel_loop_runs(kernel, tmp_path):
+    """DuckDB lets one process at a time open the file. While another process holds
+    it, ``%wfsql`` waits for it off the kernel's loop: the tasks there keep running
+    (a ticker prints on), and the answer comes once the file is free."""
+    load(kernel)
+    holder = spawn_child("hold-until-told", tmp_path / ".wfnb" / "wfnb.duckdb")
+    try:
+        read_line(holder, "held")  # after the kernel's load report let the file go
+        assert kernel.run(TICKER).status == "ok"
+        msg_id = kernel.send("%wfsql SELECT run_id FROM runs")
+
+        def mine(kind: str) -> list[dict]:
+            return [
+                m
+                for m in kernel.messages
+                if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == kind
+            ]
+
+        def ticks_since_the_query_began() -> int:
+            # The ticker's prints go under the cell that started it (ipykernel keeps
+            # a task's parent): count those after the %wfsql cell's execute_input.
+            began = next(
+                (i for i, m in enumerate(kernel.messages) if m in mine("execute_input")), None
+            )
+            if began is None:
+                return 0
+            return sum(
+                m["msg_type"] == "stream" and m["content"]["text"].startswith("tick")
+                for m in kernel.messages[began:]
+            )
+
+        kernel.until(
+            lambda: ticks_since_the_query_began() >= 3,
+            timeout=60,
+            what="the kernel's loop to tick on while %wfsql waits",
+        )
+        # ...and the cell is still waiting: the file is not free yet.
+        assert not [m for m in mine("status") if m["content"]["execution_state"] == "idle"]
+        assert not mine("execute_result") and not mine("error")
+        tell(holder)
+        reply = kernel.wait_reply(msg_id)
+    finally:
+        tell(holder)
+        holder.wait(timeout=60)
+    assert reply.status == "ok", reply.error
+    [result] = mine("execute_result")
+    assert "child" in result["content"]["data"]["text/plain"], reply.stderr
+    assert kernel.run("ticker.cancel()").status == "ok"
 
 
 def test_a_run_cut_short_by_a_dead_kernel_resumes_in_the_next(kernel_factory):

@@ -347,6 +347,23 @@ def test_wfsql_line_and_cell_forms_bind_dataframes(shell):
     arun(go())
 
 
+def test_wfsql_is_awaited_wherever_the_cell_can_await():
+    """Top-level ``%wfsql`` lines and ``%%wfsql`` cells await the query (the loop
+    runs on while it waits for the file); inside a function they cannot."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from wfnb.notebook.extension import await_sql
+
+    cells = TransformerManager()
+    awaited = "(await get_ipython().magics_manager.registry['WorkflowMagics'].wfsql_async("
+    line = await_sql(cells.transform_cell("x = 1\ndf = %wfsql SELECT 'é' AS a\nprint(df)"))
+    assert line == f"x = 1\ndf = {awaited}\"SELECT 'é' AS a\"))\nprint(df)\n"
+    cell = await_sql(cells.transform_cell("%%wfsql -o d\nSELECT 1\n"))
+    assert cell == f"{awaited}'-o d', 'SELECT 1\\n'))\n"
+    inside = cells.transform_cell("def f():\n    return 1\n    %wfsql SELECT 2\n")
+    assert await_sql(inside) == inside
+
+
 @pytest.mark.parametrize(
     ("line", "options", "expression"),
     [

@@ -1,6 +1,8 @@
 """A child process for the multi-process store tests (run as a script).
 
 python _child.py hold DB SECONDS        acquire, print "held PID", hold, close
+python _child.py hold-until-told DB     acquire, print "held PID", hold until a line
+                                        (or EOF) on stdin, close, print "released"
 python _child.py write-forever DB       write checkpoints, print "acked I" after each
 python _child.py write-then-exit DB N   write N checkpoints, then os._exit without close
 python _child.py write-no-close DB N    write N checkpoints, then exit normally, no close
@@ -49,11 +51,14 @@ async def main(mode: str, path: str, arg: str | None) -> None:
         await other.write(Batch(steps=[record(0)]))
         await store.flush()  # folds and empties the journal: other's step must be in it
         os._exit(0)
-    if mode == "hold":
+    if mode in ("hold", "hold-until-told"):
         await store.acquire()
         await store.write(Batch(runs=[run]))
         print(f"held {os.getpid()}", flush=True)
-        await asyncio.sleep(float(arg or 1))
+        if mode == "hold":
+            await asyncio.sleep(float(arg or 1))
+        else:
+            await asyncio.to_thread(sys.stdin.readline)
         await store.close()
         print("released", flush=True)
     elif mode == "write-forever":

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.store._procs import read_line, spawn_child
+from tests.store._procs import read_line, spawn_child, tell
 from wfnb.errors import StoreLocked
 from wfnb.model import RunStatus
 from wfnb.store.base import Batch, RunRecord
@@ -28,21 +29,20 @@ def run_rec(run_id: str) -> RunRecord:
 
 def test_locked_store_fails_after_bounded_wait_naming_the_holder(tmp_path: Path) -> None:
     db = tmp_path / "shared.duckdb"
-    child = spawn_child("hold", db, "30")
+    child = spawn_child("hold-until-told", db)
     try:
         pid = read_line(child, "held").split()[1]
         store = DuckDBStore(db, lock_timeout=0.5)
         started = time.monotonic()
         with pytest.raises(StoreLocked) as info:
             asyncio.run(store.write(Batch(runs=[run_rec("mine")])))
-        waited = time.monotonic() - started
-        assert 0.5 <= waited < 5
+        assert time.monotonic() - started >= 0.5  # it waited its lock_timeout out
         assert f"pid {pid}" in str(info.value) and info.value.holder is not None
         assert pid in info.value.holder
         assert "one writing process" in str(info.value)
     finally:
-        child.kill()
-        child.wait()
+        tell(child)
+        assert child.wait(timeout=60) == 0
     # The refused write left nothing behind; the store works once the holder is gone.
     assert asyncio.run(store.get_run(run_id="mine")) is None
     assert asyncio.run(store.get_run(run_id="child")) is not None
@@ -52,16 +52,82 @@ def test_locked_store_fails_after_bounded_wait_naming_the_holder(tmp_path: Path)
     assert not db.with_name(db.name + ".lock-owner").exists()
 
 
+async def _ticks_while(pending: asyncio.Future[Any], count: int) -> None:
+    """The loop goes on while ``pending`` waits: ``count`` timer ticks get through
+    (each a real wake-up of the loop), and ``pending`` is still waiting after them."""
+    for _ in range(count):
+        await asyncio.sleep(0.01)
+        assert not pending.done(), pending
+    assert not pending.done()
+
+
 def test_second_process_waits_and_retries_until_the_holder_releases(tmp_path: Path) -> None:
     db = tmp_path / "shared.duckdb"
-    child = spawn_child("hold", db, "1.0")
+    child = spawn_child("hold-until-told", db)
     read_line(child, "held")
-    store = DuckDBStore(db, lock_timeout=30)
-    started = time.monotonic()
-    asyncio.run(store.write(Batch(runs=[run_rec("mine")])))
-    assert time.monotonic() - started > 0.3  # it did wait for the holder
-    assert child.wait(timeout=30) == 0
+    store = DuckDBStore(db, lock_timeout=60)
+
+    async def main() -> None:
+        write = asyncio.ensure_future(store.write(Batch(runs=[run_rec("mine")])))
+        await _ticks_while(write, 20)  # it waits for the holder, however long
+        tell(child)
+        await write
+
+    asyncio.run(main())
+    assert child.wait(timeout=60) == 0
     assert read_line(child, "released")
     ids = {r.run_id for r in asyncio.run(store.list_runs())}
     assert ids == {"child", "mine"}
+    asyncio.run(store.close())
+
+
+def test_a_query_waits_for_the_file_off_the_event_loop(tmp_path: Path) -> None:
+    """`DuckDBStore.query` (what ``%wfsql`` awaits in a kernel) waits for another
+    process's lock on the store's thread: the caller's loop keeps running."""
+    db = tmp_path / "shared.duckdb"
+    child = spawn_child("hold-until-told", db)
+    read_line(child, "held")
+    store = DuckDBStore(db, lock_timeout=60)
+
+    async def main() -> Any:
+        query = asyncio.ensure_future(store.query("SELECT run_id FROM runs"))
+        await _ticks_while(query, 20)
+        tell(child)
+        return await query
+
+    frame = asyncio.run(main())
+    assert list(frame["run_id"]) == ["child"]
+    assert child.wait(timeout=60) == 0
+    asyncio.run(store.close())
+
+
+def test_a_query_that_times_out_names_the_file_and_its_holder(tmp_path: Path) -> None:
+    db = tmp_path / "shared.duckdb"
+    child = spawn_child("hold-until-told", db)
+    try:
+        pid = read_line(child, "held").split()[1]
+        store = DuckDBStore(db, lock_timeout=0.5)
+
+        async def main() -> int:
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.ensure_future(tick())
+            try:
+                with pytest.raises(StoreLocked) as info:
+                    await store.query("SELECT count(*) FROM runs")
+            finally:
+                ticker.cancel()
+            assert str(db) in str(info.value) and f"pid {pid}" in str(info.value)
+            return ticks
+
+        assert asyncio.run(main()) > 0  # the loop ran while the query waited
+    finally:
+        tell(child)
+        assert child.wait(timeout=60) == 0
     asyncio.run(store.close())
