@@ -21,7 +21,16 @@ import importlib.util
 async def work(x=0, delay=0.0):
     await asyncio.sleep(delay)
     return x
+gates = {}
+async def held(x=0, gate="go"):
+    # waits until the test lets it go, without a timer
+    await gates.setdefault(gate, asyncio.Event()).wait()
+    return x
 """
+
+
+def open_gate(shell: Shell, gate: str = "go") -> None:
+    shell.ns["gates"].setdefault(gate, asyncio.Event()).set()
 
 
 async def loaded(shell: Shell) -> None:
@@ -36,13 +45,14 @@ def test_cell_magic_returns_before_the_run_ends_and_binds_the_run(shell):
         cell = await shell.run(
             "%%workflow slow --timeout 30 --concurrency 2 --schedule eager -o mine\n"
             "steps:\n"
-            "  a: {code: work, with: {x: 1, delay: 0.3}}\n"
+            "  a: {code: held, with: {x: 1}}\n"
             "  b: {code: work, needs: [a], with: {x: '{{ steps.a.output + 1 }}'}}\n"
         )
         assert cell.error is None and cell.result is None, cell.stderr
         run = shell.ns["_wf_run"]
         assert isinstance(run, NotebookRun) and shell.ns["mine"] is run
         assert not run.status.finished, "the cell must return while the run goes on"
+        open_gate(shell)
         result = (await shell.run("await _wf_run")).result
         assert result.status is RunStatus.COMPLETED and result.outputs["b"] == 2
         wf = run.engine.workflows["slow"]
@@ -127,17 +137,22 @@ def test_awaiting_cell_cancelled_means_run_cancelled_background_run_untouched(sh
         await loaded(shell)
         for name in ("awaited", "background"):
             await shell.run(
-                f"%%workflow {name} -o {name}\nsteps:\n  a: {{code: work, with: {{delay: 0.5}}}}\n"
+                f"%%workflow {name} -o {name}\nsteps:\n  a: {{code: held, with: {{gate: {name}}}}}\n"
             )
-        waiter = asyncio.ensure_future(shell.ns["awaited"]._await("settled"))
-        await asyncio.sleep(0.1)
+        awaited = shell.ns["awaited"]
+        waiter = asyncio.ensure_future(awaited._await("settled"))
+        await asyncio.sleep(0)  # the waiter's first turn: it is inside its await now
+        while awaited.step_statuses.get("a") is not StepStatus.RUNNING:
+            await asyncio.sleep(0.01)  # the run's step waits for its gate
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        done = await shell.ns["awaited"].wait()
+        done = await awaited.wait()
         assert done.status is RunStatus.CANCELLED
+        open_gate(shell, "background")
         assert (await shell.ns["background"]).status is RunStatus.COMPLETED
-        resumed = await shell.run(f"%workflow resume {shell.ns['awaited'].id}")
+        open_gate(shell, "awaited")
+        resumed = await shell.run(f"%workflow resume {awaited.id}")
         assert resumed.error is None
         assert (await shell.ns["_wf_run"]).status is RunStatus.COMPLETED
 
