@@ -29,10 +29,12 @@ async def held(x=0, gate="prep"):
 
 GATED = """%%workflow gated
 steps:
-  prep: {code: held, with: {x: 1}}
+  prep: {code: work, with: {x: 1}}
   review: {approval: {prompt: "Ship it?"}, needs: [prep]}
   ship: {code: work, needs: [review], with: {x: 2}}
 """
+#: the same, with prep waiting until the test opens its gate
+HELD = GATED.replace("{code: work, with: {x: 1}}", "{code: held, with: {x: 1}}")
 
 
 def load(kernel: Kernel) -> None:
@@ -42,7 +44,7 @@ def load(kernel: Kernel) -> None:
 
 def test_cell_returns_at_once_and_a_click_on_approve_finishes_the_run(kernel):
     load(kernel)
-    reply = kernel.run(GATED)
+    reply = kernel.run(HELD)
     assert reply.status == "ok", reply.error or reply.stderr
     # The cell returned while its run goes on: prep waits for us.
     assert kernel.value("_wf_run.status.value") in ("pending", "running")
@@ -100,7 +102,6 @@ def test_cell_returns_at_once_and_a_click_on_approve_finishes_the_run(kernel):
 def test_reject_click_fails_the_run_and_cancel_click_cancels(kernel):
     load(kernel)
     assert kernel.run(GATED).status == "ok"
-    assert kernel.run("gates.setdefault('prep', asyncio.Event()).set()").status == "ok"
     kernel.until(lambda: kernel.widgets("ButtonModel", description="Reject"), what="Reject")
     kernel.click(kernel.widgets("ButtonModel", description="Reject")[0])
     reply = kernel.run("r = await _wf_run.wait()\nprint(r.status.value, r.failed_step)")

@@ -362,6 +362,62 @@ def test_wfsql_line_and_cell_forms_bind_dataframes(shell):
     arun(go())
 
 
+def test_wfsql_waits_for_a_held_file_off_the_loop_and_then_names_the_holder(shell, tmp_path):
+    """Another process holds the file: while ``%wfsql`` waits for it the loop runs
+    on (a task there, seeing the query pending, lets the holder go; on a blocked
+    loop it never could); a wait that times out says StoreLocked, the file, the pid."""
+    from tests.store._procs import read_line, spawn_child, tell
+    from wfnb.engine import Engine
+    from wfnb.store.duckdb import DuckDBStore
+
+    db = tmp_path / "held.duckdb"
+    holder = spawn_child("hold-until-told", db)
+    try:
+        pid = read_line(holder, "held").split()[1]
+
+        async def go():
+            await loaded(shell)
+            session = shell.ip.magics_manager.registry["WorkflowMagics"].session
+            session.engine = Engine(store=DuckDBStore(db, lock_timeout=0.5), namespace=shell.ns)
+            refused = await shell.run("df = %wfsql SELECT count(*) AS n FROM runs")
+            await session.engine.close()
+
+            store = DuckDBStore(db, lock_timeout=60)
+            session.engine = Engine(store=store, namespace=shell.ns)
+            pending = []
+            query = store.query
+
+            async def watched(sql: str):
+                pending.append(sql)
+                try:
+                    return await query(sql)
+                finally:
+                    pending.clear()
+
+            store.query = watched  # type: ignore[method-assign]
+
+            async def let_go_while_it_waits() -> None:
+                while not pending:
+                    await asyncio.sleep(0.01)
+                tell(holder)
+
+            helper = asyncio.ensure_future(let_go_while_it_waits())
+            answered = await shell.run("df = %wfsql SELECT count(*) AS n FROM runs")
+            helper.cancel()
+            await session.engine.close()
+            return refused, answered
+
+        refused, answered = arun(go())
+        assert refused.error is None
+        assert refused.stderr.startswith("%wfsql: StoreLocked: the store "), refused.stderr
+        assert str(db) in refused.stderr and f"pid {pid}" in refused.stderr
+        assert answered.error is None and answered.stderr == "", answered.stderr
+        assert int(shell.ns["df"]["n"][0]) == 1  # the holder's run
+    finally:
+        tell(holder)
+        holder.wait(timeout=60)
+
+
 def test_wfsql_is_awaited_wherever_the_cell_can_await():
     """Top-level ``%wfsql`` lines and ``%%wfsql`` cells await the query (the loop
     runs on while it waits for the file); inside a function they cannot."""

@@ -21,7 +21,7 @@ from IPython.core.magic import (
 )
 from IPython.display import display as _display
 
-from wfnb.errors import DefinitionError, WfnbError
+from wfnb.errors import DefinitionError, StoreLocked, WfnbError
 from wfnb.notebook import commands, view
 from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.session import Session, UsageProblem
@@ -338,7 +338,9 @@ class WorkflowMagics(Magics):
         return var, query.strip(), store
 
     def _sql_failed(self, exc: WfnbError) -> None:
-        print(f"%wfsql: {commands.sql_error(exc)}", file=sys.stderr)
+        # "StoreLocked: the store PATH is in use by another process (host, pid, since)"
+        kind = f"{type(exc).__name__}: " if isinstance(exc, StoreLocked) else ""
+        print(f"%wfsql: {kind}{commands.sql_error(exc)}", file=sys.stderr)
         return None
 
     def _sql_result(self, var: str | None, frame: Any) -> Any:
