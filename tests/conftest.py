@@ -42,9 +42,18 @@ class Recorder:
         self.path = folder / "recorder.log"
         self.path.touch()
 
-    async def work(self, name: str = "x", delay: float = 0.0, fail: bool = False) -> str:
+    async def work(
+        self, name: str = "x", delay: float = 0.0, fail: bool = False, until: str | None = None
+    ) -> str:
+        """Sleep ``delay`` s; with ``until``, only until the step (or `mark`) of that
+        name has started, at most ``delay`` s: an order tests can rely on under load."""
         self._note("start", name)
-        await asyncio.sleep(delay)
+        if until is None:
+            await asyncio.sleep(delay)
+        else:
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not self.seen(until):
+                await asyncio.sleep(0.01)
         self._note("end", name)
         if fail:
             raise ValueError(f"{name} broke")
@@ -57,6 +66,13 @@ class Recorder:
             os.write(fd, line)  # one write to an O_APPEND file: lines never interleave
         finally:
             os.close(fd)
+
+    def mark(self, name: str) -> None:
+        """Let the steps waiting ``until`` this name go."""
+        self._note("mark", name)
+
+    def seen(self, name: str) -> bool:
+        return any(n == name for _, n in self._notes("start") + self._notes("mark"))
 
     def _notes(self, what: str) -> list[tuple[float, str]]:
         notes = []

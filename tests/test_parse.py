@@ -1,6 +1,5 @@
 """Bad input gets a clear error naming the step and the line, never a deep traceback."""
 
-import time
 
 import wfnb
 from wfnb.parse import parse_workflow
@@ -105,11 +104,11 @@ def test_alias_bomb_is_refused_quickly():
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    # *i expands to 9**9 (387 million) strings: built, it would outlast the suite's
+    # timeout (or memory); refused, it costs no more than reading the text.
     text = "\n".join(lines) + "\nsteps: {x: {code: f, with: {v: *i}}}\n"
-    started = time.monotonic()
     err = error_of(text)
     assert isinstance(err, wfnb.YamlError) and "aliases" in str(err)
-    assert time.monotonic() - started < 5
 
 
 def test_yaml_12_booleans_keep_step_names_like_no():

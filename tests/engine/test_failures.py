@@ -139,13 +139,14 @@ def test_an_unknown_callable_is_refused_before_anything_is_stored():
 
 def test_cancel_records_cancelled_and_resume_finishes_the_run(rec, backend):
     engine = wfnb.Engine(namespace=rec.namespace(), backend=backend)
-    text = "steps:\n  a: {code: work, with: {name: a}}\n  b: {code: work, needs: [a], with: {name: b, delay: 0.5}}\n  c: {code: work, needs: [b], with: {name: c}}\n"
+    text = "steps:\n  a: {code: work, with: {name: a}}\n  b: {code: work, needs: [a], with: {name: b, delay: 60, until: go}}\n  c: {code: work, needs: [b], with: {name: c}}\n"
 
     async def main():
         handle = await engine.start(wf(text))
-        while "b" not in rec.calls:  # b is running
+        while "b" not in rec.calls:  # b is running (until the mark "go")
             await asyncio.sleep(0.01)
         cancelled = await engine.cancel(handle.id)
+        rec.mark("go")
         resumed = await (await engine.resume(handle.id)).wait()
         return cancelled, resumed, await engine.store.get_steps(run_id=handle.id)
 

@@ -1,6 +1,5 @@
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -8,18 +7,20 @@ import wfnb
 
 from ..conftest import arun, wf
 
+# slow ends once after_fast has started, or after `wait` s if it never does (waves)
 TWO_BRANCHES = """
 schedule: {schedule}
 steps:
-  fast: {{code: work, with: {{name: fast, delay: 0.02}}}}
-  slow: {{code: work, with: {{name: slow, delay: 0.3}}}}
+  fast: {{code: work, with: {{name: fast}}}}
+  slow: {{code: work, with: {{name: slow, delay: {wait}, until: after_fast}}}}
   after_fast: {{code: work, needs: [fast], with: {{name: after_fast}}}}
 """
 
 
 @pytest.mark.parametrize("schedule", ["waves", "eager"])
 def test_waves_wait_for_the_whole_wave_and_eager_does_not(rec, schedule, backend):
-    workflow = wf(TWO_BRANCHES.format(schedule=schedule))
+    wait = 0.3 if schedule == "waves" else 60
+    workflow = wf(TWO_BRANCHES.format(schedule=schedule, wait=wait))
     engine = wfnb.Engine(namespace=rec.namespace(), backend=backend)
 
     async def main():
@@ -30,44 +31,60 @@ def test_waves_wait_for_the_whole_wave_and_eager_does_not(rec, schedule, backend
     assert waited_for_slow is (schedule == "waves")
 
 
-def test_steps_of_a_wave_start_together(rec):
+def test_steps_of_a_wave_start_together():
     # Local only: on Dask, how many steps run at once is the cluster's worker slots.
+    # Each step waits until all 20 have started: run one after another, the first
+    # would wait for ever (its 30 s clock fails the run instead).
+    started: list[str] = []
+    everyone = asyncio.Event()
+
+    async def meet(name: str) -> str:
+        started.append(name)
+        if len(started) == 20:
+            everyone.set()
+        await everyone.wait()
+        return name
+
     text = "steps:\n" + "".join(
-        f"  s{i}: {{code: work, with: {{name: s{i}, delay: 0.2}}}}\n" for i in range(20)
+        f"  s{i}: {{code: meet, with: {{name: s{i}}}, timeout: 30}}\n" for i in range(20)
     )
-    engine = wfnb.Engine(namespace=rec.namespace())
+    engine = wfnb.Engine(namespace={"meet": meet})
 
     async def main():
         return await (await engine.start(wf(text)))
 
-    started = time.monotonic()
-    assert arun(main()).ok
-    assert time.monotonic() - started < 0.2 * 5  # not one after another (20 x 0.2 s)
-    assert max(rec.starts.values()) < min(rec.ends.values())
+    result = arun(main())
+    assert result.ok, result.error
+    assert sorted(started) == sorted(f"s{i}" for i in range(20))
 
 
 def test_sync_callables_run_in_threads_and_do_not_block_the_loop():
     threads = []
+    ticked = threading.Event()
 
-    def blocking(seconds: float) -> str:
+    def blocking() -> str:
         threads.append(threading.current_thread().name)
-        time.sleep(seconds)
-        return "done"
+        # Returns once the loop has ticked on meanwhile (set from the loop below);
+        # run on the loop's thread, it would block the ticks and time out.
+        return "done" if ticked.wait(timeout=30) else "the loop never ticked"
 
-    ticks = []
+    ticks = 0
 
     async def main():
+        nonlocal ticks
         engine = wfnb.Engine(namespace={"blocking": blocking})
-        run = await engine.start(wf("steps:\n  b: {code: blocking, with: {seconds: 0.3}}\n"))
+        run = await engine.start(wf("steps:\n  b: {code: blocking}\n"))
         while run.status is not wfnb.RunStatus.COMPLETED:
-            ticks.append(time.monotonic())
+            ticks += 1
+            if ticks == 5:
+                ticked.set()
             await asyncio.sleep(0.01)
         return await run
 
     result = arun(main())
     assert result.outputs == {"b": "done"}
     assert threads and threads[0] != threading.main_thread().name
-    assert len(ticks) > 5  # the loop kept turning while the step slept
+    assert ticks >= 5  # the loop kept turning while the step blocked its thread
 
 
 def test_steps_get_a_context_with_a_stable_idempotency_key(backend):
@@ -92,14 +109,16 @@ def test_steps_get_a_context_with_a_stable_idempotency_key(backend):
 
 
 def test_per_workflow_concurrency_keeps_extra_runs_pending(rec, backend):
-    workflow = wf("concurrency: 1\nsteps:\n  s: {code: work, with: {delay: 0.2}}\n")
+    workflow = wf("concurrency: 1\nsteps:\n  s: {code: work, with: {delay: 60, until: go}}\n")
 
     async def main():
         engine = wfnb.Engine(namespace=rec.namespace(), backend=backend)
         first = await engine.start(workflow)
         second = await engine.start(workflow)
-        await asyncio.sleep(0.05)
+        while not rec.seen("x"):  # the first run's step has started (and waits)
+            await asyncio.sleep(0.01)
         statuses = (first.status, second.status)
+        rec.mark("go")
         await second.wait()
         return statuses, await first.wait()
 

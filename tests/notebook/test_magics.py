@@ -21,7 +21,16 @@ import importlib.util
 async def work(x=0, delay=0.0):
     await asyncio.sleep(delay)
     return x
+gates = {}
+async def held(x=0, gate="go"):
+    # waits until the test lets it go, without a timer
+    await gates.setdefault(gate, asyncio.Event()).wait()
+    return x
 """
+
+
+def open_gate(shell: Shell, gate: str = "go") -> None:
+    shell.ns["gates"].setdefault(gate, asyncio.Event()).set()
 
 
 async def loaded(shell: Shell) -> None:
@@ -36,13 +45,14 @@ def test_cell_magic_returns_before_the_run_ends_and_binds_the_run(shell):
         cell = await shell.run(
             "%%workflow slow --timeout 30 --concurrency 2 --schedule eager -o mine\n"
             "steps:\n"
-            "  a: {code: work, with: {x: 1, delay: 0.3}}\n"
+            "  a: {code: held, with: {x: 1}}\n"
             "  b: {code: work, needs: [a], with: {x: '{{ steps.a.output + 1 }}'}}\n"
         )
         assert cell.error is None and cell.result is None, cell.stderr
         run = shell.ns["_wf_run"]
         assert isinstance(run, NotebookRun) and shell.ns["mine"] is run
         assert not run.status.finished, "the cell must return while the run goes on"
+        open_gate(shell)
         result = (await shell.run("await _wf_run")).result
         assert result.status is RunStatus.COMPLETED and result.outputs["b"] == 2
         wf = run.engine.workflows["slow"]
@@ -127,17 +137,22 @@ def test_awaiting_cell_cancelled_means_run_cancelled_background_run_untouched(sh
         await loaded(shell)
         for name in ("awaited", "background"):
             await shell.run(
-                f"%%workflow {name} -o {name}\nsteps:\n  a: {{code: work, with: {{delay: 0.5}}}}\n"
+                f"%%workflow {name} -o {name}\nsteps:\n  a: {{code: held, with: {{gate: {name}}}}}\n"
             )
-        waiter = asyncio.ensure_future(shell.ns["awaited"]._await("settled"))
-        await asyncio.sleep(0.1)
+        awaited = shell.ns["awaited"]
+        waiter = asyncio.ensure_future(awaited._await("settled"))
+        await asyncio.sleep(0)  # the waiter's first turn: it is inside its await now
+        while awaited.step_statuses.get("a") is not StepStatus.RUNNING:
+            await asyncio.sleep(0.01)  # the run's step waits for its gate
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        done = await shell.ns["awaited"].wait()
+        done = await awaited.wait()
         assert done.status is RunStatus.CANCELLED
+        open_gate(shell, "background")
         assert (await shell.ns["background"]).status is RunStatus.COMPLETED
-        resumed = await shell.run(f"%workflow resume {shell.ns['awaited'].id}")
+        open_gate(shell, "awaited")
+        resumed = await shell.run(f"%workflow resume {awaited.id}")
         assert resumed.error is None
         assert (await shell.ns["_wf_run"]).status is RunStatus.COMPLETED
 
@@ -345,6 +360,79 @@ def test_wfsql_line_and_cell_forms_bind_dataframes(shell):
         await shell.ns["_wf_run"].engine.close()
 
     arun(go())
+
+
+def test_wfsql_waits_for_a_held_file_off_the_loop_and_then_names_the_holder(shell, tmp_path):
+    """Another process holds the file: while ``%wfsql`` waits for it the loop runs
+    on (a task there, seeing the query pending, lets the holder go; on a blocked
+    loop it never could); a wait that times out says StoreLocked, the file, the pid."""
+    from tests.store._procs import read_line, spawn_child, tell
+    from wfnb.engine import Engine
+    from wfnb.store.duckdb import DuckDBStore
+
+    db = tmp_path / "held.duckdb"
+    holder = spawn_child("hold-until-told", db)
+    try:
+        pid = read_line(holder, "held").split()[1]
+
+        async def go():
+            await loaded(shell)
+            session = shell.ip.magics_manager.registry["WorkflowMagics"].session
+            session.engine = Engine(store=DuckDBStore(db, lock_timeout=0.5), namespace=shell.ns)
+            refused = await shell.run("df = %wfsql SELECT count(*) AS n FROM runs")
+            await session.engine.close()
+
+            store = DuckDBStore(db, lock_timeout=60)
+            session.engine = Engine(store=store, namespace=shell.ns)
+            pending = []
+            query = store.query
+
+            async def watched(sql: str):
+                pending.append(sql)
+                try:
+                    return await query(sql)
+                finally:
+                    pending.clear()
+
+            store.query = watched  # type: ignore[method-assign]
+
+            async def let_go_while_it_waits() -> None:
+                while not pending:
+                    await asyncio.sleep(0.01)
+                tell(holder)
+
+            helper = asyncio.ensure_future(let_go_while_it_waits())
+            answered = await shell.run("df = %wfsql SELECT count(*) AS n FROM runs")
+            helper.cancel()
+            await session.engine.close()
+            return refused, answered
+
+        refused, answered = arun(go())
+        assert refused.error is None
+        assert refused.stderr.startswith("%wfsql: StoreLocked: the store "), refused.stderr
+        assert str(db) in refused.stderr and f"pid {pid}" in refused.stderr
+        assert answered.error is None and answered.stderr == "", answered.stderr
+        assert int(shell.ns["df"]["n"][0]) == 1  # the holder's run
+    finally:
+        tell(holder)
+        holder.wait(timeout=60)
+
+
+def test_wfsql_is_awaited_wherever_the_cell_can_await():
+    """Top-level ``%wfsql`` lines and ``%%wfsql`` cells await the query (the loop
+    runs on while it waits for the file); inside a function they cannot."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from wfnb.notebook.extension import await_sql
+
+    cells = TransformerManager()
+    awaited = "(await get_ipython().magics_manager.registry['WorkflowMagics'].wfsql_async("
+    line = await_sql(cells.transform_cell("x = 1\ndf = %wfsql SELECT 'é' AS a\nprint(df)"))
+    assert line == f"x = 1\ndf = {awaited}\"SELECT 'é' AS a\"))\nprint(df)\n"
+    cell = await_sql(cells.transform_cell("%%wfsql -o d\nSELECT 1\n"))
+    assert cell == f"{awaited}'-o d', 'SELECT 1\\n'))\n"
+    inside = cells.transform_cell("def f():\n    return 1\n    %wfsql SELECT 2\n")
+    assert await_sql(inside) == inside
 
 
 @pytest.mark.parametrize(

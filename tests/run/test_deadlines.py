@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import pytest
 
 from wfnb.run.deadlines import Deadlines
-
-pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
 
 
 def test_a_step_that_runs_out_of_time_gets_timeout_error() -> None:

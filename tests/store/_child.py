@@ -1,7 +1,10 @@
 """A child process for the multi-process store tests (run as a script).
 
 python _child.py hold DB SECONDS        acquire, print "held PID", hold, close
-python _child.py write-forever DB       write checkpoints, print "acked I" after each
+python _child.py hold-until-told DB     acquire, print "held PID", hold until a line
+                                        (or EOF) on stdin, close, print "released"
+python _child.py write-forever DB [RUN] write checkpoints of run RUN (default "child"),
+                                        print "acked I" after each
 python _child.py write-then-exit DB N   write N checkpoints, then os._exit without close
 python _child.py write-no-close DB N    write N checkpoints, then exit normally, no close
 python _child.py two-stores DB          write through two stores on DB, flush one, os._exit
@@ -10,6 +13,7 @@ python _child.py two-stores DB          write through two stores on DB, flush on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -19,9 +23,9 @@ from wfnb.store.base import Batch, RunRecord, StepRecord
 from wfnb.store.duckdb import DuckDBStore
 
 
-def record(i: int) -> StepRecord:
+def record(i: int, run_id: str = "child") -> StepRecord:
     return StepRecord(
-        run_id="child",
+        run_id=run_id,
         step_id=f"s{i}",
         attempt=1,
         status=StepStatus.COMPLETED,
@@ -49,19 +53,23 @@ async def main(mode: str, path: str, arg: str | None) -> None:
         await other.write(Batch(steps=[record(0)]))
         await store.flush()  # folds and empties the journal: other's step must be in it
         os._exit(0)
-    if mode == "hold":
+    if mode in ("hold", "hold-until-told"):
         await store.acquire()
         await store.write(Batch(runs=[run]))
         print(f"held {os.getpid()}", flush=True)
-        await asyncio.sleep(float(arg or 1))
+        if mode == "hold":
+            await asyncio.sleep(float(arg or 1))
+        else:
+            await asyncio.to_thread(sys.stdin.readline)
         await store.close()
         print("released", flush=True)
     elif mode == "write-forever":
+        run_id = arg or "child"
         await store.acquire()
-        await store.write(Batch(runs=[run]))
+        await store.write(Batch(runs=[dataclasses.replace(run, run_id=run_id)]))
         i = 0
         while True:
-            await store.write(Batch(steps=[record(i)]))
+            await store.write(Batch(steps=[record(i, run_id)]))
             print(f"acked {i}", flush=True)
             i += 1
     elif mode in ("write-then-exit", "write-no-close"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
         [sys.executable, *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -34,3 +36,12 @@ def read_line(proc: subprocess.Popen[str], prefix: str) -> str:
             return line.strip()
     stderr = proc.stderr.read() if proc.stderr else ""
     raise AssertionError(f"child ended without {prefix!r}: {stderr}")
+
+
+def tell(proc: subprocess.Popen[str], line: str = "go") -> None:
+    """Send a child waiting on its stdin (``hold-until-told``) its cue; a child
+    already gone needs none."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()

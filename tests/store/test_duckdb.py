@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import duckdb
@@ -291,19 +290,23 @@ def test_replacing_a_table_output_drops_its_table(store: DuckDBStore) -> None:
 
 
 def test_acknowledged_writes_survive_sigkill(db: Path) -> None:
+    # Each trial writes a run of its own: rows an earlier trial left cannot stand in
+    # for the ones this child acknowledged before it was killed.
     for trial in range(3):
-        child = spawn_child("write-forever", db)
+        run_id = f"child-{trial}"
+        child = spawn_child("write-forever", db, run_id)
         acked = -1
         target = 5 + trial * 20
         while acked < target:
             acked = int(read_line(child, "acked").split()[1])
         child.send_signal(signal.SIGKILL)
         child.wait()
-        store = DuckDBStore(db)
-        steps = asyncio.run(store.get_steps(run_id="child"))
-        done = {s.step_id for s in steps}
-        assert {f"s{i}" for i in range(acked + 1)} <= done
-        assert steps[0].output == {"i": 0, "t": (0,)}
+        store = DuckDBStore(db, lock_timeout=60)
+        assert asyncio.run(store.get_run(run_id=run_id)) is not None
+        steps = {s.step_id: s for s in asyncio.run(store.get_steps(run_id=run_id))}
+        assert {f"s{i}" for i in range(acked + 1)} <= set(steps)
+        assert steps["s0"].output == {"i": 0, "t": (0,)}
+        assert steps[f"s{acked}"].output == {"i": acked, "t": (acked,)}
         asyncio.run(store.close())
 
 
@@ -360,7 +363,8 @@ def test_closed_store_refuses_writes(store: DuckDBStore) -> None:
 def test_idle_store_lets_another_process_in(db: Path) -> None:
     store = DuckDBStore(db, idle_close=0.1)
     write(store, runs=[run_rec()])
-    time.sleep(0.4)
+    # No run holds the store: it lets the file go by itself, and the child (which
+    # waits up to 20 s for it) gets in while this store is still open.
     child = spawn_child("hold", db, "0")
     assert read_line(child, "held")
     assert child.wait(timeout=30) == 0

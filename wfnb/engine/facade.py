@@ -8,7 +8,7 @@ import asyncio
 import getpass
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from wfnb.backends.base import Backend
@@ -147,7 +147,7 @@ class Engine:
             "approved": approved,
             "by": by or _whoami(),
             "comment": comment,
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         live = self.lease.live(run_id)
         if live is None:

@@ -7,7 +7,9 @@ A ``%%workflow`` cell, and a cell that is one ``%workflow`` command, becomes
 the call IPython turned the cell into): magics cannot be async, but the
 cell can, so it returns only once the run's record is durable (with ``--wait``,
 once the run ended or paused), or once the command's result is shown, while the
-loop stays free for widget clicks.
+loop stays free for widget clicks. Likewise every ``%wfsql`` at a cell's top level
+(``df = %wfsql ...`` too) becomes ``(await <the magics>.wfsql_async(...))``: the
+query waits for the DuckDB file on the store's thread, not on the kernel's loop.
 
 ``%reload_ext wfnb`` keeps the session (its engine and live runs). IPython answers
 a second ``%load_ext`` of a loaded extension with "already loaded" and calls
@@ -17,6 +19,7 @@ nothing, so the ``load_ext`` magic is wrapped to show the report again for wfnb
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import sys
 from typing import Any
@@ -122,12 +125,84 @@ class _AwaitTheRun:
     def transform(self, lines: list[str]) -> list[str]:
         # Top-level await needs autoawait (on in every Jupyter kernel); without it
         # the cell would be a syntax error, so it returns at once instead.
-        if len(lines) == 1 and lines[0].startswith(_MAGIC_CALLS) and self.ip.autoawait:
+        if not self.ip.autoawait:
+            return lines
+        if len(lines) == 1 and lines[0].startswith(_MAGIC_CALLS):
             return [_AWAIT + lines[0].rstrip("\n") + ")\n"]
-        return lines
+        source = "".join(lines)
+        awaiting = await_sql(source)
+        return lines if awaiting == source else awaiting.splitlines(keepends=True)
 
     def pre_run_cell(self, info: Any) -> None:
         self.session.cell_awaits = _AWAIT in (getattr(info, "transformed_cell", None) or "")
+
+
+_SQL_AWAIT = "(await get_ipython().magics_manager.registry['WorkflowMagics'].wfsql_async("
+#: where ``await`` cannot stand even in a top-level-await cell
+_OWN_SCOPE = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def await_sql(source: str) -> str:
+    """``source`` with each ``%wfsql`` / ``%%wfsql`` call IPython made of it, outside
+    any function, class or comprehension, rewritten to await ``wfsql_async`` with
+    the same arguments. Anything else (or a cell that does not parse) is left as is."""
+    if "'wfsql'" not in source:
+        return source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    data = source.encode()  # ast's columns count UTF-8 bytes
+    starts = [0]
+    for line in data.split(b"\n"):
+        starts.append(starts[-1] + len(line) + 1)
+
+    def at(line: int | None, column: int | None) -> int:
+        return starts[(line or 1) - 1] + (column or 0)
+
+    edits = []
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, _OWN_SCOPE):
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+        if isinstance(node, ast.Call) and _is_sql_magic(node):
+            first, last = node.args[1], node.args[-1]
+            args = data[
+                at(first.lineno, first.col_offset) : at(last.end_lineno, last.end_col_offset)
+            ]
+            span = (at(node.lineno, node.col_offset), at(node.end_lineno, node.end_col_offset))
+            edits.append((span, args))
+    for (begin, end), args in sorted(edits, reverse=True):
+        data = data[:begin] + _SQL_AWAIT.encode() + args + b"))" + data[end:]
+    return data.decode()
+
+
+def _is_sql_magic(node: ast.Call) -> bool:
+    """``get_ipython().run_line_magic('wfsql', ...)`` or ``run_cell_magic`` alike."""
+    if not isinstance(node.func, ast.Attribute):
+        return False
+    owner = node.func.value
+    return (
+        node.func.attr in ("run_line_magic", "run_cell_magic")
+        and isinstance(owner, ast.Call)
+        and isinstance(owner.func, ast.Name)
+        and owner.func.id == "get_ipython"
+        and len(node.args) in (2, 3)
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value == "wfsql"
+    )
 
 
 def _load_ext(ip: Any, session: Session, original: Any) -> Any:

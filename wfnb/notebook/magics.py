@@ -21,7 +21,7 @@ from IPython.core.magic import (
 )
 from IPython.display import display as _display
 
-from wfnb.errors import DefinitionError, WfnbError
+from wfnb.errors import DefinitionError, StoreLocked, WfnbError
 from wfnb.notebook import commands, view
 from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.session import Session, UsageProblem
@@ -297,7 +297,31 @@ class WorkflowMagics(Magics):
     @_magic
     def wfsql(self, line: str, cell: str | None = None, local_ns: Any = None) -> Any:
         """%wfsql [-o VAR] SELECT ... | %%wfsql [-o VAR]: read-only SQL over the history
-        (tables workflows, runs, steps, events); returns a pandas DataFrame."""
+        (tables workflows, runs, steps, events); returns a pandas DataFrame.
+
+        In a cell (``%wfsql`` on a line of its own, ``df = %wfsql ...``, ``%%wfsql``)
+        the extension makes the cell await `wfsql_async` instead, so waiting for a
+        file another process holds never blocks the kernel's loop. Called from code
+        (``run_line_magic``), it cannot await: it blocks until the answer."""
+        var, query, store = self._sql_request(line, cell)
+        try:
+            frame = store.sql(query)
+        except WfnbError as exc:
+            return self._sql_failed(exc)
+        return self._sql_result(var, frame)
+
+    async def wfsql_async(self, line: str, cell: str | None = None) -> Any:
+        """What a ``%wfsql`` in a cell becomes: the query runs on the store's own
+        thread while the loop goes on (`DuckDBStore.query`)."""
+        var, query, store = self._sql_request(line, cell)
+        try:
+            frame = await store.query(query)
+        except WfnbError as exc:
+            return self._sql_failed(exc)
+        return self._sql_result(var, frame)
+
+    def _sql_request(self, line: str, cell: str | None) -> tuple[str | None, str, Any]:
+        """The variable to bind, the query, and the store to ask."""
         var = None
         if cell is None:
             query = line
@@ -306,17 +330,20 @@ class WorkflowMagics(Magics):
         else:
             args = _parse(_sql_options, line)
             var, query = args.var or args.var_pos, cell
-        sql = getattr(self.engine.store, "sql", None)
-        if sql is None:
+        store = self.engine.store
+        if not hasattr(store, "query"):
             raise UsageError(
-                "%wfsql needs the DuckDB store; this kernel uses "
-                + type(self.engine.store).__name__
+                "%wfsql needs the DuckDB store; this kernel uses " + type(store).__name__
             )
-        try:
-            frame = sql(query.strip())
-        except WfnbError as exc:
-            print(f"%wfsql: {commands.sql_error(exc)}", file=sys.stderr)
-            return None
+        return var, query.strip(), store
+
+    def _sql_failed(self, exc: WfnbError) -> None:
+        # "StoreLocked: the store PATH is in use by another process (host, pid, since)"
+        kind = f"{type(exc).__name__}: " if isinstance(exc, StoreLocked) else ""
+        print(f"%wfsql: {kind}{commands.sql_error(exc)}", file=sys.stderr)
+        return None
+
+    def _sql_result(self, var: str | None, frame: Any) -> Any:
         if var:
             self.session.ns[var] = frame
         return frame

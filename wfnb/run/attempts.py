@@ -26,11 +26,7 @@ from wfnb.steps.base import StepContext, executor_for
 from wfnb.store.base import Batch, StepRecord
 
 if TYPE_CHECKING:
-    from asyncio import Timeout
-
     from wfnb.run.live import LiveRun
-
-_timeout = getattr(asyncio, "timeout", None)
 
 
 async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> Outcome:
@@ -50,24 +46,20 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         cause: str | None = None
         retry_after: float | None = None
         trace: str | None = None
-        clock: Watch | Timeout | None = None
+        clock: Watch | asyncio.Timeout | None = None
         try:
             if limit is None:
                 output = await executor(step, ctx)
-            elif _timeout is not None and not container:
+            elif not container:
                 with run.deadlines.watch(limit) as clock:
                     output = await executor(step, ctx)
-            elif _timeout is not None:
-                async with _timeout(limit) as clock:
-                    if container:
-                        run.pauses.clock_started(instance, clock)
+            else:  # a loop's or sub-workflow's clock is held while a person is awaited
+                async with asyncio.timeout(limit) as clock:
+                    run.pauses.clock_started(instance, clock)
                     try:
                         output = await executor(step, ctx)
                     finally:
-                        if container:
-                            run.pauses.clock_ended(instance)
-            else:  # Python 3.10
-                output = await asyncio.wait_for(executor(step, ctx), limit)
+                        run.pauses.clock_ended(instance)
             return Outcome(StepStatus.COMPLETED, attempt, started, output=output, worker=ctx.worker)
         except asyncio.CancelledError:
             if run.shutting_down():
@@ -77,10 +69,10 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             # Nobody cancelled this step: its own code raised CancelledError.
             error: str = "CancelledError: raised by the step's own code, not a stop"
             retryable = True
-        except (asyncio.TimeoutError, TimeoutError) as exc:
+        except TimeoutError as exc:
             # The step's clock says whether it ran out; a TimeoutError the step's own
             # code raised ("gateway said no") is an ordinary error of the step.
-            if limit is not None and (clock.expired() if clock is not None else _timeout is None):
+            if clock is not None and clock.expired():
                 error = str(StepTimeout(f"timed out after {limit:g} s", step_id=step.id))
             else:
                 error = f"{type(exc).__name__}: {exc}"
@@ -167,8 +159,7 @@ def step_context(run: LiveRun, step: Step, frame: Frame, attempt: int) -> StepCo
 
 
 def _being_cancelled() -> bool:
-    """Whether the current task has been asked to cancel (Python 3.10 cannot tell:
-    assume it has)."""
+    """Whether the current task has been asked to cancel (rather than the step's
+    own code raising CancelledError)."""
     task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return cancelling is None or bool(cancelling())
+    return task is not None and task.cancelling() > 0

@@ -64,13 +64,13 @@ class Deadlines:
 class Watch:
     """One step's timeout, from `Deadlines.watch` to leaving the ``with`` block."""
 
-    __slots__ = ("deadlines", "task", "due", "cancelling", "ran_out")
+    __slots__ = ("deadlines", "task", "due", "prior_cancels", "ran_out")
 
     def __init__(self, deadlines: Deadlines, task: asyncio.Task[object], due: float) -> None:
         self.deadlines = deadlines
         self.task = task
         self.due = due
-        self.cancelling = task.cancelling()
+        self.prior_cancels = task.cancelling()
         self.ran_out = False
 
     def expired(self) -> bool:
@@ -88,5 +88,5 @@ class Watch:
     ) -> None:
         if not self.ran_out:
             self.deadlines._forget(self)
-        elif self.task.uncancel() <= self.cancelling and exc_type is asyncio.CancelledError:
+        elif self.task.uncancel() <= self.prior_cancels and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc

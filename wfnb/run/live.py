@@ -356,8 +356,7 @@ class LiveRun:
         away (as after `run_sync` returns at a pause). That is not a stop: records
         stay as they stand, for another process to resume."""
         main = self.task
-        cancelling = getattr(main, "cancelling", None)
-        return main is not None and cancelling is not None and bool(cancelling())
+        return main is not None and main.cancelling() > 0
 
     def finish_after(self, work: Coroutine[Any, Any, None]) -> None:
         """Do not write this run's end before ``work`` is done."""

@@ -222,7 +222,7 @@ class StepServices:
             remaining = None if deadline is None else max(0.0, deadline - time.time())
             try:
                 decision = await asyncio.wait_for(asyncio.shield(future), remaining)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 raise StepTimeout(
                     f"no decision on the approval within {timeout:g} s", step_id=instance
                 ) from None

@@ -276,10 +276,20 @@ class DuckDBStore:
         """Fold the journal into DuckDB now (reads do this on their own)."""
         await self._call(lambda con: None)
 
+    async def query(self, query: str) -> pd.DataFrame:
+        """`sql`, awaited: the statement runs on the store's writer thread, so while it
+        waits (up to ``lock_timeout`` s for a file another process holds, then
+        `StoreLocked` naming the file and its holder) the caller's event loop keeps
+        running its workflows and widget clicks. What ``%wfsql`` awaits in a kernel."""
+        frame: pd.DataFrame = await self._call(lambda con: _read_only_query(con, query))
+        return frame
+
     def sql(self, query: str) -> pd.DataFrame:
         """Run one read-only ``SELECT`` over the history and return a DataFrame.
 
-        Blocking (it is what ``%wfsql`` calls, and magics cannot await). It sees every
+        Blocking: it holds the calling thread until the result is there, up to
+        ``lock_timeout`` s while another process holds the file; on an event loop (a
+        kernel's) ``await store.query(...)`` instead. It sees every
         write this store has acknowledged (the journal is folded first) and it can
         never change history: the statement must parse as a single SELECT (so no
         DELETE, COPY, ATTACH, SET, PRAGMA, CALL or EXPLAIN ANALYZE), and it runs in a

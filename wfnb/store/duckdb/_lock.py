@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -106,7 +106,7 @@ def describe_holder(sidecar_path: Path, message: str) -> str:
 
 def write_owner(sidecar_path: Path) -> str:
     """Record this process as the holder (atomically); returns what was written."""
-    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    since = datetime.now(UTC).isoformat(timespec="seconds")
     owner = f"{socket.gethostname()}:{os.getpid()}:{since}"
     tmp = sidecar_path.with_name(sidecar_path.name + f".{os.getpid()}")
     tmp.write_text(owner + "\n")
