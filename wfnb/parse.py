@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from wfnb import template
 from wfnb.dag import build_plan
-from wfnb.errors import DefinitionError, SchemaError, YamlError
+from wfnb.errors import DefinitionError, SchemaError, YamlError, did_you_mean
 from wfnb.model import (
+    MAX_SECONDS,
     AgentSpec,
     ApprovalSpec,
     ConditionalSpec,
@@ -400,8 +401,11 @@ def _schema_error(exc: ValidationError, root: yaml.MappingNode, line_offset: int
                 break
             line = node.start_mark.line + 1
         msg = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "less_than_equal" and error.get("ctx", {}).get("le") == MAX_SECONDS:
+            msg += " seconds (30 days)"
         if error["type"] == "extra_forbidden" and path:
-            msg = f"unknown key {str(path[-1])!r}"
+            unknown = str(path[-1])
+            msg = f"unknown key {unknown!r}{did_you_mean(unknown, _keys_at(error['loc'][:-1]))}"
             path = path[:-1]
         where = ".".join(str(part) for part in path)
         messages.append(f"{where}: {msg}" if where else msg)
@@ -409,6 +413,35 @@ def _schema_error(exc: ValidationError, root: yaml.MappingNode, line_offset: int
             first_step, first_line = step_id, line + line_offset
     extra = f" (and {len(messages) - 3} more)" if len(messages) > 3 else ""
     return SchemaError("; ".join(messages[:3]) + extra, step_id=first_step, line=first_line)
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts at ``loc`` (a pydantic error location), for the
+    "did you mean" of an unknown key."""
+    model: Any = Workflow
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if model is Workflow and part == "steps":
+            if not parts:
+                return []
+            parts.pop(0)  # the step id
+            model = Step
+            continue
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return []
+        inner = [a for a in get_args(field.annotation) or (field.annotation,) if _is_model(a)]
+        if not inner:
+            return []
+        model = inner[0]
+    return [field.alias or name for name, field in model.model_fields.items() if name != "id"]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 class _YamlCodec:

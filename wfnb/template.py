@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
@@ -130,10 +131,38 @@ def truthy(value: Any, scope: Mapping[str, Any], *, step_id: str | None = None) 
         ) from exc
 
 
-def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:
-    """Step ids a template reads through ``steps.ID`` or ``steps['ID']``; used by the
-    planner to insist that a step only reads outputs of steps it needs."""
-    found: set[str] = set()
+#: what ``steps.ID`` holds in a template's scope
+STEP_FIELDS = ("output", "status")
+
+
+@dataclass
+class References:
+    """The names a template reads from ``steps`` and ``inputs``, found in its syntax
+    tree (attribute access or a constant subscript), for checks at definition time."""
+
+    steps: set[str] = field(default_factory=set)
+    #: (step id, field) for ``steps.ID.FIELD``
+    step_fields: set[tuple[str, str]] = field(default_factory=set)
+    inputs: set[str] = field(default_factory=set)
+
+
+def _name_read(node: nodes.Node, root: str) -> str | None:
+    """``NAME`` in ``root.NAME`` or ``root['NAME']``, else None."""
+    if not isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        return None
+    inner = node.node
+    if not (isinstance(inner, nodes.Name) and inner.name == root):
+        return None
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def references(value: Any, *, expression: bool = False) -> References:
+    """Everything ``value``'s templates read from ``steps`` and ``inputs``."""
+    found = References()
     for text in _strings(value):
         if not (expression or is_template(text)):
             continue
@@ -144,18 +173,26 @@ def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:
             tree = _ENV.parse(source)
         except TemplateSyntaxError:
             continue
+        called = {id(call.node) for call in tree.find_all(nodes.Call)}  # inputs.get(...)
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            if not (isinstance(node.node, nodes.Name) and node.node.name == "steps"):  # type: ignore[attr-defined]
+            if id(node) in called:
                 continue
-            if isinstance(node, nodes.Getattr):
-                found.add(node.attr)
+            if (step_id := _name_read(node, "steps")) is not None:
+                found.steps.add(step_id)
+            elif (name := _name_read(node, "inputs")) is not None:
+                found.inputs.add(name)
             elif (
-                isinstance(node, nodes.Getitem)
-                and isinstance(node.arg, nodes.Const)
-                and isinstance(node.arg.value, str)
+                isinstance(node, nodes.Getattr)
+                and (step_id := _name_read(node.node, "steps")) is not None
             ):
-                found.add(node.arg.value)
+                found.step_fields.add((step_id, node.attr))
     return found
+
+
+def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:
+    """Step ids a template reads through ``steps.ID`` or ``steps['ID']``; used by the
+    planner to insist that a step only reads outputs of steps it needs."""
+    return references(value, expression=expression).steps
 
 
 def _strings(value: Any) -> Iterator[str]:
