@@ -141,10 +141,10 @@ def _range(*args: int) -> range:
 
 
 class _CodeGenerator(CodeGenerator):
-    """``a ~ b`` concatenates through `_Environment.concat`, so it is counted."""
+    """``a ~ b`` concatenates through `_Environment.bounded_concat`, so it is counted."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.concat((")
+        self.write("environment.bounded_concat((")
         for arg in node.nodes:
             self.visit(arg, frame)
             self.write(", ")
@@ -181,7 +181,7 @@ class _Environment(ImmutableSandboxedEnvironment):
             _spend(len(left) + len(right), "`+`")
         return super().call_binop(context, operator, left, right)
 
-    def concat(self, items: tuple[Any, ...]) -> str:
+    def bounded_concat(self, items: tuple[Any, ...]) -> str:
         texts = [str(item) for item in items]
         _spend(sum(map(len, texts)), "`~`")
         return "".join(texts)
