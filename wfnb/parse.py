@@ -39,9 +39,9 @@ MAX_EXPANDED_NODES = 100_000
 MAX_DEPTH = 64
 # libyaml's composer recurses on the C stack: ~10,000 levels exhaust a thread's
 # 8 MB and kill the process (SIGSEGV), which no `except` can catch. Texts that
-# *could* nest that deep (counted cheaply below) are measured first from libyaml's
-# events, which need no recursion.
-_SAFE_TO_COMPOSE = 4_000
+# *could* nest deeper than this (bounded cheaply below) are measured first from
+# libyaml's events, which need no recursion; 1,000 levels fit in ~1 MB of stack.
+_SAFE_TO_COMPOSE = 1_000
 
 
 # libyaml's C parser composes the node tree (with line numbers) ~10x faster than
@@ -178,21 +178,24 @@ def _compose(text: str, line_offset: int) -> yaml.Node | None:
 
 # A flow list or mapping on one line with no list, mapping, quote, comment or tag
 # inside it (`[a, b]`, `{x: 1}`): the innermost level, wherever it is.
+# (libyaml also breaks lines at CR, NEL, LS and PS)
+_BLOCK_START = re.compile(r"(?:^|(?<=[\r\x85\u2028\u2029])) *(?:[-?][ \t]+)*", re.MULTILINE)
 _LEAF_FLOW = re.compile(r"\[[^\[\]{}'\"#!\n]*\]|\{[^\[\]{}'\"#!\n]*\}")
 
 
 def _could_nest_deep(text: str) -> bool:
-    """An upper bound on the nesting the composer would recurse into: every level
-    opens with ``[``, ``{``, ``- `` or ``? ``, or indents by one more column (at
-    most ~1,415 levels in 1,000,000 characters). Innermost flow collections are
-    counted as one level in all, since no path goes through two of them."""
+    """An upper bound on the nesting the composer would recurse into. Flow levels
+    open with ``[`` or ``{``: all count, except that innermost flow collections
+    count as one level in all (no path goes through two of them). Block levels
+    are bounded by columns: a nested block collection starts right of its parent,
+    at least every other level, so twice the deepest column where a line's
+    content starts (after its ``- `` and ``? `` indicators) bounds them."""
     if len(text) < _SAFE_TO_COMPOSE:
         return False
     flow = _LEAF_FLOW.sub("", text)
-    openers = flow.count("[") + flow.count("{") + 1
-    for indicator in "-?":
-        openers += sum(text.count(indicator + after) for after in " \t\n")
-    return openers + int((2 * len(text)) ** 0.5) + 1 > _SAFE_TO_COMPOSE
+    flow_levels = flow.count("[") + flow.count("{") + 1
+    block_levels = 2 * (max(map(len, _BLOCK_START.findall(text))) + 1)
+    return flow_levels + block_levels > _SAFE_TO_COMPOSE
 
 
 def _check_depth(text: str, line_offset: int) -> None:

@@ -28,6 +28,15 @@ def _block_nesting() -> str:
     return "steps:\n  a:\n    code: f\n    with:\n      x:\n        " + "- " * 40_000 + "leaf\n"
 
 
+def _nesting_after(line_break: str) -> Callable[[], str]:
+    def build() -> str:  # killed the interpreter before the bound knew these breaks
+        return (
+            "steps:\n  a:\n    code: f\n    with:\n      x:" + line_break + "- " * 100_000 + "x\n"
+        )
+
+    return build
+
+
 def _twenty_thousand_steps() -> str:  # refused as an alias bomb before
     return "steps:\n  s0: {code: f}\n" + "".join(
         f"  s{i}: {{code: f, needs: [s{i - 1}]}}\n" for i in range(1, 20_000)
@@ -46,6 +55,18 @@ GENERATED_CASES: dict[str, tuple[Callable[[], str], dict[str, Any]]] = {
     ),
     "92-block-nesting-40000-deep": (
         _block_nesting,
+        {"expect": "YamlError", "message": "more than 64 deep", "line": 6},
+    ),
+    "94-nesting-after-a-carriage-return": (
+        _nesting_after("\r        "),
+        {"expect": "YamlError", "message": "more than 64 deep", "line": 6},
+    ),
+    "95-nesting-after-a-unicode-line-separator": (
+        _nesting_after("\u2028        "),
+        {"expect": "YamlError", "message": "more than 64 deep", "line": 6},
+    ),
+    "96-nesting-after-a-next-line": (
+        _nesting_after("\x85        "),
         {"expect": "YamlError", "message": "more than 64 deep", "line": 6},
     ),
     "93-twenty-thousand-plain-steps": (
