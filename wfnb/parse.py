@@ -178,8 +178,9 @@ def _compose(text: str, line_offset: int) -> yaml.Node | None:
 
 # A flow list or mapping on one line with no list, mapping, quote, comment or tag
 # inside it (`[a, b]`, `{x: 1}`): the innermost level, wherever it is.
-# (libyaml also breaks lines at CR, NEL, LS and PS)
-_BLOCK_START = re.compile(r"(?:^|(?<=[\r\x85\u2028\u2029])) *(?:[-?][ \t]+)*", re.MULTILINE)
+_BLOCK_START = re.compile(r"\n *(?:[-?][ \t]+)*")
+# libyaml also breaks lines at CR, NEL, LS and PS
+_OTHER_BREAKS = re.compile("[\r\x85\u2028\u2029]")
 _LEAF_FLOW = re.compile(r"\[[^\[\]{}'\"#!\n]*\]|\{[^\[\]{}'\"#!\n]*\}")
 
 
@@ -194,7 +195,9 @@ def _could_nest_deep(text: str) -> bool:
         return False
     flow = _LEAF_FLOW.sub("", text)
     flow_levels = flow.count("[") + flow.count("{") + 1
-    block_levels = 2 * (max(map(len, _BLOCK_START.findall(text))) + 1)
+    if any(char in text for char in "\r\x85\u2028\u2029"):
+        text = _OTHER_BREAKS.sub("\n", text)
+    block_levels = 2 * max(map(len, _BLOCK_START.findall("\n" + text)))
     return flow_levels + block_levels > _SAFE_TO_COMPOSE
 
 
