@@ -49,3 +49,21 @@ def test_syntax_errors_are_definition_errors():
 def test_referenced_steps_finds_attribute_and_item_access():
     assert template.referenced_steps("{{ steps.a.output }} {{ steps['b'].output }}") == {"a", "b"}
     assert template.referenced_steps("steps.c.output > 1", expression=True) == {"c"}
+
+
+def test_bounded_operators_still_do_ordinary_work():
+    assert template.render("{{ [1, 2] * 3 }}", SCOPE) == [1, 2, 1, 2, 1, 2]
+    assert template.render("{{ '%5d|%-3s' % (inputs.n, 'x') }}", SCOPE) == "    3|x  "
+    assert template.render("{{ '{:>4}'.format(inputs.n) }}", SCOPE) == "   3"
+    assert template.render("n={{ 'a' ~ inputs.n ~ 'b' }}", SCOPE) == "n=a3b"
+    assert template.render("{{ 2 ** 64 }}", SCOPE) == 2**64
+    assert template.render("{{ 'x' | center(5) }}", SCOPE) == "  x  "
+    assert template.render("{% for i in range(3) %}{{ i }}{% endfor %}", SCOPE) == "012"
+
+
+def test_one_rendering_has_one_budget_of_work():
+    # each range is allowed; together they are over the budget of one rendering
+    text = "{% for i in range(200) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    with pytest.raises(wfnb.TemplateRenderError, match="units of work"):
+        template.render(text, SCOPE, step_id="s")
+    assert template.render("{{ range(100000) | length }}", SCOPE) == 100000  # a fresh budget

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from wfnb import template
 from wfnb.errors import CycleError, DefinitionError, UnknownStepError, did_you_mean
-from wfnb.model import ConditionalSpec, LoopSpec, StepStatus, Workflow
+from wfnb.model import ConditionalSpec, LoopSpec, Step, StepStatus, Workflow
 
 SATISFIED = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
 TERMINAL = frozenset(
@@ -260,25 +261,31 @@ def _check_references(
     """A template may only read ``steps.X`` where X exists and, for top-level steps,
     X is upstream: reading a step that may not have run yet is a race, not a feature."""
     for step_id, step in workflow.steps.items():
-        refs = template.referenced_steps(step.with_) if step.with_ else set()
-        if len(type(step.spec).model_fields) > 1:  # more than a `target` (a name)
-            refs |= template.referenced_steps(
-                step.spec.model_dump(by_alias=True, exclude={"target"})
-            )
-        if step.if_ is not None:
-            refs |= template.referenced_steps(step.if_, expression=True)
-        if isinstance(step.spec, ConditionalSpec):
-            refs |= template.referenced_steps(step.spec.if_, expression=True)
-        if isinstance(step.spec, LoopSpec):  # EXPR fields: bare expressions count too
-            loop_expression = (
-                step.spec.while_ if step.spec.while_ is not None else step.spec.for_each
-            )
-            refs |= template.referenced_steps(loop_expression, expression=True)
+        found = _references(step)
+        refs = found.steps
         for ref in refs:
             if ref not in workflow.steps:
                 raise UnknownStepError(
                     f"a template reads steps.{ref}, which does not exist"
                     + did_you_mean(ref, workflow.steps),
+                    step_id=step_id,
+                    line=workflow.line_of(step_id),
+                )
+        for ref, attribute in found.step_fields:
+            if attribute not in template.STEP_FIELDS:
+                raise DefinitionError(
+                    f"a template reads steps.{ref}.{attribute}, but a step has only "
+                    f"{' and '.join(template.STEP_FIELDS)}"
+                    + did_you_mean(attribute, template.STEP_FIELDS),
+                    step_id=step_id,
+                    line=workflow.line_of(step_id),
+                )
+        if workflow.inputs:  # declared inputs are the only ones a run can have
+            for name in sorted(found.inputs - set(workflow.inputs)):
+                raise DefinitionError(
+                    f"a template reads inputs.{name}, which the workflow does not declare"
+                    f"{did_you_mean(name, workflow.inputs)} (its inputs: "
+                    f"{', '.join(workflow.inputs)})",
                     step_id=step_id,
                     line=workflow.line_of(step_id),
                 )
@@ -307,6 +314,29 @@ def _check_references(
                 step_id=step_id,
                 line=workflow.line_of(step_id),
             )
+
+
+def _references(step: Step) -> template.References:
+    """What every template of ``step`` reads (EXPR fields: bare expressions count)."""
+    found = template.References()
+    parts: list[tuple[Any, bool]] = []
+    if step.with_:
+        parts.append((step.with_, False))
+    if len(type(step.spec).model_fields) > 1:  # more than a `target` (a name)
+        parts.append((step.spec.model_dump(by_alias=True, exclude={"target"}), False))
+    if step.if_ is not None:
+        parts.append((step.if_, True))
+    if isinstance(step.spec, ConditionalSpec):
+        parts.append((step.spec.if_, True))
+    if isinstance(step.spec, LoopSpec):
+        loop_expression = step.spec.while_ if step.spec.while_ is not None else step.spec.for_each
+        parts.append((loop_expression, True))
+    for value, expression in parts:
+        more = template.references(value, expression=expression)
+        found.steps |= more.steps
+        found.step_fields |= more.step_fields
+        found.inputs |= more.inputs
+    return found
 
 
 def _ancestors(step_id: str, needs: Mapping[str, set[str]]) -> set[str]:

@@ -20,10 +20,15 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from wfnb.errors import did_you_mean
+from wfnb.errors import DefinitionError, did_you_mean
 
 DEFAULT_STEP_TIMEOUT = 300.0
 MAX_DEPTH = 5
+#: the longest timeout or retry wait (30 days): past it a number is a mistake
+#: (milliseconds written as seconds), and asyncio's timers misbehave near infinity
+MAX_SECONDS = 30 * 24 * 3600.0
+MAX_BACKOFF = 100.0
+MAX_ITERATIONS = 1_000_000
 
 
 class RunStatus(str, Enum):
@@ -112,7 +117,7 @@ class LoopSpec(_Spec):
     while_: str | None = Field(default=None, alias="while")
     for_each: str | None = None
     body: list[str]
-    max_iterations: int = Field(default=100, ge=1)
+    max_iterations: int = Field(default=100, ge=1, le=MAX_ITERATIONS)
 
     @model_validator(mode="after")
     def _one_driver(self) -> LoopSpec:
@@ -125,7 +130,7 @@ class LoopSpec(_Spec):
 
 class ApprovalSpec(_Spec):
     prompt: str = "Approve?"
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class WorkflowSpec(_Spec):
@@ -165,9 +170,9 @@ class Retry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_attempts: int = Field(default=1, ge=1, le=100)
-    backoff: float = Field(default=2.0, ge=1.0)
-    delay: float = Field(default=1.0, ge=0.0)
-    max_delay: float = Field(default=60.0, ge=0.0)
+    backoff: float = Field(default=2.0, ge=1.0, le=MAX_BACKOFF)
+    delay: float = Field(default=1.0, ge=0.0, le=MAX_SECONDS)
+    max_delay: float = Field(default=60.0, ge=0.0, le=MAX_SECONDS)
 
     def wait_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2, 3, ...)."""
@@ -195,7 +200,7 @@ class Step(BaseModel):
     workflow: WorkflowSpec | None = None
     needs: list[str] = Field(default_factory=list)
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    timeout: float = Field(default=DEFAULT_STEP_TIMEOUT, gt=0)
+    timeout: float = Field(default=DEFAULT_STEP_TIMEOUT, gt=0, le=MAX_SECONDS)
     retry: Retry = Field(default_factory=Retry)
     if_: str | None = Field(default=None, alias="if")
     #: abstract resources an attempt holds while it runs (``{GPU: 1}``): the Dask
@@ -289,7 +294,7 @@ class Workflow(BaseModel):
     description: str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     steps: dict[str, Step]
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     concurrency: int | None = Field(default=None, ge=1)
     schedule: Literal["waves", "eager"] = "waves"
     fail_fast: bool = True
@@ -348,6 +353,20 @@ class Workflow(BaseModel):
         workflow._source = source
         workflow._lines = dict(lines)
         return workflow
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """A workflow that declares ``inputs`` takes only those names, so a misspelt
+        one is an error instead of a default silently used; a workflow that declares
+        none takes any."""
+        if not self.inputs:
+            return
+        for key in inputs:
+            if key not in self.inputs:
+                raise DefinitionError(
+                    f"workflow {self.name!r} has no input {str(key)!r}"
+                    f"{did_you_mean(str(key), self.inputs)}; "
+                    f"its inputs are: {', '.join(self.inputs)}"
+                )
 
     def line_of(self, step_id: str) -> int | None:
         """The line of the cell that declares ``step_id``, when parsed from YAML."""

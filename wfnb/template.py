@@ -13,19 +13,154 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from wfnb.errors import TemplateError, TemplateRenderError
 
+#: the largest string or list a template may make, in characters or items
+MAX_VALUE_SIZE = 1_000_000
+#: the largest integer a template may make, in bits (about 30,000 digits)
+MAX_INT_BITS = 100_000
+#: a format width or precision (``"%10d"``, ``"{:>10}"``)
+MAX_WIDTH = 10_000
+#: what one rendering may do in all: characters and items made, range items made
+MAX_RENDER_WORK = 10_000_000
+
+_work: ContextVar[list[int] | None] = ContextVar("wfnb_template_work", default=None)
+_SIZED = (str, bytes, list, tuple)
+_PRINTF = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_DIGITS = re.compile(r"\d+")
+
+
+def _spend(size: int, what: str) -> None:
+    """Count ``size`` against the value and the rendering's limits; a template
+    that would build something huge fails its step instead of the machine."""
+    if size > MAX_VALUE_SIZE:
+        raise SecurityError(
+            f"{what} would make a value of {size:,} characters or items "
+            f"(the limit is {MAX_VALUE_SIZE:,})"
+        )
+    work = _work.get()
+    if work is not None:
+        work[0] += size
+        if work[0] > MAX_RENDER_WORK:
+            raise SecurityError(f"the template did over {MAX_RENDER_WORK:,} units of work")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_product(left: Any, right: Any) -> None:
+    if isinstance(left, _SIZED) and _is_int(right):
+        _spend(len(left) * max(right, 0), "`*`")
+    elif isinstance(right, _SIZED) and _is_int(left):
+        _spend(len(right) * max(left, 0), "`*`")
+    elif _is_int(left) and _is_int(right):
+        _check_bits(abs(left).bit_length() + abs(right).bit_length(), "`*`")
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if _is_int(base) and _is_int(exponent) and abs(base) > 1 and exponent > 0:
+        _check_bits(abs(base).bit_length() * exponent, "`**`")
+
+
+def _check_bits(bits: int, what: str) -> None:
+    if bits > MAX_INT_BITS:
+        raise SecurityError(
+            f"{what} would make an integer of about {bits:,} bits (the limit is {MAX_INT_BITS:,})"
+        )
+
+
+def _check_printf(text: str) -> None:
+    """``%`` formatting with a width or precision that would pad to gigabytes."""
+    for match in _PRINTF.finditer(text):
+        for part in match.groups():
+            if part == "*" or part is not None and int(part) > MAX_WIDTH:
+                raise SecurityError(
+                    f"a % format width or precision is over {MAX_WIDTH:,} (or given by `*`)"
+                )
+
+
+def _check_format(text: str) -> None:
+    """The same for ``str.format`` specs (``"{:999999999}"``)."""
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError:
+        return  # str.format reports it
+    for _, name, spec, _ in fields:
+        if (
+            name is not None
+            and spec
+            and ("{" in spec or any(int(n) > MAX_WIDTH for n in _DIGITS.findall(spec)))
+        ):
+            raise SecurityError(f"a format width or precision is over {MAX_WIDTH:,}")
+
+
+def _check_ints(args: tuple[Any, ...], what: str) -> None:
+    for value in args:
+        if _is_int(value) and value > MAX_VALUE_SIZE:
+            raise SecurityError(f"{what}: {value:,} is over the limit of {MAX_VALUE_SIZE:,}")
+
+
+def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A built-in filter that can grow a value (``center``, ``format``, ...),
+    with its sizes checked before it runs."""
+
+    @functools.wraps(fn)  # (keeps Jinja's pass_eval_context mark)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        values = (*args, *kwargs.values())
+        _check_ints(values, f"the {name} filter")
+        texts = [value for value in values if isinstance(value, str)]
+        if name == "format" and texts:
+            _check_printf(texts[0])
+        if name == "replace" and len(texts) >= 3:
+            text, old, new = texts[:3]
+            _spend(len(text) + text.count(old or " ") * max(len(new) - len(old), 0), "replace")
+        result = fn(*args, **kwargs)
+        if isinstance(result, _SIZED):
+            _spend(len(result), f"the {name} filter")
+        return result
+
+    return bounded
+
+
+def _range(*args: int) -> range:
+    numbers = safe_range(*args)
+    _spend(len(numbers), "range()")
+    return numbers
+
+
+class _CodeGenerator(CodeGenerator):
+    """``a ~ b`` concatenates through `_Environment.bounded_concat`, so it is counted."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """``a.items`` on a mapping means its ``items`` key, not ``dict.items``: step
+    """Jinja2's immutable sandbox, plus bounds: ``*``, ``**``, ``%``, ``+``, ``~``,
+    ``range``, ``str`` methods and the filters that grow values check the size of
+    what they would make, and one rendering has a budget of work (see `_spend`).
+
+    ``a.items`` on a mapping means its ``items`` key, not ``dict.items``: step
     outputs are JSON-like data, and their keys are what users mean."""
+
+    code_generator_class = _CodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping):
@@ -35,8 +170,51 @@ class _Environment(ImmutableSandboxedEnvironment):
                 pass
         return super().getattr(obj, attribute)
 
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            _check_product(left, right)
+        elif operator == "**":
+            _check_power(left, right)
+        elif operator == "%" and isinstance(left, str):
+            _check_printf(left)
+        elif operator == "+" and isinstance(left, _SIZED) and isinstance(right, _SIZED):
+            _spend(len(left) + len(right), "`+`")
+        return super().call_binop(context, operator, left, right)
+
+    def bounded_concat(self, items: tuple[Any, ...]) -> str:
+        texts = [str(item) for item in items]
+        _spend(sum(map(len, texts)), "`~`")
+        return "".join(texts)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_format(value.__self__)
+        return wrapped
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, _SIZED):  # "x".center(10**9), "ab".replace(...)
+            _check_ints((*args, *kwargs.values()), f"{type(owner).__name__} method")
+            if getattr(__obj, "__name__", "") == "replace" and len(args) >= 2:
+                old, new = args[0], args[1]
+                if isinstance(old, _SIZED) and isinstance(new, _SIZED):
+                    grow = owner.count(old or owner[:0]) * max(len(new) - len(old), 0)  # type: ignore[arg-type]
+                    _spend(len(owner) + grow, "replace()")
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, _SIZED) and owner is not None:
+            _spend(len(result), "a method")
+        return result
+
 
 _ENV = _Environment(undefined=StrictUndefined, autoescape=False)
+# No lipsum (it builds text), cycler, joiner or namespace (mutable state, the
+# ingredient of loops that grow without bound); `range` counts what it makes.
+for _name in ("lipsum", "cycler", "joiner", "namespace"):
+    del _ENV.globals[_name]
+_ENV.globals["range"] = _range
+for _name in ("center", "indent", "format", "replace", "wordwrap", "truncate", "join"):
+    _ENV.filters[_name] = _bounded_filter(_name, _ENV.filters[_name])
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -86,7 +264,14 @@ def compile_value(value: Any, *, expression: bool = False, step_id: str | None =
 def render(
     value: Any, scope: Mapping[str, Any], *, step_id: str | None = None, expression: bool = False
 ) -> Any:
-    """Render every template inside ``value`` against ``scope``; plain values pass."""
+    """Render every template inside ``value`` against ``scope``; plain values pass.
+    One call (with everything inside ``value``) shares one budget of work."""
+    if _work.get() is None:
+        token = _work.set([0])
+        try:
+            return render(value, scope, step_id=step_id, expression=expression)
+        finally:
+            _work.reset(token)
     if isinstance(value, str):
         if not (expression or is_template(value)):
             return value
@@ -130,10 +315,38 @@ def truthy(value: Any, scope: Mapping[str, Any], *, step_id: str | None = None) 
         ) from exc
 
 
-def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:
-    """Step ids a template reads through ``steps.ID`` or ``steps['ID']``; used by the
-    planner to insist that a step only reads outputs of steps it needs."""
-    found: set[str] = set()
+#: what ``steps.ID`` holds in a template's scope
+STEP_FIELDS = ("output", "status")
+
+
+@dataclass
+class References:
+    """The names a template reads from ``steps`` and ``inputs``, found in its syntax
+    tree (attribute access or a constant subscript), for checks at definition time."""
+
+    steps: set[str] = field(default_factory=set)
+    #: (step id, field) for ``steps.ID.FIELD``
+    step_fields: set[tuple[str, str]] = field(default_factory=set)
+    inputs: set[str] = field(default_factory=set)
+
+
+def _name_read(node: nodes.Node, root: str) -> str | None:
+    """``NAME`` in ``root.NAME`` or ``root['NAME']``, else None."""
+    if not isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        return None
+    inner = node.node
+    if not (isinstance(inner, nodes.Name) and inner.name == root):
+        return None
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def references(value: Any, *, expression: bool = False) -> References:
+    """Everything ``value``'s templates read from ``steps`` and ``inputs``."""
+    found = References()
     for text in _strings(value):
         if not (expression or is_template(text)):
             continue
@@ -144,18 +357,26 @@ def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:
             tree = _ENV.parse(source)
         except TemplateSyntaxError:
             continue
+        called = {id(call.node) for call in tree.find_all(nodes.Call)}  # inputs.get(...)
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            if not (isinstance(node.node, nodes.Name) and node.node.name == "steps"):  # type: ignore[attr-defined]
+            if id(node) in called:
                 continue
-            if isinstance(node, nodes.Getattr):
-                found.add(node.attr)
+            if (step_id := _name_read(node, "steps")) is not None:
+                found.steps.add(step_id)
+            elif (name := _name_read(node, "inputs")) is not None:
+                found.inputs.add(name)
             elif (
-                isinstance(node, nodes.Getitem)
-                and isinstance(node.arg, nodes.Const)
-                and isinstance(node.arg.value, str)
+                isinstance(node, nodes.Getattr)
+                and (step_id := _name_read(node.node, "steps")) is not None
             ):
-                found.add(node.arg.value)
+                found.step_fields.add((step_id, node.attr))
     return found
+
+
+def referenced_steps(value: Any, *, expression: bool = False) -> set[str]:
+    """Step ids a template reads through ``steps.ID`` or ``steps['ID']``; used by the
+    planner to insist that a step only reads outputs of steps it needs."""
+    return references(value, expression=expression).steps
 
 
 def _strings(value: Any) -> Iterator[str]:

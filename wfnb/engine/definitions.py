@@ -4,6 +4,7 @@ callables their steps name, and the definition a stored run started with."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -12,7 +13,15 @@ from typing import Any
 from wfnb.backends.base import Backend
 from wfnb.dag import Plan, build_plan
 from wfnb.errors import DefinitionError, NotResumable, UnknownCallableError, did_you_mean
-from wfnb.model import AgentDefaults, AgentSpec, CodeSpec, SkillSpec, Workflow, WorkflowSpec
+from wfnb.model import (
+    AgentDefaults,
+    AgentSpec,
+    CodeSpec,
+    SkillSpec,
+    Workflow,
+    WorkflowSpec,
+    callable_name,
+)
 from wfnb.parse import parse_workflow
 from wfnb.steps.code import fingerprint
 from wfnb.steps.skill import find_skill
@@ -92,16 +101,21 @@ class Definitions:
     ) -> None:
         """``backend`` must be able to run the code and skill callables; ``agent`` is
         where agent steps go when neither they nor the workflow say."""
-        checked: set[str] = set()  # each name once: 10,000 steps often share a few
+        checked: dict[str, Callable[..., Any]] = {}  # 10,000 steps often share a few
+        bound: set[tuple[Any, tuple[str, ...]]] = set()
         for step_id, step in workflow.steps.items():
             spec = step.spec
             try:
+                fn: Callable[..., Any] | None = None
                 if isinstance(spec, CodeSpec):
                     target = spec.target
                     if not isinstance(target, str) or target not in checked:
-                        backend.check(self.resolve_code(target, step_id=step_id), step_id=step_id)
+                        fn = self.resolve_code(target, step_id=step_id)
+                        backend.check(fn, step_id=step_id)
                         if isinstance(target, str):
-                            checked.add(target)
+                            checked[target] = fn
+                    else:
+                        fn = checked[target]
                 elif isinstance(spec, SkillSpec):
                     found = find_skill(spec.target)
                     if found is None:
@@ -111,6 +125,12 @@ class Definitions:
                             step_id=step_id,
                         )
                     backend.check(found.fn, step_id=step_id)
+                    fn = found.fn
+                if fn is not None:
+                    keys = tuple(sorted(step.with_))
+                    if (id(fn), keys) not in bound:
+                        check_signature(fn, keys)
+                        bound.add((id(fn), keys))
                 elif isinstance(spec, AgentSpec):
                     from wfnb.steps.agent import check_endpoint  # httpx only when used
 
@@ -166,3 +186,23 @@ class Definitions:
         # The stored text is what the run hashed (the cell as written, or the
         # model's rendering), so the parsed definition keeps the run's hash.
         return parse_workflow(stored.definition, name=record.workflow)
+
+
+def check_signature(fn: Callable[..., Any], keys: tuple[str, ...]) -> None:
+    """``fn`` must take the step's ``with`` keys as keyword arguments (and ``ctx``,
+    which the engine passes), so a wrong signature fails before the run starts
+    instead of as a TypeError in every attempt."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: let it run
+        return
+    given = dict.fromkeys(keys)
+    if "ctx" in signature.parameters:
+        given["ctx"] = None
+    try:
+        signature.bind(**given)
+    except TypeError as exc:
+        raise DefinitionError(
+            f"{callable_name(fn)}{signature} cannot be called with `with` keys "
+            f"[{', '.join(keys)}]: {exc}"
+        ) from None

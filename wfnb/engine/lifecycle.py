@@ -45,6 +45,7 @@ def _new_record(engine: Engine, workflow: Workflow, inputs: Mapping[str, Any]) -
 async def start(engine: Engine, workflow: Workflow, inputs: Mapping[str, Any] | None) -> LiveRun:
     engine.register(workflow)
     engine.check_runnable(workflow)
+    workflow.check_inputs(inputs or {})
     record = replace(
         _new_record(engine, workflow, {**workflow.inputs, **(inputs or {})}),
         code_hashes=engine.code_hashes(workflow),
@@ -104,6 +105,10 @@ async def start_child(
     if workflow is None:
         raise DefinitionError(f"no workflow named {name!r} is registered", step_id=parent_step)
     engine.check_runnable(workflow)
+    try:
+        workflow.check_inputs(inputs)
+    except DefinitionError as exc:
+        raise DefinitionError(f"`with`: {exc}", step_id=parent_step) from None
     record = replace(
         _new_record(engine, workflow, {**workflow.inputs, **inputs}),
         run_id=run_id,
