@@ -22,12 +22,20 @@ steps:
 @pytest.mark.parametrize("schedule", ["waves", "eager"])
 def test_an_output_the_store_refuses_fails_its_step_and_the_run(tmp_path, schedule):
     calls = []
+    side_done = threading.Event()
+
+    async def side():
+        side_done.set()
+        return "fine"
+
+    def make_lock():
+        # `side` ends first (on the loop, while this waits in its thread): fail-fast
+        # would otherwise cancel it when it loses the race with this failure.
+        side_done.wait(30)
+        return threading.Lock()  # cannot be pickled, JSON'd or tabled
+
     store = wfnb.DuckDBStore(tmp_path / "runs.duckdb")
-    namespace = {
-        "make_lock": lambda: threading.Lock(),  # cannot be pickled, JSON'd or tabled
-        "use": lambda value: calls.append("use"),
-        "side": lambda: "fine",
-    }
+    namespace = {"make_lock": make_lock, "use": lambda value: calls.append("use"), "side": side}
     engine = wfnb.Engine(store=store, namespace=namespace)
 
     async def main():
