@@ -128,6 +128,8 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
             await asyncio.sleep(delay)
         except asyncio.CancelledError:
             return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
+        if run.stop_reason:  # the run stopped while this slept, its cancel not yet here
+            return Outcome(StepStatus.CANCELLED, attempt, started, error=cancel_text(run))
         attempt += 1
         run.attempts[instance] = attempt
         run.started[instance] = time.time()
