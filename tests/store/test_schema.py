@@ -29,13 +29,16 @@ def step_row(step_id: str, status: str, **kw: object) -> tuple[object, ...]:
     return tuple(row.values())
 
 
-def test_a_column_null_in_every_row_is_not_sent_as_a_list() -> None:
+def test_a_column_null_or_equal_in_every_row_is_not_sent_as_a_list() -> None:
     """Each value handed to DuckDB costs the same, None or not: an all-NULL column
-    is a typed NULL in the statement, so only the other columns are parameters."""
-    live = (True,) * 6 + (False,) * 8  # error .. traceback all NULL
-    sql = _schema._upsert_sql("steps", live)
+    is a typed NULL in the statement, a column of one value is that one value, so
+    only the other columns are lists."""
+    L, S, N = _schema._LIST, _schema._SAME, _schema._NULL
+    shape = (S, L, S, S, L, L) + (N,) * 8  # error .. traceback all NULL
+    sql = _schema._upsert_sql("steps", shape)
     assert "$6" in sql and "$7" not in sql
     assert "NULL::BLOB AS output_pickle" in sql
+    assert "$1 AS run_id" in sql and "unnest($2) AS step_id" in sql
 
 
 def test_a_fold_keeps_the_last_row_of_each_key_and_nulls_unsent_columns(
@@ -52,6 +55,24 @@ def test_a_fold_keeps_the_last_row_of_each_key_and_nulls_unsent_columns(
         "SELECT step_id, status, error, output::VARCHAR, duration_ms FROM steps ORDER BY step_id"
     ).fetchall()
     assert rows == [("a", "completed", None, "1", 2.0), ("b", "running", None, None, None)]
+
+
+def test_a_fold_of_one_row_and_of_rows_sharing_values_keeps_every_value(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    con.execute("BEGIN")
+    _schema.upsert(con, [], [], [step_row("a", "running", output_pickle=b"\x00")])
+    _schema.upsert(con, [], [], [step_row(s, "running", attempt=2, worker="w") for s in "bc"])
+    con.execute("COMMIT")
+    rows = con.execute(
+        "SELECT run_id, step_id, attempt, output_pickle, worker, epoch_us(started_at) "
+        "FROM steps ORDER BY step_id"
+    ).fetchall()
+    assert rows == [
+        ("r1", "a", 1, b"\x00", None, US),
+        ("r1", "b", 2, None, "w", US),
+        ("r1", "c", 2, None, "w", US),
+    ]
 
 
 def test_a_workflow_written_twice_in_one_fold_is_keyed_by_its_hash(

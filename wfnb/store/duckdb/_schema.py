@@ -246,8 +246,10 @@ def output_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 # Rows go to DuckDB as one list per column, unnested. Handing DuckDB a Python list
 # costs ≈ 0.2 µs per value whatever it holds, None included, and that was most of a
 # fold (measured: 14 step columns of 10,000 rows ≈ 32 ms, the 8 that are not all
-# NULL ≈ 13 ms). So a column that is NULL in every row of the fold is sent as a
-# typed NULL in the SQL instead (one statement text per set of such columns, cached).
+# NULL ≈ 13 ms). So a column that holds one value in every row of the fold (NULL,
+# or the run id, status, attempt … of a fan-out) is sent as that one value, and
+# only the others as lists (one statement text per shape, cached).
+_NULL, _SAME, _LIST = range(3)
 #: (column, SQL type, how the unnested value becomes the column's value)
 _Spec = tuple[tuple[str, str, str], ...]
 _TS, _JSON, _PLAIN = "make_timestamp({})", "{}::JSON", "{}"
@@ -323,17 +325,18 @@ _TABLES: dict[str, tuple[_Spec, tuple[int, ...], bool]] = {
 
 
 @functools.lru_cache(maxsize=256)
-def _upsert_sql(table: str, live: tuple[bool, ...]) -> str:
-    """The statement for ``table`` given which columns are sent (``live``); the
-    others are NULL. ``duration_ms`` is computed from the two times."""
+def _upsert_sql(table: str, shape: tuple[int, ...]) -> str:
+    """The statement for ``table`` given how each column is sent (``shape``: NULL,
+    one value for every row, or a list). ``duration_ms`` comes from the two times."""
     spec, key, duration = _TABLES[table]
     exprs, n = [], 0
-    for (name, sql_type, wrap), sent in zip(spec, live, strict=True):
-        if sent:
-            n += 1
-            exprs.append(f"{wrap.format(f'unnest(${n})')} AS {name}")
-        else:
+    for (name, sql_type, wrap), how in zip(spec, shape, strict=True):
+        if how == _NULL:
             exprs.append(f"NULL::{sql_type} AS {name}")
+            continue
+        n += 1
+        value = f"unnest(${n})" if how == _LIST else f"${n}"
+        exprs.append(f"{wrap.format(value)} AS {name}")
     names = [name for name, _, _ in spec]
     select = "SELECT " + ", ".join(exprs)
     if duration:
@@ -371,9 +374,17 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any,
     rows = list({of_key(row): row for row in rows}.values())
     columns = _columns(rows, len(spec))
     n = len(rows)
-    live = tuple(col.count(None) != n for col in columns)
-    sent = [col for col, live_col in zip(columns, live, strict=True) if live_col]
-    con.execute(_upsert_sql(table, live), sent)
+    shape = tuple(
+        _NULL if col[0] is None and col.count(None) == n else _SAME if col.count(col[0]) == n
+        else _LIST
+        for col in columns
+    )  # fmt: skip
+    sent = [
+        col if how == _LIST else col[0]
+        for col, how in zip(columns, shape, strict=True)
+        if how != _NULL
+    ]
+    con.execute(_upsert_sql(table, shape), sent)
 
 
 def upsert(
