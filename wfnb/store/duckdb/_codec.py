@@ -42,6 +42,10 @@ _MAX_JSON_DEPTH = 200
 #: ``json.dumps`` with options builds a new encoder per call; one, made once
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
+#: status (member or value) -> value: a dict lookup, where ``StepStatus(x)`` was
+#: ≈ 1 µs per step record
+_STEP_STATUS: dict[Any, str] = {m: m.value for m in StepStatus}
+
 WorkflowRow = tuple[Any, ...]
 RunRow = tuple[Any, ...]
 StepRow = tuple[Any, ...]
@@ -93,6 +97,8 @@ def to_us(t: float | None) -> int | None:
 
 
 def _key(value: str | None, what: str, *, optional: bool = False) -> str | None:
+    if type(value) is str and value.isascii():  # the common case, first: ≈ 10 per step
+        return value
     if value is None and optional:
         return None
     if type(value) is not str or not _utf8(value):
@@ -103,15 +109,28 @@ def _key(value: str | None, what: str, *, optional: bool = False) -> str | None:
 def _text(value: str | None) -> str | None:
     """Free text (errors, definitions) made storable: DuckDB VARCHARs are UTF-8, so
     lone surrogates become backslash escapes rather than failing the checkpoint."""
-    if value is None or _utf8(value):
+    if value is None or value.isascii() or _utf8(value):
         return value
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _code_hashes(hashes: dict[str, str]) -> str:
+    """A run's record carries one fingerprint per step: at 10,000 steps, checking
+    each key and value on its own was most of encoding the run's records."""
+    if type(hashes) is dict and _all_str(hashes):
+        return json.dumps(hashes)
     if not (type(hashes) is dict and _json_exact(hashes)):
         raise StoreError(f"code_hashes must map str to str, not {hashes!r}")
     return json.dumps(hashes)
+
+
+def _all_str(mapping: dict[Any, Any]) -> bool:
+    """True if every key and value is an ASCII ``str`` (so valid UTF-8), checked
+    with one ``isascii`` over their concatenation."""
+    keys, values = list(mapping), list(mapping.values())
+    if {*map(type, keys), *map(type, values)} - {str}:
+        return False
+    return ("".join(keys) + "".join(values)).isascii()
 
 
 def _call_data(data: dict[str, Any], what: str) -> str:
@@ -316,11 +335,17 @@ def encode_batch(batch: Batch) -> EncodedBatch:
             )
         )
     for s in batch.steps:
-        _key(s.run_id, "run id")
-        _key(s.step_id, "step id")
+        # keys checked inline when plain ASCII str (the common case): two calls
+        # fewer per record, measurable at 10,000 steps
+        if not (type(s.run_id) is str and s.run_id.isascii()):
+            _key(s.run_id, "run id")
+        if not (type(s.step_id) is str and s.step_id.isascii()):
+            _key(s.step_id, "step id")
         _int32(s.attempt, "attempt")
         pending = None
-        if s.has_output:
+        if s.has_output and s.output is None:  # skips a message and a partial per step
+            kind, text, blob, schema = JSON, "null", None, None
+        elif s.has_output:
             kind, text, blob, schema, pending = encode_value(
                 s.output,
                 table=functools.partial(table_name, s.run_id, s.step_id, s.attempt),
@@ -335,7 +360,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 s.run_id,
                 s.step_id,
                 s.attempt,
-                StepStatus(s.status).value,
+                _STEP_STATUS.get(s.status) or StepStatus(s.status).value,
                 to_us(s.started_at),
                 to_us(s.ended_at),
                 _text(s.error),
@@ -363,14 +388,16 @@ def encode_batch(batch: Batch) -> EncodedBatch:
         )
     for e in batch.events:
         at = to_us(e.at)
-        step_id = _key(e.step_id, "step id", optional=True)
+        run_id, step_id, status = e.run_id, e.step_id, e.status
+        if not (type(run_id) is str and run_id.isascii()):
+            _key(run_id, "run id")
+        if step_id is not None and not (type(step_id) is str and step_id.isascii()):
+            _key(step_id, "step id")
+        if not (type(status) is str and status.isascii()):
+            _key(status, "status")
         attempt = None if e.attempt is None else _int32(e.attempt, "attempt")
-        key = "\x1f".join(
-            (_key(e.run_id, "run id") or "", step_id or "", str(attempt or ""), e.status, str(at))
-        )
-        out.events.append(
-            (at, e.run_id, step_id, attempt, e.event, _key(e.status, "status"), _text(e.error), key)
-        )
+        key = "\x1f".join((run_id, step_id or "", str(attempt or ""), status, str(at)))
+        out.events.append((at, run_id, step_id, attempt, e.event, status, _text(e.error), key))
     return out
 
 

@@ -1,0 +1,71 @@
+"""`_codec.encode_batch`'s fast paths decide exactly what the slow checks decide."""
+
+from __future__ import annotations
+
+import pytest
+
+from wfnb.errors import StoreError
+from wfnb.model import RunStatus, StepStatus
+from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord
+from wfnb.store.duckdb import _codec
+
+NOW = 1_763_990_000.5
+
+
+def run(code_hashes: object) -> Batch:
+    rec = RunRecord(
+        run_id="r1", workflow="w", definition_hash="h", status=RunStatus.RUNNING, inputs={},
+        created_at=NOW, code_hashes=code_hashes,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return Batch(runs=[rec])
+
+
+@pytest.mark.parametrize("hashes", [{}, {"s": "abc"}, {"é": "ü"}, {"s" * 300: "x" * 300, "t": "y"}])
+def test_code_hashes_of_str_are_kept_as_json(hashes: dict[str, str]) -> None:
+    import json
+
+    (row,) = _codec.encode_batch(run(hashes)).runs
+    assert json.loads(row[-1]) == hashes
+
+
+@pytest.mark.parametrize(
+    "hashes", [{1: "a"}, {"s": "\ud800"}, {"\udfff": "a"}, {"s": float("nan")}, ["s"]]
+)
+def test_code_hashes_that_are_not_str_to_str_utf8_are_refused(hashes: object) -> None:
+    with pytest.raises(StoreError, match="code_hashes"):
+        _codec.encode_batch(run(hashes))
+
+
+def test_a_step_without_output_and_one_with_none_differ() -> None:
+    def step(**kw: object) -> StepRecord:
+        return StepRecord(run_id="r1", step_id="s", attempt=1, status=StepStatus.COMPLETED,
+                          started_at=NOW, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    none, absent = _codec.encode_batch(
+        Batch(steps=[step(output=None, has_output=True), step(has_output=False)])
+    ).steps
+    assert (none[3], none[7], none[8]) == ("completed", "null", "json")
+    assert (absent[7], absent[8]) == (None, "none")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("run_id", "\ud800"), ("step_id", 3), ("status", RunStatus.RUNNING), ("step_id", "\udc00")],
+)
+def test_event_keys_are_checked_on_the_fast_path_too(field: str, value: object) -> None:
+    fields: dict[str, object] = dict(run_id="r1", status="running", at=NOW, step_id="s", attempt=1)
+    fields[field] = value
+    with pytest.raises(StoreError):
+        _codec.encode_batch(Batch(events=[EventRecord(**fields)]))  # type: ignore[arg-type]
+
+
+def test_non_ascii_keys_that_are_valid_utf8_are_kept() -> None:
+    out = _codec.encode_batch(
+        Batch(
+            steps=[StepRecord(run_id="r1", step_id="é", attempt=1, status="running",  # type: ignore[arg-type]
+                              started_at=NOW)],
+            events=[EventRecord(run_id="r1", status="running", at=NOW, step_id="é", attempt=1)],
+        )
+    )  # fmt: skip
+    assert out.steps[0][1] == "é" and out.steps[0][3] == "running"
+    assert out.events[0][2] == "é" and out.events[0][7].startswith("r1\x1fé\x1f1\x1frunning")
