@@ -1,5 +1,6 @@
-"""The store's DuckDB setup (`wfnb.store.duckdb._tuning`): small blocks for new
-files, one thread, no extension downloads, and a user's own connect still works."""
+"""The store's memory footprint: its DuckDB setup (`wfnb.store.duckdb._tuning`:
+small blocks for new files, one thread, no extension downloads, and a user's own
+connect still works) and no table library loaded until a table is asked for."""
 
 from __future__ import annotations
 
@@ -95,3 +96,35 @@ def test_a_plain_connect_in_this_process_works_while_the_store_holds_the_file(
         assert asyncio.run(held()) == [("r1",)]
     finally:
         asyncio.run(store.close())
+
+
+def test_a_durable_run_without_tables_loads_no_table_library(tmp_path: Path) -> None:
+    """pandas, pyarrow and numpy cost memory (issue 13): they load only when a table
+    is asked for (a table output, ``store.sql``), not for a durable run and reading
+    its history back."""
+    import subprocess
+    import sys
+
+    from tests.store._procs import ROOT
+
+    code = f"""
+import asyncio, sys
+import wfnb
+from wfnb.store.duckdb import DuckDBStore
+
+async def main():
+    store = DuckDBStore({str(tmp_path / "wfnb.duckdb")!r})
+    engine = wfnb.Engine(store=store, namespace={{"f": lambda: [1, 2]}})
+    wf = wfnb.Workflow.from_yaml("steps:\\n  a: {{code: f}}\\n  b: {{code: f, needs: [a]}}", name="w")
+    result = await (await engine.start(wf))
+    assert result.status == "completed", result
+    assert len(await store.get_steps(run_id=result.run_id)) == 2
+    assert await store.get_events(run_id=result.run_id)
+    await engine.close()
+
+asyncio.run(main())
+print(",".join(m for m in ("pandas", "pyarrow", "numpy") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
