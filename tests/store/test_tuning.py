@@ -41,7 +41,7 @@ def test_a_new_store_file_has_small_blocks(tmp_path: Path, name: str) -> None:
     store = DuckDBStore(tmp_path / name)
     asyncio.run(store.write(Batch(runs=[run_rec()])))
     asyncio.run(store.close())
-    assert block_size(tmp_path / name) == _tuning.BLOCK_SIZE == 32 * 1024
+    assert block_size(tmp_path / name) == _tuning.BLOCK_SIZE == 64 * 1024
     again = DuckDBStore(tmp_path / name)
     assert asyncio.run(again.get_run(run_id="r1")) is not None
     asyncio.run(again.close())
