@@ -9,6 +9,7 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 - ``_fork``    what a store does in a forked child: refuse clearly, never hang
 - ``_schema``  the SQL: schema v1 and its migrations, upserts, reads
 - ``_lock``    opening a file another process holds: retry, `StoreLocked` naming it
+- ``_tuning``  the DuckDB settings (memory, no downloads) and new files' block size
 - ``_tables``  which table outputs become DuckDB tables, and writing them
 - ``_waiters`` handing results back to the caller's thread (and loop)
 - ``_writer``  the writer thread: group commit, folding, connection lifetime

@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from wfnb.errors import StoreError, StoreLocked
+from wfnb.store.duckdb import _tuning
 
 
 def translate(exc: duckdb.Error, path: Path) -> StoreError:
@@ -64,13 +65,15 @@ def refuse_foreign(path: Path) -> None:
 
 
 def connect_with_retry(path: Path, lock_timeout: float) -> duckdb.DuckDBPyConnection:
-    """A read-write connection, waiting up to ``lock_timeout`` s for another process."""
+    """A read-write connection, waiting up to ``lock_timeout`` s for another process;
+    a new file is created and the connection set up as `_tuning` says."""
     refuse_foreign(path)
+    _tuning.create_small(path)
     deadline = time.monotonic() + lock_timeout
     delay = 0.005
     while True:
         try:
-            return duckdb.connect(str(path))
+            con = duckdb.connect(str(path))
         except duckdb.Error as exc:
             if "lock" not in str(exc).lower():
                 raise translate(exc, path) from exc
@@ -84,6 +87,13 @@ def connect_with_retry(path: Path, lock_timeout: float) -> duckdb.DuckDBPyConnec
                 ) from exc
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.25)
+            continue
+        try:
+            _tuning.apply(con)
+        except duckdb.Error as exc:
+            con.close()
+            raise translate(exc, path) from exc
+        return con
 
 
 def owner_path(path: Path) -> Path:
