@@ -1,0 +1,73 @@
+"""A chain step costs one checkpoint batch, so one journal fsync: step k's
+after-record and step k+1's before-record go to the store together, and k+1
+starts only once that batch is durable (issue 13)."""
+
+import asyncio
+
+import wfnb
+from wfnb.model import StepStatus
+from wfnb.store.base import Batch
+from wfnb.store.duckdb import DuckDBStore
+
+from ..conftest import arun
+
+
+def chain(n: int, name: str = "chain") -> wfnb.Workflow:
+    steps = {f"s{i}": {"code": "step", **({"needs": [f"s{i - 1}"]} if i else {})} for i in range(n)}
+    return wfnb.Workflow(name=name, steps=steps)
+
+
+class Recording(wfnb.MemoryStore):
+    """Keeps, per batch written, the (step, status) pairs of its step records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[set[tuple[str, StepStatus]]] = []
+
+    async def write(self, batch: Batch) -> None:
+        await super().write(batch)
+        if batch.steps:
+            self.batches.append({(s.step_id, s.status) for s in batch.steps})
+
+
+def test_a_chain_step_is_one_batch_holding_the_last_end_and_the_next_start():
+    store = Recording()
+    durable_before_start: list[bool] = []
+
+    async def step() -> None:
+        # this step's before-record is in a batch the store has taken already
+        running = {sid for b in store.batches for sid, st in b if st is StepStatus.RUNNING}
+        durable_before_start.append(len(running) == len(durable_before_start) + 1)
+
+    engine = wfnb.Engine(store=store, namespace={"step": step})
+
+    async def main() -> bool:
+        return (await (await engine.start(chain(6)))).ok
+
+    assert arun(main())
+    assert durable_before_start == [True] * 6
+    # the first start alone, then each end with the next start, then the last end
+    assert len(store.batches) == 7
+    for k in range(1, 6):
+        assert {(f"s{k - 1}", StepStatus.COMPLETED), (f"s{k}", StepStatus.RUNNING)} <= (
+            store.batches[k]
+        )
+
+
+def test_each_more_chain_step_costs_one_journal_frame(tmp_path):
+    async def step() -> None:
+        await asyncio.sleep(0)
+
+    async def main() -> list[int]:
+        store = DuckDBStore(tmp_path / "chain.duckdb")
+        engine = wfnb.Engine(store=store, namespace={"step": step})
+        frames = []
+        for n in (10, 20):
+            before = store.stats["frames"]
+            assert (await (await engine.start(chain(n, f"chain{n}")))).ok
+            frames.append(store.stats["frames"] - before)
+        await engine.close()
+        return frames
+
+    short, long = arun(main())
+    assert long - short == 10
