@@ -85,6 +85,7 @@ WHAT = {
     "random": "of unknown contents",
     "sqlite": "a SQLite database",
     "empty-ish": "of unknown contents",
+    "empty": "an empty file",
 }
 
 
@@ -101,9 +102,11 @@ def not_duckdb(kind: str, path: Path) -> None:
         con.close()
     elif kind == "empty-ish":
         path.write_bytes(b"\x00" * 10)
+    elif kind == "empty":
+        path.touch()
 
 
-@pytest.mark.parametrize("kind", ["text", "random", "sqlite", "empty-ish"])
+@pytest.mark.parametrize("kind", ["text", "random", "sqlite", "empty-ish", "empty"])
 def test_a_file_that_is_not_duckdb_is_refused_and_left_as_it_was(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "data.duckdb"
     not_duckdb(kind, path)

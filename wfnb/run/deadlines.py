@@ -1,6 +1,6 @@
 """Leaf steps' timeouts, sharing timers.
 
-Every step has a timeout (an hour unless it says), so `asyncio.timeout` around each
+Every step has a timeout (300 s unless it says), so `asyncio.timeout` around each
 one armed and cancelled a timer of its own: a handle pushed on the loop's heap and
 an async context manager per step, an eighth of the engine's cost of a no-op step.
 Here a deadline is rounded up to a tick of a thousandth of the timeout (at least a
@@ -25,7 +25,7 @@ from types import TracebackType
 
 
 class Deadlines:
-    """The timeouts of the leaf steps running on one event loop."""
+    """The timeouts of one run's leaf steps (each `LiveRun` has its own)."""
 
     __slots__ = ("_loop", "_due")
 

@@ -13,7 +13,9 @@ counting); the collections during the run walk only what came since. When the la
 large run ends it is unfrozen (`gc.unfreeze`), so nothing is kept for good. Both are
 constant-time. Small runs never touch the collector. A program that freezes the
 heap itself (before forking workers, say) should not run large workflows meanwhile:
-the end of one unfreezes its objects too.
+the end of one unfreezes its objects too. A large run paused for a person is
+still in flight, so the heap stays frozen through the pause: garbage cycles made
+before it started wait for its end (docs/python-api.md tells users).
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ def refuse_foreign(path: Path) -> None:
     DuckDB itself refuses most such files, but not all: given a SQLite file it
     loads its SQLite extension (downloading it if it can) and attaches the file
     read-write, and the schema migration would then write wfnb's tables into the
-    user's database. So the first bytes are checked before DuckDB sees the file;
-    an empty file is a database not yet written and is fine."""
+    user's database. So the first bytes are checked before DuckDB sees the file.
+    An empty file is refused too: DuckDB opens only files it wrote itself."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(64)
@@ -50,9 +50,11 @@ def refuse_foreign(path: Path) -> None:
     except OSError as exc:
         raise StoreError(f"cannot read the store {path}: {exc}") from exc
     at, magic = _DUCKDB_MAGIC
-    if not head or head[at : at + len(magic)] == magic:
+    if head[at : at + len(magic)] == magic:
         return
-    if head.startswith(b"SQLite format 3\x00"):
+    if not head:
+        what = "an empty file"
+    elif head.startswith(b"SQLite format 3\x00"):
         what = "a SQLite database"
     elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
         what = "a text file"
