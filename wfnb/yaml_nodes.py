@@ -139,17 +139,23 @@ def _check_depth(text: str, line_offset: int) -> None:
             event = loader.get_event()
             if isinstance(event, opening):
                 depth += 1
-                if depth > MAX_DEPTH:
-                    raise YamlError(
-                        f"the YAML nests mappings and lists more than {MAX_DEPTH} deep",
-                        line=event.start_mark.line + 1 + line_offset,
-                    )
+                _refuse_nesting(depth, event.start_mark, line_offset)
             elif isinstance(event, closing):
                 depth -= 1
     except yaml.YAMLError:
         pass  # composing reports it, with its line
     finally:
         loader.dispose()
+
+
+def _refuse_nesting(depth: int, mark: yaml.Mark, line_offset: int) -> None:
+    """The one nesting rule, for both the event scan and the walk that builds the
+    data: ``depth`` counts the mappings and lists around the one at ``mark``."""
+    if depth > MAX_DEPTH:
+        raise YamlError(
+            f"the YAML nests mappings and lists more than {MAX_DEPTH} deep",
+            line=mark.line + 1 + line_offset,
+        )
 
 
 _FLOW_CONTEXTS = {"while parsing a flow mapping": "{", "while parsing a flow sequence": "["}
@@ -237,11 +243,7 @@ def build_data(root: yaml.Node, line_offset: int) -> Any:
             return reuse(node, sizes[key])
         if key in visiting:
             raise YamlError("the YAML refers to itself through an alias", line=line_of(node))
-        if depth > MAX_DEPTH:
-            raise YamlError(
-                f"the YAML nests mappings and lists more than {MAX_DEPTH} deep",
-                line=line_of(node),
-            )
+        _refuse_nesting(depth, node.start_mark, line_offset)
         visiting.add(key)
         total = 1
         plain = True
