@@ -17,8 +17,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wfnb"
 
 #: what the headless core must never load, even lazily
 HEAVY = ("IPython", "ipywidgets", "graphviz", "duckdb")
-#: the core: the model up to the engine (the notebook and the stores sit apart)
-CORE = ("wfnb.model", "wfnb.parse", "wfnb.dag", "wfnb.instances", "wfnb.run", "wfnb.engine")
+#: the core: YAML reading and the model up to the engine (the notebook and the
+#: stores sit apart)
+CORE = (
+    "wfnb.yaml_nodes",
+    "wfnb.model",
+    "wfnb.parse",
+    "wfnb.dag",
+    "wfnb.instances",
+    "wfnb.run",
+    "wfnb.engine",
+)
 
 
 def _module_name(path: Path) -> str:
