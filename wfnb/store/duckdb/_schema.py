@@ -1,6 +1,6 @@
 """The SQL: schema and its migrations, and the reads (the fold's upserts are ``_upsert``).
 
-Schema (v6) — tables a user may query (times are UTC ``TIMESTAMP``s):
+Schema (v7) — tables a user may query (times are UTC ``TIMESTAMP``s):
 
 ``workflows``  name, definition (the YAML), definition_hash, created_at
 ``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
@@ -178,6 +178,15 @@ def _v6_traceback(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _v7_journal_format_2(con: duckdb.DuckDBPyConnection) -> None:
+    """No DDL: the version says the journal beside this file is in format 2 (see
+    ``_journal``). A wfnb from before format 2 reads its 16-byte file header as a
+    torn frame and truncates the journal, losing acknowledged checkpoints; it runs
+    `migrate` before opening the journal, so this version makes it refuse the store
+    ("newer than this wfnb understands") before it touches the journal."""
+    del con
+
+
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     _v1,
@@ -186,6 +195,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     _v4,
     _v5_events,
     _v6_traceback,
+    _v7_journal_format_2,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
