@@ -9,7 +9,10 @@ and keeps, beside them, the model a crash-consistency argument uses:
 - a *directory entry* (a new file, a rename) is durable as of the last ``fsync``
   of its directory;
 - with ``torn`` set, a random prefix of the bytes appended since the last fsync
-  survives too (a torn append, as when the size reached the disk before the data).
+  survives too (a torn append, as when the size reached the disk before the data);
+  and where the file was cut and written again since (a truncation not fsync'd), a
+  random prefix of the new bytes lands in place over the fsync'd ones, which keep
+  the rest of the file (a filesystem that overwrites in place: the cut is lost).
 
 At operation number ``crash_at`` the power goes: before doing it, the layer builds
 the disk image (path -> bytes) of what survives, hands it to ``on_power_loss``
@@ -75,6 +78,10 @@ class PowerLossFiles:
                 if current.startswith(content) and len(current) > len(content):
                     extra = current[len(content) :]
                     content += extra[: self.torn.randint(0, len(extra))]
+                elif not current.startswith(content):  # cut and written again
+                    same = len(os.path.commonprefix([current, content]))
+                    end = same + self.torn.randint(0, len(current) - same)
+                    content = current[:end] + content[end:]
             out[path] = content
         return out
 

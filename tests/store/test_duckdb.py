@@ -141,7 +141,7 @@ def test_a_v2_file_gets_calls_and_the_worker_column_and_views_show_it(db: Path) 
         rows = store.sql(f"SELECT step_id, coalesce(worker, '-') FROM {view} ORDER BY step_id")
         assert rows.values.tolist() == [["new", "tcp://127.0.0.1:4242"], ["old", "-"]]
     versions = store.sql("SELECT version FROM schema_version ORDER BY version")
-    assert versions.version.tolist() == [1, 2, 3, 4, 5, 6]  # v3 (calls), v4 (worker), ...
+    assert versions.version.tolist() == [1, 2, 3, 4, 5, 6, 7]  # v3 (calls), v4 (worker), ...
     assert store.sql("SELECT count(*) AS n FROM http_requests").n.tolist() == [0]
     asyncio.run(store.close())
 
@@ -159,6 +159,22 @@ def test_a_journal_frame_from_before_calls_is_still_folded(db: Path) -> None:
     store = DuckDBStore(db)
     assert asyncio.run(store.get_run(run_id="r1")) is not None
     asyncio.run(store.close())
+
+
+def test_a_store_with_a_format_2_journal_is_refused_by_a_wfnb_before_it(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wfnb from before journal format 2 (schema 6) would cut a format-2 journal
+    as a torn frame; it migrates before opening the journal, so schema 7 stops it."""
+    store = DuckDBStore(db)
+    write(store, runs=[run_rec()])
+    asyncio.run(store.close())
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (7,)
+    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 6)  # the wfnb of journal format 1
+    with pytest.raises(StoreError, match="schema version 7, newer than this wfnb"):
+        _schema.migrate(con, target=6)
+    con.close()
 
 
 def test_a_newer_schema_is_refused_clearly(db: Path) -> None:

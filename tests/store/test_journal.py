@@ -225,3 +225,39 @@ def test_damage_in_the_first_frame_is_reported_too(path: Path) -> None:
     with pytest.raises(JournalCorrupt) as caught:
         reopen(path)
     assert caught.value.offset == starts[0]
+
+
+def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_frame(
+    path: Path,
+) -> None:
+    """The cut after a fold must be durable before a new frame is written over
+    where the folded ones were (see `Journal.reset`); if its fsync fails, the next
+    append makes it durable first, and fails rather than write if it cannot."""
+    done: list[str] = []
+
+    class Logged(FailingFiles):
+        def write(self, fd: int, data: bytes) -> int:
+            done.append("write")
+            return super().write(fd, data)
+
+        def fsync(self, fd: int) -> None:
+            done.append("fsync")
+            super().fsync(fd)
+
+        def truncate(self, fd: int, size: int) -> None:
+            done.append("truncate")
+            super().truncate(fd, size)
+
+    files = Logged(errno.EIO, ops=("fsync",))
+    journal = Journal(path, files)
+    journal.open()
+    journal.append(1, rows(1))
+    files.failing = True
+    with pytest.raises(OSError):
+        journal.reset()
+    files.failing = False
+    done.clear()
+    journal.append(2, rows(2))
+    journal.close()
+    assert done == ["truncate", "fsync", "write", "fsync"]
+    assert [seq for seq, _ in reopen(path)] == [2]

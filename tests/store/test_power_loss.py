@@ -25,6 +25,7 @@ from tests.store._powerloss import LyingFsync, PowerLossFiles
 from wfnb.errors import StoreError
 from wfnb.store.base import Batch
 from wfnb.store.duckdb import DuckDBStore
+from wfnb.store.duckdb._journal import HEADER, Journal
 
 WORKFLOW = """
 steps:
@@ -181,3 +182,33 @@ def test_the_check_catches_an_fsync_that_keeps_nothing(tmp_path: Path) -> None:
     files = LyingFsync(crash_at=count_ops(tmp_path / "count") // 2)
     store = run_until_power_loss(tmp_path / "lie", files)
     assert lost_checkpoints(tmp_path / "lie" / "image", store.writes) != []
+
+
+class _Halfway(random.Random):
+    """Tears every unsynced write at its middle, so a test needs no lucky seed."""
+
+    def randint(self, a: int, b: int) -> int:
+        return (a + b) // 2
+
+
+def test_a_torn_append_after_a_fold_is_a_torn_tail_not_corruption(tmp_path: Path) -> None:
+    """A fold cuts the journal back to its header. Were that cut not fsync'd, the
+    power going during the next append could keep the old, folded frames with the
+    new frame half written over the first of them: damaged bytes with intact frames
+    after them, which opening must refuse as `JournalCorrupt`. So the cut is
+    fsync'd, and what survives is a torn tail."""
+    path = tmp_path / "wfnb.duckdb.journal"
+    kept: dict[Path, bytes] = {}
+    files = PowerLossFiles(torn=_Halfway(), on_power_loss=kept.update)
+    journal = Journal(path, files)
+    journal.open()
+    for seq in (1, 2, 3):
+        journal.append(seq, [[("run", seq, "folded")]])
+    journal.reset()  # as after a fold
+    files.crash_at = files.ops + 2  # the next frame is written, the power goes at its fsync
+    with pytest.raises(OSError):
+        journal.append(4, [[("run", 4, "never acknowledged")]])
+    journal.close()
+    path.write_bytes(kept[path])
+    assert Journal(path).open() == []
+    assert path.read_bytes() == HEADER

@@ -7,7 +7,8 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 - ``_journal`` the fsync'd append-only journal that acknowledges checkpoints
 - ``_files``   the file I/O seam the journal writes through (tests inject faults)
 - ``_fork``    what a store does in a forked child: refuse clearly, never hang
-- ``_schema``  the SQL: schema v1 and its migrations, upserts, reads
+- ``_schema``  the SQL: the schema and its migrations, the reads
+- ``_upsert``  the fold's write side: journalled rows upserted, one statement a table
 - ``_lock``    opening a file another process holds: retry, `StoreLocked` naming it
 - ``_tuning``  the DuckDB settings (memory, no downloads) and new files' block size
 - ``_tables``  which table outputs become DuckDB tables, and writing them

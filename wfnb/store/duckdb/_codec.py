@@ -97,6 +97,13 @@ def to_us(t: float | None) -> int | None:
 
 
 def _key(value: str | None, what: str, *, optional: bool = False) -> str | None:
+    """``value`` if it is a str DuckDB takes as a key (valid UTF-8), else `StoreError`.
+
+    The ASCII test below, the common case, is inlined in `encode_batch` for step and
+    event keys (five a step), calling this only when it fails: the call costs more
+    than the test. Measured on a 200-step batch of `Batch.changes` (both versions
+    interleaved in one process, best of 40): 189 µs inlined against 224 µs with the
+    calls without outputs, 756 against 789 µs with a JSON output a step."""
     if type(value) is str and value.isascii():  # the common case, first: ≈ 10 per step
         return value
     if value is None and optional:
@@ -335,8 +342,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
             )
         )
     for s in batch.steps:
-        # keys checked inline when plain ASCII str (the common case): two calls
-        # fewer per record, measurable at 10,000 steps
+        # `_key`'s fast path, inlined (see its docstring)
         if not (type(s.run_id) is str and s.run_id.isascii()):
             _key(s.run_id, "run id")
         if not (type(s.step_id) is str and s.step_id.isascii()):
@@ -389,6 +395,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
     for e in batch.events:
         at = to_us(e.at)
         run_id, step_id, status = e.run_id, e.step_id, e.status
+        # `_key`'s fast path, inlined (see its docstring)
         if not (type(run_id) is str and run_id.isascii()):
             _key(run_id, "run id")
         if step_id is not None and not (type(step_id) is str and step_id.isascii()):

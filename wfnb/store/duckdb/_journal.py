@@ -260,12 +260,19 @@ class Journal:
         self._dirty = False
 
     def reset(self) -> None:
-        """Empty the journal after a fold. No fsync: if the truncation is lost, the
-        folded frames are skipped on replay by their seq (and the next append's
-        fsync makes it durable anyway)."""
+        """Empty the journal after a fold, and fsync that (one fsync a fold). Unsynced,
+        a power loss during the next append could keep the cut undone yet the new
+        frame's bytes, written in place at the header's end: a torn frame followed by
+        old, folded, intact frames, which `scan` must call corruption. A failed fsync
+        leaves the journal dirty, so the next append cuts (and fsyncs) again first."""
         if self._fd is not None and self._size > len(HEADER) and not self._dirty:
             self._files.truncate(self._fd, len(HEADER))
             self._size = len(HEADER)
+            try:
+                self._files.fsync(self._fd)
+            except OSError:
+                self._dirty = True
+                raise
 
     def close(self) -> None:
         if self._fd is not None:

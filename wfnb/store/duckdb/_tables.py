@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from wfnb.store.duckdb import _schema
+from wfnb.store.duckdb import _upsert
 from wfnb.store.duckdb._codec import PICKLE, PendingTable, pickled, table_name
 
 
@@ -51,7 +51,7 @@ def store(
     replaced; returns the step rows, a table `vet` refused as a pickle."""
     fresh = {t.name: t for t in tables}
     out = []
-    for row in _schema.last_per_key(steps, 3):
+    for row in _upsert.last_per_key(steps, _upsert.KEYS["steps"]):
         name = row[9]
         if name is None or name not in fresh:
             out.append(row)

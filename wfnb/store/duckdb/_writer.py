@@ -35,7 +35,7 @@ import duckdb
 
 from wfnb.errors import StoreError, StoreLocked
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import _fork, _lock, _schema, _tables
+from wfnb.store.duckdb import _fork, _lock, _schema, _tables, _upsert
 from wfnb.store.duckdb._codec import (
     EncodedBatch,
     PendingTable,
@@ -321,7 +321,7 @@ class Writer:
             verdicts = _tables.vet(con, tables)
             con.execute("BEGIN")
             steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
-            _schema.upsert(con, workflows, runs, steps, calls, events)
+            _upsert.upsert(con, workflows, runs, steps, calls, events)
             if frames:
                 _schema.set_folded_seq(con, frames[-1][0])
             con.execute("COMMIT")

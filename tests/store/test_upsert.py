@@ -1,4 +1,4 @@
-"""The fold's SQL (``_schema.upsert``): what it sends DuckDB and what it keeps."""
+"""The fold's SQL (``_upsert.upsert``): what it sends DuckDB and what it keeps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from wfnb.store.duckdb import _schema
+from wfnb.store.duckdb import _schema, _upsert
 
 US = 1_763_990_000_000_000
 
@@ -33,9 +33,9 @@ def test_a_column_null_or_equal_in_every_row_is_not_sent_as_a_list() -> None:
     """Each value handed to DuckDB costs the same, None or not: an all-NULL column
     is a typed NULL in the statement, a column of one value is that one value, so
     only the other columns are lists."""
-    L, S, N = _schema._LIST, _schema._SAME, _schema._NULL
+    L, S, N = _upsert._LIST, _upsert._SAME, _upsert._NULL
     shape = (S, L, S, S, L, L) + (N,) * 8  # error .. traceback all NULL
-    sql = _schema._upsert_sql("steps", shape)
+    sql = _upsert._upsert_sql("steps", shape)
     assert "$6" in sql and "$7" not in sql
     assert "NULL::BLOB AS output_pickle" in sql
     assert "$1 AS run_id" in sql and "unnest($2) AS step_id" in sql
@@ -45,11 +45,11 @@ def test_a_fold_keeps_the_last_row_of_each_key_and_nulls_unsent_columns(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
     con.execute("BEGIN")
-    _schema.upsert(con, [], [], [step_row("a", "running", error="old"), step_row("b", "running")])
+    _upsert.upsert(con, [], [], [step_row("a", "running", error="old"), step_row("b", "running")])
     con.execute("COMMIT")
     done = step_row("a", "completed", ended_at=US + 2000, output="1", output_kind="json")
     con.execute("BEGIN")
-    _schema.upsert(con, [], [], [step_row("a", "running"), done])
+    _upsert.upsert(con, [], [], [step_row("a", "running"), done])
     con.execute("COMMIT")
     rows = con.execute(
         "SELECT step_id, status, error, output::VARCHAR, duration_ms FROM steps ORDER BY step_id"
@@ -61,8 +61,8 @@ def test_a_fold_of_one_row_and_of_rows_sharing_values_keeps_every_value(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
     con.execute("BEGIN")
-    _schema.upsert(con, [], [], [step_row("a", "running", output_pickle=b"\x00")])
-    _schema.upsert(con, [], [], [step_row(s, "running", attempt=2, worker="w") for s in "bc"])
+    _upsert.upsert(con, [], [], [step_row("a", "running", output_pickle=b"\x00")])
+    _upsert.upsert(con, [], [], [step_row(s, "running", attempt=2, worker="w") for s in "bc"])
     con.execute("COMMIT")
     rows = con.execute(
         "SELECT run_id, step_id, attempt, output_pickle, worker, epoch_us(started_at) "
@@ -82,6 +82,6 @@ def test_a_workflow_written_twice_in_one_fold_is_keyed_by_its_hash(
     one fold (the definition text differing) must collapse, not make DuckDB refuse
     to update one row twice."""
     con.execute("BEGIN")
-    _schema.upsert(con, [("etl", "a: 1", "h", US), ("etl", "a:  1", "h", US + 1)], [], [])
+    _upsert.upsert(con, [("etl", "a: 1", "h", US), ("etl", "a:  1", "h", US + 1)], [], [])
     con.execute("COMMIT")
     assert con.execute("SELECT name, definition FROM workflows").fetchall() == [("etl", "a:  1")]
