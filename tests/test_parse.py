@@ -1,6 +1,8 @@
 """Bad input gets a clear error naming the step and the line, never a deep traceback."""
 
 
+import pytest
+
 import wfnb
 from wfnb.parse import parse_workflow
 
@@ -161,3 +163,37 @@ def test_values_are_those_of_yaml_and_unsafe_tags_name_the_line():
     }  # fmt: skip
     err = error_of("steps:\n  a: {code: f}\n  b: !!python/object:os.system {}\n")
     assert isinstance(err, wfnb.YamlError) and err.line == 3
+
+
+def test_a_large_parse_sets_off_no_cyclic_collection_and_leaves_the_collector_as_it_was():
+    # Half of a 10,000-step parse was full collections over its own node tree
+    # (benchmarks/bench_parse.py); the collector now rests while a text is parsed.
+    import gc
+
+    text = "steps:\n" + "".join(
+        f"  s{i}: {{code: f{', needs: [s' + str(i - 1) + ']' if i else ''}}}\n" for i in range(3000)
+    )
+    collections = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        wfnb.Workflow.from_yaml(text, name="big")
+        assert gc.isenabled()
+        # Before: 201 collections, 2 of them full. Now at most the one that the
+        # first allocation after the parse sets off.
+        assert len(collections) <= 1 and 2 not in collections
+        gc.disable()
+        try:
+            wfnb.Workflow.from_yaml(text, name="big")
+            assert not gc.isenabled()  # a caller's choice is kept
+        finally:
+            gc.enable()
+        with pytest.raises(wfnb.DefinitionError):
+            wfnb.Workflow.from_yaml(text + "  bad: {code: f, needs: [nope]}\n", name="bad")
+        assert gc.isenabled()
+    finally:
+        gc.callbacks.remove(count)
