@@ -67,3 +67,61 @@ def test_one_rendering_has_one_budget_of_work():
     with pytest.raises(wfnb.TemplateRenderError, match="units of work"):
         template.render(text, SCOPE, step_id="s")
     assert template.render("{{ range(100000) | length }}", SCOPE) == 100000  # a fresh budget
+
+
+def test_every_filter_is_bounded_and_integers_are_sizes_only_where_they_are():
+    for text in (
+        "{{ ('<' * 999999) | escape }}",  # 3,999,996 characters before
+        "{{ ('é' * 999999) | urlencode }}",
+        "{{ ('<' * 999999) | tojson }}",
+        "{{ range(100000) | join('x' * 999999) }}",  # a separator per item: 100 GB before
+        "{{ ('\\n' * 999999) | indent('x' * 999999) }}",  # an indent per line
+    ):
+        with pytest.raises(wfnb.TemplateRenderError, match="would make a value"):
+            template.render(text, SCOPE, step_id="s")
+    ordinary = {
+        "{{ '%d' | format(1700000000) }}": "1700000000",  # a value, not a width: refused before
+        "{{ 'a<b' | escape }}": "a&lt;b",
+        "{{ inputs.names | map('upper') | join('-') }}": "A-B",
+        "{{ 'a\\nb' | indent('> ', first=True) }}": "> a\n> b",
+    }
+    assert {text: template.render(text, SCOPE) for text in ordinary} == ordinary
+
+
+def test_template_output_counts_against_the_budget():
+    # each urlencode makes 960,000 characters (allowed); twenty of them do not fit
+    text = "{% set s = 'é' * 160000 %}{% for i in range(20) %}{{ s | urlencode }}{% endfor %}"
+    with pytest.raises(wfnb.TemplateRenderError, match="units of work"):
+        template.render(text, SCOPE, step_id="s")
+    macro = "{% macro m() %}{{ 'x' * 100000 }}{% endmacro %}"
+    with pytest.raises(wfnb.TemplateRenderError, match="units of work"):
+        template.render(macro + "{% for i in range(200) %}{{ m() }}{% endfor %}", SCOPE)
+    assert (
+        len(template.render(macro + "{% for i in range(20) %}{{ m() }}{% endfor %}", SCOPE))
+        == 2_000_000
+    )
+
+
+def test_power_counts_the_bits_it_makes():
+    assert template.render("{{ 2 ** 60000 }}", SCOPE) == 2**60000  # refused as 120,000 bits before
+    assert template.render("{{ 2 ** 99999 }}", SCOPE).bit_length() == 100_000
+    assert template.render("{{ (-3) ** 3 }} {{ 0 ** 9 }} {{ 1 ** 99999999 }}", SCOPE) == "-27 0 1"
+    assert template.render("{{ 2 ** -2 }}", SCOPE) == 0.25
+    with pytest.raises(wfnb.TemplateRenderError, match="about 100,001 bits"):
+        template.render("{{ 2 ** 100000 }}", SCOPE)
+    with pytest.raises(wfnb.TemplateRenderError, match="would make an integer"):
+        template.render("{{ 7 ** 100000000 }}", SCOPE)
+
+
+def test_loop_iterations_count_against_the_budget():
+    # 16,000,000 iterations each (small enough to end, uncounted, before the fix)
+    long = "{% set s = 'x' * 4000 %}"
+    for loops in (
+        "{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}",  # empty body: no cost before
+        "{% for a in s | map('upper') %}{% for b in s if b %}{% endfor %}{% endfor %}",
+        "{% for a in [s] recursive %}{{ loop(s) if loop.depth < 3 }}{% endfor %}",
+    ):
+        with pytest.raises(wfnb.TemplateRenderError, match="units of work"):
+            template.render(long + loops, SCOPE, step_id="s")
+    loop = "{% for x in inputs.names if x != 'b' %}{{ loop.index }}{{ x }}{% endfor %}"
+    assert template.render(loop, SCOPE) == "1a"

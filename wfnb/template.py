@@ -12,9 +12,10 @@ serves the run), and a name that is undefined when a step runs raises
 from __future__ import annotations
 
 import functools
+import math
 import re
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from wfnb.errors import TemplateError, TemplateRenderError
@@ -32,11 +34,13 @@ MAX_VALUE_SIZE = 1_000_000
 MAX_INT_BITS = 100_000
 #: a format width or precision (``"%10d"``, ``"{:>10}"``)
 MAX_WIDTH = 10_000
-#: what one rendering may do in all: characters and items made, range items made
+#: what one rendering may do in all: characters and items made (output included),
+#: range items made, loop iterations, and items that filters read
 MAX_RENDER_WORK = 10_000_000
 
 _work: ContextVar[list[int] | None] = ContextVar("wfnb_template_work", default=None)
 _SIZED = (str, bytes, list, tuple)
+_OUTPUT_CHUNK = 65_536  # template output is charged this many characters at a time
 _PRINTF = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _DIGITS = re.compile(r"\d+")
 
@@ -49,9 +53,15 @@ def _spend(size: int, what: str) -> None:
             f"{what} would make a value of {size:,} characters or items "
             f"(the limit is {MAX_VALUE_SIZE:,})"
         )
+    _charge(size)
+
+
+def _charge(units: int) -> None:
+    """Count ``units`` against the rendering's budget only: reading a long step
+    output is allowed, doing so without end is not."""
     work = _work.get()
     if work is not None:
-        work[0] += size
+        work[0] += units
         if work[0] > MAX_RENDER_WORK:
             raise SecurityError(f"the template did over {MAX_RENDER_WORK:,} units of work")
 
@@ -70,8 +80,10 @@ def _check_product(left: Any, right: Any) -> None:
 
 
 def _check_power(base: Any, exponent: Any) -> None:
+    """``b ** e`` has ``floor(e * log2|b|) + 1`` bits (``bit_length(b) * e``
+    overstated ``2 ** 60000`` as 120,000 bits)."""
     if _is_int(base) and _is_int(exponent) and abs(base) > 1 and exponent > 0:
-        _check_bits(abs(base).bit_length() * exponent, "`**`")
+        _check_bits(math.floor(math.log2(abs(base)) * exponent) + 1, "`**`")
 
 
 def _check_bits(bits: int, what: str) -> None:
@@ -112,23 +124,51 @@ def _check_ints(args: tuple[Any, ...], what: str) -> None:
             raise SecurityError(f"{what}: {value:,} is over the limit of {MAX_VALUE_SIZE:,}")
 
 
-def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A built-in filter that can grow a value (``center``, ``format``, ...),
-    with its sizes checked before it runs."""
+#: filters whose integer arguments are sizes (a width, a count of parts), so
+#: they are checked before the filter runs; other filters' integers are values
+_SIZE_ARGUMENTS = frozenset({"center", "indent", "wordwrap", "truncate", "batch", "slice"})
+#: filters with checks before they run (the rest are only counted)
+_CHECKED_FIRST = _SIZE_ARGUMENTS | {"format", "replace", "join"}
+#: what a filter reads, counted by its length (a generator is counted by its consumer)
+_READ = (str, bytes, list, tuple, dict, range)
 
-    @functools.wraps(fn)  # (keeps Jinja's pass_eval_context mark)
+
+def _check_filter_arguments(name: str, read: Any, values: tuple[Any, ...]) -> None:
+    """Sizes, widths and growth a filter would make, checked before it makes them."""
+    what = f"the {name} filter"
+    if name in _SIZE_ARGUMENTS:
+        _check_ints(values, what)
+    texts = [value for value in values if isinstance(value, str)]
+    if name == "format" and texts:
+        _check_printf(texts[0])
+    if name == "replace" and len(texts) >= 3:
+        text, old, new = texts[:3]
+        _spend(len(text) + text.count(old or " ") * max(len(new) - len(old), 0), "replace")
+    inserts = texts[1:] if texts and texts[0] is read else texts
+    if name in ("join", "indent") and isinstance(read, _READ) and inserts:  # per item/line
+        parts = len(read) if name == "join" else str(read).count("\n") + 1
+        _spend(len(read) + parts * len(inserts[0]), what)
+
+
+def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter (every filter of the sandbox) bounded: the items it reads count
+    against the rendering's budget, sizes it takes are checked before it runs,
+    and what it makes (``escape``, ``urlencode``, ``tojson``, ...) is a value
+    like any other. (Per call, so kept lean: filters are on the hot path.)"""
+    first = 1 if hasattr(fn, "jinja_pass_arg") else 0  # after the context Jinja passes
+    checked_first = name in _CHECKED_FIRST
+    what = f"the {name} filter"
+
+    @functools.wraps(fn)  # (keeps Jinja's pass_context/pass_eval_context marks)
     def bounded(*args: Any, **kwargs: Any) -> Any:
-        values = (*args, *kwargs.values())
-        _check_ints(values, f"the {name} filter")
-        texts = [value for value in values if isinstance(value, str)]
-        if name == "format" and texts:
-            _check_printf(texts[0])
-        if name == "replace" and len(texts) >= 3:
-            text, old, new = texts[:3]
-            _spend(len(text) + text.count(old or " ") * max(len(new) - len(old), 0), "replace")
+        read = args[first] if len(args) > first else None
+        if isinstance(read, _READ):
+            _charge(len(read))
+        if checked_first:
+            _check_filter_arguments(name, read, (*args, *kwargs.values()))
         result = fn(*args, **kwargs)
         if isinstance(result, _SIZED):
-            _spend(len(result), f"the {name} filter")
+            _spend(len(result), what)
         return result
 
     return bounded
@@ -141,7 +181,25 @@ def _range(*args: int) -> range:
 
 
 class _CodeGenerator(CodeGenerator):
-    """``a ~ b`` concatenates through `_Environment.bounded_concat`, so it is counted."""
+    """``a ~ b`` concatenates through `_Environment.bounded_concat`, and a ``for``
+    loop iterates through `_Environment.counted_iter`, so both are counted.
+    (Jinja2 allows no new node types, so a loop's iterable is known by its id.)"""
+
+    _loop_iterables: set[int] | None = None
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        if self._loop_iterables is None:
+            self._loop_iterables = set()
+        self._loop_iterables.add(id(node.iter))
+        super().visit_For(node, frame)
+
+    def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        if self._loop_iterables is None or id(node) not in self._loop_iterables:
+            return super().visit(node, *args, **kwargs)
+        self.write("environment.counted_iter(")
+        super().visit(node, *args, **kwargs)
+        self.write(")")
+        return None
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_concat((")
@@ -153,8 +211,9 @@ class _CodeGenerator(CodeGenerator):
 
 class _Environment(ImmutableSandboxedEnvironment):
     """Jinja2's immutable sandbox, plus bounds: ``*``, ``**``, ``%``, ``+``, ``~``,
-    ``range``, ``str`` methods and the filters that grow values check the size of
-    what they would make, and one rendering has a budget of work (see `_spend`).
+    ``range``, ``str`` methods and every filter check the size of what they would
+    make, and one rendering has a budget of work (see `_spend`) that its output,
+    its loop iterations and the items its filters read spend too.
 
     ``a.items`` on a mapping means its ``items`` key, not ``dict.items``: step
     outputs are JSON-like data, and their keys are what users mean."""
@@ -181,6 +240,35 @@ class _Environment(ImmutableSandboxedEnvironment):
             _spend(len(left) + len(right), "`+`")
         return super().call_binop(context, operator, left, right)
 
+    def concat(self, parts: Iterable[str]) -> str:
+        """Template output (and macro and block bodies): Jinja joins it here, and
+        each part counts against the budget before it is kept."""
+        kept, pending = [], 0
+        for part in parts:
+            kept.append(part)
+            pending += len(part)
+            if pending > _OUTPUT_CHUNK:  # (one charge per part costs a call each)
+                _charge(pending)
+                pending = 0
+        _charge(pending)
+        return "".join(kept)
+
+    def counted_iter(self, iterable: Any) -> Any:
+        """What a ``for`` loop walks: every iteration counts against the budget
+        (a sized value up front, anything else item by item)."""
+        try:
+            size = len(iterable)
+        except TypeError:
+            return self._count_each(iterable)
+        _charge(size)
+        return iterable
+
+    @staticmethod
+    def _count_each(iterable: Iterable[Any]) -> Iterator[Any]:
+        for item in iterable:
+            _charge(1)
+            yield item
+
     def bounded_concat(self, items: tuple[Any, ...]) -> str:
         texts = [str(item) for item in items]
         _spend(sum(map(len, texts)), "`~`")
@@ -193,6 +281,8 @@ class _Environment(ImmutableSandboxedEnvironment):
         return wrapped
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        if isinstance(__obj, LoopContext) and args:  # loop(children) in a recursive loop
+            args = (__self.counted_iter(args[0]), *args[1:])
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, _SIZED):  # "x".center(10**9), "ab".replace(...)
             _check_ints((*args, *kwargs.values()), f"{type(owner).__name__} method")
@@ -213,8 +303,8 @@ _ENV = _Environment(undefined=StrictUndefined, autoescape=False)
 for _name in ("lipsum", "cycler", "joiner", "namespace"):
     del _ENV.globals[_name]
 _ENV.globals["range"] = _range
-for _name in ("center", "indent", "format", "replace", "wordwrap", "truncate", "join"):
-    _ENV.filters[_name] = _bounded_filter(_name, _ENV.filters[_name])
+for _name, _filter in list(_ENV.filters.items()):
+    _ENV.filters[_name] = _bounded_filter(_name, _filter)
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
