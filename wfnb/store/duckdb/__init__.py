@@ -114,9 +114,10 @@ class DuckDBStore:
     folds them into DuckDB. A fold's cost is mostly fixed (a transaction, the
     primary-key indexes), and a step's `running` and `completed` rows folded
     together are written once instead of twice: 16,000 rather than 4,000 took a
-    10,000-step run of 500 waves × 20 from 1.64× to 1.34-1.44× the per-step CPU of
-    a 200-step one (`benchmarks/bench_engine.py --scale 10000 --store duckdb`),
-    with the same peak memory (`bench_memory.py --steps 10000`: 162 MB either way).
+    10,000-step run of 500 waves × 20 from 1.63-1.64× to 1.30-1.48× the per-step
+    CPU of a 200-step one in 8 runs of 9 (one 1.68×; `benchmarks/bench_engine.py
+    --scale 10000 --store duckdb`, load average 1-1.2), with the same peak memory
+    (`bench_memory.py --steps 10000`: 162 MB either way).
     """
 
     serializes_outputs: ClassVar[bool] = True
