@@ -126,11 +126,6 @@ class Definitions:
                         )
                     backend.check(found.fn, step_id=step_id)
                     fn = found.fn
-                if fn is not None:
-                    keys = tuple(sorted(step.with_))
-                    if (id(fn), keys) not in bound:
-                        check_signature(fn, keys)
-                        bound.add((id(fn), keys))
                 elif isinstance(spec, AgentSpec):
                     from wfnb.steps.agent import check_endpoint  # httpx only when used
 
@@ -141,6 +136,11 @@ class Definitions:
                         f"(known: {', '.join(sorted(self.workflows)) or 'none'})",
                         step_id=step_id,
                     )
+                if fn is not None:  # a code or skill step: can it take its `with` keys?
+                    keys = tuple(sorted(step.with_))
+                    if (id(fn), keys) not in bound:
+                        check_signature(fn, keys)
+                        bound.add((id(fn), keys))
             except DefinitionError as exc:
                 # (the line only now: a pydantic private attribute costs a
                 # microsecond a read, too much for every step of every start)
