@@ -157,7 +157,6 @@ class Scope:
         run, progress, frame = self.run, self.progress, self.frame
         steps, statuses, records = run.workflow.steps, run.statuses, self.records
         crash = run.host.crash if run.host.crash.points else None
-        indexed = bool(frame.index)
         while True:
             ready = progress.ready()
             if not ready.start and not ready.skip:
@@ -165,7 +164,7 @@ class Scope:
             for sid in ready.skip:
                 self._skip(sid, now)
             for sid in ready.start:
-                instance = frame.instance(sid) if indexed else sid
+                instance = frame.instance(sid)
                 step = steps[sid]
                 if step.if_ is not None:
                     try:
@@ -363,7 +362,6 @@ class Scope:
         if starts:
             done, quiet = self._slot_done, _CALLBACKS
             sid_of, running, active = self._sid_of, self.running, run.pauses.active
-            instance_of = frame.instance if frame.index else None
             for sid in starts:
                 # Reserve the step's place now, so the driver knows it is in flight.
                 slot: asyncio.Future[Outcome] = loop.create_future()
@@ -371,7 +369,7 @@ class Scope:
                 sid_of[slot] = sid
                 running[sid] = slot
                 slots[sid] = slot
-                active.add(instance_of(sid) if instance_of else sid)
+                active.add(frame.instance(sid))
 
         # A step may need what any earlier batch holds, and a refusal can come back
         # after a later batch went through: start nothing past a refused batch.
@@ -400,13 +398,13 @@ class Scope:
                         crash.hit("after", instance)
                     if listening:
                         events.outcome(instance, outcome)
-            steps, attempts, indexed = run.workflow.steps, run.attempts, bool(frame.index)
+            steps, attempts = run.workflow.steps, run.attempts
             for sid, slot in slots.items():
                 if not ok:
                     slot.cancel()
                 if slot.done():  # cancelled while its before-record was being written
                     continue
-                instance = frame.instance(sid) if indexed else sid
+                instance = frame.instance(sid)
                 if crash is not None:
                     crash.hit("started", instance)
                 attempt = attempts[instance]
