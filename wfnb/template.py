@@ -118,6 +118,12 @@ def _check_format(text: str) -> None:
             raise SecurityError(f"a format width or precision is over {MAX_WIDTH:,}")
 
 
+def _check_replace(text: Any, old: Any, new: Any, what: str) -> None:
+    """What replacing ``old`` by ``new`` in ``text`` would make (an empty ``old``
+    matches between every two characters)."""
+    _spend(len(text) + text.count(old or text[:0]) * max(len(new) - len(old), 0), what)
+
+
 def _check_ints(args: tuple[Any, ...], what: str) -> None:
     for value in args:
         if _is_int(value) and value > MAX_VALUE_SIZE:
@@ -143,7 +149,7 @@ def _check_filter_arguments(name: str, read: Any, values: tuple[Any, ...]) -> No
         _check_printf(texts[0])
     if name == "replace" and len(texts) >= 3:
         text, old, new = texts[:3]
-        _spend(len(text) + text.count(old or " ") * max(len(new) - len(old), 0), "replace")
+        _check_replace(text, old, new, "replace")
     inserts = texts[1:] if texts and texts[0] is read else texts
     if name in ("join", "indent") and isinstance(read, _READ) and inserts:  # per item/line
         parts = len(read) if name == "join" else str(read).count("\n") + 1
@@ -289,8 +295,7 @@ class _Environment(ImmutableSandboxedEnvironment):
             if getattr(__obj, "__name__", "") == "replace" and len(args) >= 2:
                 old, new = args[0], args[1]
                 if isinstance(old, _SIZED) and isinstance(new, _SIZED):
-                    grow = owner.count(old or owner[:0]) * max(len(new) - len(old), 0)  # type: ignore[arg-type]
-                    _spend(len(owner) + grow, "replace()")
+                    _check_replace(owner, old, new, "replace()")
         result = super().call(__context, __obj, *args, **kwargs)
         if isinstance(result, _SIZED) and owner is not None:
             _spend(len(result), "a method")
