@@ -64,9 +64,36 @@ def test_the_store_runs_one_thread_and_never_downloads_extensions(tmp_path: Path
     try:
         got = store.sql(
             "SELECT current_setting('threads') AS threads, "
+            "current_setting('async_threads') AS async_threads, "
             "current_setting('autoinstall_known_extensions') AS autoinstall"
         )
-        assert got.to_dict("records") == [{"threads": 1, "autoinstall": False}]
+        assert got.to_dict("records") == [{"threads": 1, "async_threads": 1, "autoinstall": False}]
+    finally:
+        asyncio.run(store.close())
+
+
+def test_an_open_store_adds_two_threads_to_the_process(tmp_path: Path) -> None:
+    """The writer thread and one of DuckDB's asynchronous I/O pool (DuckDB 2.0
+    starts 8 and a worker per core): a kernel's thread count stays small."""
+    import threading
+
+    def os_threads() -> int:
+        return len(list(Path("/proc/self/task").iterdir()))
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("counts threads through /proc")
+    before = os_threads() - threading.active_count()  # threads Python does not list
+
+    async def held() -> int:
+        await store.acquire()
+        try:
+            return os_threads() - threading.active_count()
+        finally:
+            await store.release()
+
+    store = DuckDBStore(tmp_path / "wfnb.duckdb")
+    try:
+        assert asyncio.run(held()) - before == 1  # the writer is a Python thread
     finally:
         asyncio.run(store.close())
 
