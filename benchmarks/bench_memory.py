@@ -1,12 +1,23 @@
 """Peak memory of ``import wfnb`` plus one durable 200-step run, in a fresh process.
 
     python benchmarks/bench_memory.py            # fan-out of 200 on a DuckDBStore
-    python benchmarks/bench_memory.py --steps 1000
+    python benchmarks/bench_memory.py --steps 1000 --repeat 5
 
 Each measurement runs in its own subprocess (peak RSS only ever grows, so one
 process per figure) and reads ``ru_maxrss``. Printed beside it: the peak of a bare
 ``python -c pass`` (the floor), and whether the heavy table libraries (pandas,
 pyarrow, numpy) were loaded: they should load only when a table is asked for.
+
+Peaks vary between fresh processes by up to ≈ 2 MB (where glibc and DuckDB's
+jemalloc happen to place the fold's memory), so each workload runs ``--repeat``
+times and the range is printed.
+
+Then the floor: what the same peak is without wfnb, each line in a fresh process:
+Python, then ``import asyncio``, ``import duckdb``, a new DuckDB file opened as the
+store opens it (its block size and settings, `wfnb.store.duckdb._tuning`), and the
+store's schema made by the same statements the store runs (recorded from
+`wfnb.store.duckdb._schema.migrate`, so that process never imports wfnb). What a
+run peaks at above the last line is wfnb's share.
 
 Then where it goes: the fan-out again in one more process, with ``VmRSS`` (split
 into anonymous and file-backed pages: a shared library's code counts as file pages)
@@ -22,6 +33,7 @@ import argparse
 import json
 import subprocess
 import sys
+from typing import TypedDict
 
 HEAVY = ("pandas", "pyarrow", "numpy", "networkx")
 
@@ -50,6 +62,33 @@ print(json.dumps({{"import": after_import, "peak": peak,
 """
 
 FLOOR = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+
+#: (label, code) in order; each line's process runs the code of every line up to it
+FLOOR_STEPS = (
+    ("python", ""),
+    ("+ import asyncio", "import asyncio"),
+    ("+ import duckdb", "import duckdb"),
+    (
+        "+ a new DuckDB file",
+        """
+import os, tempfile
+path = os.path.join(tempfile.mkdtemp(), "floor.duckdb")
+made = duckdb.connect(":memory:")
+made.execute(f"ATTACH '{{path}}' AS new (BLOCK_SIZE {block_size})")
+made.close()
+con = duckdb.connect(path)
+for name, value in {settings!r}.items():
+    con.execute(f"SET {{name}} = {{value}}")
+""",
+    ),
+    (
+        "+ the store's schema",
+        """
+for sql, params in {schema!r}:
+    con.execute(sql, params)
+""",
+    ),
+)
 
 POINTS = """
 marks = []
@@ -88,33 +127,87 @@ print(json.dumps(marks))
 """
 
 
-def measure(shape: str, steps: int) -> dict[str, object]:
+#: what one `RUN` prints: peak RSS in KiB after the imports and at the end
+Run = TypedDict("Run", {"import": int, "peak": int, "heavy": list[str]})
+
+
+def measure(shape: str, steps: int) -> Run:
     bench = str(__import__("pathlib").Path(__file__).resolve().parent)
-    code = RUN.format(bench=bench, shape=shape, steps=steps, heavy=HEAVY)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    got: Run = json.loads(_run(RUN.format(bench=bench, shape=shape, steps=steps, heavy=HEAVY)))
+    return got
 
 
 def points(shape: str, steps: int) -> list[tuple[str, dict[str, int]]]:
     bench = str(__import__("pathlib").Path(__file__).resolve().parent)
     code = POINTS.format(bench=bench, shape=shape, steps=steps)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return [(label, kb) for label, kb in json.loads(out.stdout.strip().splitlines()[-1])]
+    return [(label, kb) for label, kb in json.loads(_run(code))]
 
 
-def main(steps: int) -> None:
-    done = subprocess.run([sys.executable, "-c", FLOOR], capture_output=True, text=True, check=True)
-    floor = int(done.stdout)
-    print(f"floor: python -c pass peaks at {floor / 1024:.1f} MB (ru_maxrss, fresh process)")
-    print(f"{'workload':<26}{'after import MB':>16}{'peak MB':>10}  heavy modules loaded")
+RECORD = """
+import json
+from wfnb.store.duckdb import _schema, _tuning
+
+class Recorder:
+    statements = []
+
+    def execute(self, sql, params=None):
+        self.statements.append((sql, params))
+        return self
+
+    def fetchone(self):
+        return (0,)  # the schema version of a new file
+
+_schema.migrate(Recorder())
+print(json.dumps({"block_size": _tuning.BLOCK_SIZE, "settings": _tuning.SETTINGS,
+                  "schema": Recorder.statements}))
+"""
+
+
+def _run(code: str) -> str:
+    """Run ``code`` in a fresh Python; its last line of output. This process never
+    imports wfnb or duckdb: ``ru_maxrss`` survives ``exec``, so a child would
+    report this process's peak if it were higher than its own."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def floor_peaks() -> list[tuple[str, int]]:
+    """Peak RSS (KiB) of each `FLOOR_STEPS` line, each in a fresh process; the
+    store's statements are recorded in another one (`RECORD`)."""
+    values = json.loads(_run(RECORD))
+    values["schema"] = [tuple(statement) for statement in values["schema"]]
+    peaks, code = [], ""
+    for label, step in FLOOR_STEPS:
+        code += step.format(**values) + "\n"
+        peaks.append((label, int(_run(code + FLOOR))))
+    return peaks
+
+
+def _range(values: list[int]) -> str:
+    low, high = min(values) / 1024, max(values) / 1024
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
+
+
+def main(steps: int, repeat: int) -> None:
+    floors = floor_peaks()
+    print(f"floor: python -c pass peaks at {floors[0][1] / 1024:.1f} MB (ru_maxrss, fresh process)")
+    print(f"{'workload':<26}{'after import MB':>16}{'peak MB':>12}  heavy modules loaded")
+    peaks: list[int] = []
     for shape in ("fan_out", "chain"):
-        got = measure(shape, steps)
+        runs = [measure(shape, steps) for _ in range(repeat)]
+        peaks += [got["peak"] for got in runs]
         label = f"durable {shape.replace('_', '-')} {steps}"
-        heavy = ", ".join(got["heavy"]) or "none"  # type: ignore[arg-type]
+        heavy = sorted({m for got in runs for m in got["heavy"]}) or ["none"]
         print(
-            f"{label:<26}{int(got['import']) / 1024:>16.1f}"  # type: ignore[call-overload]
-            f"{int(got['peak']) / 1024:>10.1f}  {heavy}"  # type: ignore[call-overload]
+            f"{label:<26}{_range([got['import'] for got in runs]):>16}"
+            f"{_range([got['peak'] for got in runs]):>12}  {', '.join(heavy)}"
         )
+    print(f"\nthe floor without wfnb (peak MB, a fresh process each; runs x{repeat} above)")
+    for label, floor in floors:
+        print(f"{label:<42}{floor / 1024:>8.1f}")
+    top = floors[-1][1]
+    share = _range([peak - top for peak in peaks])
+    print(f"{'wfnb: the runs above, less the floor':<42}{'+' + share:>8}")
     print(f"\nwhere it goes (durable fan-out {steps}; /proc/self/status, MB)")
     print(f"{'point':<26}{'VmRSS':>8}{'anon':>8}{'file':>8}{'peak so far':>13}")
     for label, kb in points("fan_out", steps):
@@ -127,4 +220,6 @@ def main(steps: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=200)
-    main(parser.parse_args().steps)
+    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per workload")
+    args = parser.parse_args()
+    main(args.steps, args.repeat)
