@@ -4,9 +4,11 @@
     python benchmarks/bench_memory.py --steps 1000 --repeat 5
 
 Each measurement runs in its own subprocess (peak RSS only ever grows, so one
-process per figure) and reads ``ru_maxrss``. Printed beside it: the peak of a bare
-``python -c pass`` (the floor), and whether the heavy table libraries (pandas,
-pyarrow, numpy) were loaded: they should load only when a table is asked for.
+process per figure) and reads ``ru_maxrss``: a fan-out and a chain on a new store
+file, and the fan-out again on a file that earlier runs made (a kernel's second
+run). Printed beside it: the peak of a bare ``python -c pass``, and whether the
+heavy table libraries (pandas, pyarrow, numpy) were loaded: they should load only
+when a table is asked for.
 
 Peaks vary between fresh processes by up to ≈ 2 MB (where glibc and DuckDB's
 jemalloc happen to place the fold's memory), so each workload runs ``--repeat``
@@ -33,29 +35,30 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TypedDict
 
 HEAVY = ("pandas", "pyarrow", "numpy", "networkx")
 
 RUN = """
-import asyncio, json, resource, sys, tempfile
-from pathlib import Path
+import asyncio, json, resource, sys
 import wfnb
 from wfnb.store.duckdb import DuckDBStore
 sys.path.insert(0, {bench!r})
 import bench_engine, shapes
 after_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-async def main(tmp):
+async def main():
     workflow = bench_engine.workflow_of(getattr(shapes, {shape!r})({steps}))
-    store = DuckDBStore(Path(tmp) / "mem.duckdb")
+    store = DuckDBStore({path!r})
     engine = wfnb.Engine(store=store, namespace={{"noop": shapes.noop}})
     result = await (await engine.start(workflow))
     assert result.ok, result.error
     await engine.close()
 
-with tempfile.TemporaryDirectory() as tmp:
-    asyncio.run(main(tmp))
+asyncio.run(main())
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({{"import": after_import, "peak": peak,
                   "heavy": [m for m in {heavy!r} if m in sys.modules]}}))
@@ -131,14 +134,29 @@ print(json.dumps(marks))
 Run = TypedDict("Run", {"import": int, "peak": int, "heavy": list[str]})
 
 
-def measure(shape: str, steps: int) -> Run:
-    bench = str(__import__("pathlib").Path(__file__).resolve().parent)
-    got: Run = json.loads(_run(RUN.format(bench=bench, shape=shape, steps=steps, heavy=HEAVY)))
+def measure(shape: str, steps: int, path: Path) -> Run:
+    """One `RUN` in a fresh process, on the store file ``path``."""
+    bench = str(Path(__file__).resolve().parent)
+    code = RUN.format(bench=bench, shape=shape, steps=steps, heavy=HEAVY, path=str(path))
+    got: Run = json.loads(_run(code))
     return got
 
 
+def workloads(steps: int, repeat: int) -> Iterator[tuple[str, list[Run]]]:
+    """Each shape ``repeat`` times on a new file; then the fan-out ``repeat`` times
+    on a file earlier runs made (a kernel's second run: no schema to make, but
+    the fold meets existing rows and indexes on disk)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in ("fan_out", "chain"):
+            runs = [measure(shape, steps, Path(tmp) / f"{shape}{i}.duckdb") for i in range(repeat)]
+            yield f"durable {shape.replace('_', '-')} {steps}", runs
+        existing = Path(tmp) / "existing.duckdb"
+        measure("fan_out", steps, existing)
+        yield "  again, existing file", [measure("fan_out", steps, existing) for _ in range(repeat)]
+
+
 def points(shape: str, steps: int) -> list[tuple[str, dict[str, int]]]:
-    bench = str(__import__("pathlib").Path(__file__).resolve().parent)
+    bench = str(Path(__file__).resolve().parent)
     code = POINTS.format(bench=bench, shape=shape, steps=steps)
     return [(label, kb) for label, kb in json.loads(_run(code))]
 
@@ -193,10 +211,9 @@ def main(steps: int, repeat: int) -> None:
     print(f"floor: python -c pass peaks at {floors[0][1] / 1024:.1f} MB (ru_maxrss, fresh process)")
     print(f"{'workload':<26}{'after import MB':>16}{'peak MB':>12}  heavy modules loaded")
     peaks: list[int] = []
-    for shape in ("fan_out", "chain"):
-        runs = [measure(shape, steps) for _ in range(repeat)]
-        peaks += [got["peak"] for got in runs]
-        label = f"durable {shape.replace('_', '-')} {steps}"
+    for label, runs in workloads(steps, repeat):
+        if not label.startswith(" "):
+            peaks += [got["peak"] for got in runs]
         heavy = sorted({m for got in runs for m in got["heavy"]}) or ["none"]
         print(
             f"{label:<26}{_range([got['import'] for got in runs]):>16}"
@@ -207,7 +224,7 @@ def main(steps: int, repeat: int) -> None:
         print(f"{label:<42}{floor / 1024:>8.1f}")
     top = floors[-1][1]
     share = _range([peak - top for peak in peaks])
-    print(f"{'wfnb: the runs above, less the floor':<42}{'+' + share:>8}")
+    print(f"{'wfnb: new-file runs above, less the floor':<42}{'+' + share:>8}")
     print(f"\nwhere it goes (durable fan-out {steps}; /proc/self/status, MB)")
     print(f"{'point':<26}{'VmRSS':>8}{'anon':>8}{'file':>8}{'peak so far':>13}")
     for label, kb in points("fan_out", steps):
