@@ -35,7 +35,10 @@ working while the store holds the file. (A ``SET`` is global to that database, s
 that connection sees these settings too.) Settings weighed and left at their
 defaults because they changed nothing measurable here: ``memory_limit``,
 ``preserve_insertion_order`` (it would also reorder unordered user queries),
-``allocator_flush_threshold``, ``checkpoint_threshold``.
+``allocator_flush_threshold``, ``checkpoint_threshold``. Left at its default
+though it would save memory: ``allocator_bulk_deallocation_flush_threshold``, at
+256 KiB or less, takes 2–4 MB off the peak but makes each fold re-fault what it
+gave back (≈ +50% fold CPU; docs/store.md, "Memory").
 """
 
 from __future__ import annotations
