@@ -224,7 +224,7 @@ def main(steps: int, repeat: int) -> None:
         print(f"{label:<42}{floor / 1024:>8.1f}")
     top = floors[-1][1]
     share = _range([peak - top for peak in peaks])
-    print(f"{'wfnb: new-file runs above, less the floor':<42}{'+' + share:>8}")
+    print(f"{'wfnb: new-file runs above, less the floor':<42}{'+' + share:>12}")
     print(f"\nwhere it goes (durable fan-out {steps}; /proc/self/status, MB)")
     print(f"{'point':<26}{'VmRSS':>8}{'anon':>8}{'file':>8}{'peak so far':>13}")
     for label, kb in points("fan_out", steps):
