@@ -68,4 +68,4 @@ def test_non_ascii_keys_that_are_valid_utf8_are_kept() -> None:
         )
     )  # fmt: skip
     assert out.steps[0][1] == "é" and out.steps[0][3] == "running"
-    assert out.events[0][2] == "é" and out.events[0][7].startswith("r1\x1fé\x1f1\x1frunning")
+    assert out.events[0][1:4] == ("r1", "é", 1) and out.events[0][5] == "running"

@@ -403,8 +403,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
         if not (type(status) is str and status.isascii()):
             _key(status, "status")
         attempt = None if e.attempt is None else _int32(e.attempt, "attempt")
-        key = "\x1f".join((run_id, step_id or "", str(attempt or ""), status, str(at)))
-        out.events.append((at, run_id, step_id, attempt, e.event, status, _text(e.error), key))
+        out.events.append((at, run_id, step_id, attempt, e.event, status, _text(e.error)))
     return out
 
 
