@@ -15,9 +15,13 @@ described in docs/store.md).
 ``events`` has no key (schema v8): a change of state is written once, and the one
 way the same event can reach the fold twice is a caller writing it again. Such a
 row is dropped in the fold instead: a repeat within the fold by `last_per_key`
-(an event's key is the whole row), a row already in DuckDB by an anti-join with the rows of the
-fold's time window (``ts`` between the fold's first and last event: DuckDB prunes
-the older row groups by their min/max, so the check does not grow with the table).
+(an event's key is the whole row), a row already in DuckDB by an anti-join with
+the rows of the fold's time window (``ts`` between the fold's first and last
+event: DuckDB prunes the older row groups by their min/max, so the check does not
+grow with the table). The window is counted first, and the anti-join left out
+when it is empty, as it is unless a fold repeats a stored event's time: a fold's
+events come after the last fold's. (16,000 event rows after 300,000 stored: 6.6
+µs a step with the plain INSERT, 7.6 with the anti-join, 0.7 ms the count.)
 """
 
 from __future__ import annotations
@@ -112,6 +116,10 @@ _TABLES: dict[str, tuple[_Spec, tuple[int, ...], bool]] = {
 KEYS: dict[str, Callable[[tuple[Any, ...]], Hashable]] = {
     table: operator.itemgetter(*key) if key else tuple for table, (_, key, _) in _TABLES.items()
 }
+#: how many stored events fall in the fold's time window
+_IN_WINDOW = (
+    "SELECT count(*) FROM events WHERE ts BETWEEN make_timestamp($1) AND make_timestamp($2)"
+)
 #: ``events`` rows equal to one already stored: every column but ``seq``. The
 #: window bounds ($lo, $hi) are what DuckDB prunes row groups by.
 _SAME_EVENT = (
@@ -123,10 +131,11 @@ _SAME_EVENT = (
 
 
 @functools.lru_cache(maxsize=256)
-def _upsert_sql(table: str, shape: tuple[int, ...]) -> str:
+def _upsert_sql(table: str, shape: tuple[int, ...], check: bool = False) -> str:
     """The statement for ``table`` given how each column is sent (``shape``: NULL,
     one value for every row, or a list). ``duration_ms`` comes from the two times.
-    For ``events``, three more parameters: the time window and the row count."""
+    Events are inserted; with ``check``, only those not stored yet, and the
+    statement takes three more parameters: the time window and the row count."""
     spec, key, duration = _TABLES[table]
     exprs, lists, n = [], [], 0
     for (name, sql_type, wrap), how in zip(spec, shape, strict=True):
@@ -141,12 +150,14 @@ def _upsert_sql(table: str, shape: tuple[int, ...]) -> str:
             value = f"${n}"
         exprs.append(f"{wrap.format(value)} AS {name}")
     names = [name for name, _, _ in spec]
-    if table == "events":  # the anti-join would lose the rows' order, which `seq` keeps
+    if check:  # the anti-join would lose the rows' order, which `seq` keeps
         exprs.append("pos.i")
         lists.append(f"range(${n + 3}) AS pos(i)")
     select = "SELECT " + ", ".join(exprs)
     if lists:
         select += " FROM " + " POSITIONAL JOIN ".join(lists)
+    if table == "events" and not check:
+        return f"INSERT INTO events ({', '.join(names)}) {select}"
     if table == "events":
         same = _SAME_EVENT.format(lo=n + 1, hi=n + 2)
         return (
@@ -194,9 +205,12 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any,
         for col, how in zip(columns, shape, strict=True)
         if how != _NULL
     ]
+    check = False
     if table == "events":
-        sent += [min(columns[0]), max(columns[0]), n]
-    con.execute(_upsert_sql(table, shape), sent)
+        window = [min(columns[0]), max(columns[0])]
+        check = bool((con.execute(_IN_WINDOW, window).fetchone() or (0,))[0])
+        sent += [*window, n] if check else []
+    con.execute(_upsert_sql(table, shape, check), sent)
 
 
 def upsert(
