@@ -59,6 +59,8 @@ def test_events_of_one_time_share_its_microseconds_and_errors_are_made_utf8() ->
     assert [r[6] for r in rows] == [None, "bad \\udcff", None]
     with pytest.raises(StoreError, match="attempt"):
         _codec.encode_batch(Batch(events=[EventRecord("r1", "running", at, "s", 2**31)]))
+    with pytest.raises(StoreError, match="no time"):
+        _codec.encode_batch(Batch(events=[EventRecord("r1", "running", None)]))  # type: ignore[arg-type]
 
 
 def test_a_step_without_output_and_one_with_none_differ() -> None:

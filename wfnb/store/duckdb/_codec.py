@@ -317,6 +317,9 @@ def decode_value(
 
 
 # -- records ------------------------------------------------------------------------
+_NO_TIME = object()
+
+
 def encode_batch(batch: Batch) -> EncodedBatch:
     """Rows for every record of ``batch``; raises `StoreError` before anything is
     written if one value cannot be kept, which is what makes a batch all-or-nothing.
@@ -408,10 +411,13 @@ def encode_batch(batch: Batch) -> EncodedBatch:
                 _call_data(c.data, what),
             )
         )
-    last_at, at = None, None
+    last_at: Any = _NO_TIME
+    at = None
     for e in batch.events:
         if e.at is not last_at:  # `Batch.changes` gives its events one time object
             last_at, at = e.at, to_us(e.at)
+            if at is None:  # events.ts is NOT NULL: refused now, not when folding
+                raise StoreError(f"an event of run {e.run_id!r} has no time")
         run_id, step_id, status = e.run_id, e.step_id, e.status
         # `_key`'s fast path, inlined (see its docstring)
         if not (type(run_id) is str and run_id.isascii()):
