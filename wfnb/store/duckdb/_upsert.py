@@ -9,8 +9,8 @@ never ``executemany``: one statement for any number of rows (2.2 ms for 400 rows
 against 79 ms with executemany, measured). The lists are unnested as table
 functions side by side (``FROM unnest($1) POSITIONAL JOIN unnest($2) …``), not as
 ``SELECT unnest($1), unnest($2), …``: inserting 16,000 event rows of 6 lists took
-2.8–3.1 µs a row that way against 4.3–5.4 (best of 4, `/tmp`-style micro-benchmark
-described in docs/store.md).
+2.8–3.1 µs a row that way against 4.3–5.4 (4 runs each; docs/store.md, "What a
+fold costs", has the figures of the whole fold).
 
 ``events`` has no key (schema v8): a change of state is written once, and the one
 way the same event can reach the fold twice is a caller writing it again. Such a
