@@ -17,7 +17,7 @@ from tests.store._powerloss import FailingFiles
 from wfnb.errors import JournalCorrupt, StoreError
 from wfnb.store.base import Batch, RunRecord
 from wfnb.store.duckdb import DuckDBStore
-from wfnb.store.duckdb._journal import CHUNK, HEADER, Journal, encode_frame, file_header
+from wfnb.store.duckdb._journal import CHUNK, HEADER, PAGE, Journal, encode_frame, file_header
 
 
 def rows(i: int) -> tuple[list[object], ...]:
@@ -70,7 +70,7 @@ def test_a_new_journal_starts_with_its_checksummed_header(path: Path) -> None:
 
 def test_the_preallocated_zeros_are_cut_on_open_and_appends_go_on(path: Path) -> None:
     starts = write_frames(path, 2)
-    assert path.stat().st_size == CHUNK  # the frames, then zeros
+    assert path.stat().st_size == PAGE  # the frames, then zeros
     journal = Journal(path)
     assert [seq for seq, _ in journal.open()] == [1, 2]
     assert path.read_bytes() == frames_only(path)  # the zeros are cut
@@ -78,6 +78,19 @@ def test_the_preallocated_zeros_are_cut_on_open_and_appends_go_on(path: Path) ->
     journal.close()
     assert [seq for seq, _ in reopen(path)] == [1, 2, 3]
     assert len(frames_only(path)) > starts[1]
+
+
+def test_the_file_grows_by_doubling_in_pages_up_to_a_chunk_a_time(path: Path) -> None:
+    journal = Journal(path)
+    journal.open()
+    sizes = []
+    for i in range(1, 2200):
+        journal.append(i, rows(300))
+        if not sizes or path.stat().st_size != sizes[-1]:
+            sizes.append(path.stat().st_size)
+    journal.close()
+    assert sizes[:4] == [PAGE, 2 * PAGE, 4 * PAGE, 8 * PAGE]
+    assert {b - a for a, b in zip(sizes[-3:-1], sizes[-2:], strict=True)} == {CHUNK}
 
 
 def test_a_torn_frame_over_the_preallocated_zeros_is_a_torn_tail(path: Path) -> None:
@@ -272,10 +285,6 @@ def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_fra
             done.append("fsync")
             super().fsync(fd)
 
-        def fdatasync(self, fd: int) -> None:
-            done.append("fdatasync")
-            super().fdatasync(fd)
-
         def truncate(self, fd: int, size: int) -> None:
             done.append("truncate")
             super().truncate(fd, size)
@@ -291,6 +300,6 @@ def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_fra
     done.clear()
     journal.append(2, rows(2))
     journal.close()
-    # the cut made durable; zeros preallocated (a size change: fsync); the frame
-    assert done == ["truncate", "fsync", "write", "fsync", "write", "fdatasync"]
+    # the cut made durable; the frame, with zeros after it (a size change: fsync)
+    assert done == ["truncate", "fsync", "write", "fsync"]
     assert [seq for seq, _ in reopen(path)] == [2]

@@ -147,10 +147,11 @@ def lost_checkpoints(image: Path, writes: list[tuple[Batch, list[bool]]]) -> lis
 
 @pytest.fixture(autouse=True, scope="module")
 def small_chunks() -> Any:
-    """Preallocate 1 KiB at a time, so the runs here cross many chunks: frames land
-    both in zeros made durable before and in a chunk just preallocated."""
+    """Grow the journal by 256 bytes at most, so the runs here grow it many times:
+    frames land both over zeros made durable before and in a file just grown."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_journal, "CHUNK", 1024)
+        patch.setattr(_journal, "PAGE", 64)
+        patch.setattr(_journal, "CHUNK", 256)
         yield
 
 
@@ -223,24 +224,24 @@ def test_a_torn_append_after_a_fold_is_a_torn_tail_not_corruption(tmp_path: Path
     assert path.read_bytes() == HEADER
 
 
-@pytest.mark.parametrize("chunk", [48, 256, 4096])
+@pytest.mark.parametrize("page", [16, 64, 4096])
 def test_every_acknowledged_frame_survives_with_preallocation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int
 ) -> None:
     """A frame is written over preallocated zeros and fdatasync'd; a frame that does
-    not fit preallocates first (zeros, then an fsync: the size changes, and an
-    fdatasync would not keep that). After every append the power goes in the model
-    (`PowerLossFiles`: fdatasync keeps nothing past the size the last fsync made
-    durable), and the journal opened on what is left holds every frame appended.
-    Fails if the fdatasync after a frame, or the fsync after preallocating, is
-    dropped or the latter made an fdatasync."""
-    monkeypatch.setattr(_journal, "CHUNK", chunk)
+    not fit is written with the zeros of a bigger file and fsync'd (the size
+    changes, and an fdatasync would not keep that). After every append the power
+    goes in the model (`PowerLossFiles`: fdatasync keeps nothing past the size the
+    last fsync made durable), and the journal opened on what is left holds every
+    frame appended. Fails if either sync is dropped or the fsync made an fdatasync."""
+    monkeypatch.setattr(_journal, "PAGE", page)
+    monkeypatch.setattr(_journal, "CHUNK", 4 * page)
     path, copy = tmp_path / "wfnb.duckdb.journal", tmp_path / "image" / "wfnb.duckdb.journal"
     copy.parent.mkdir()
     files = PowerLossFiles()
     journal = Journal(path, files)
     journal.open()
-    for seq in range(1, 25):
+    for seq in range(1, 61):
         journal.append(seq, [[("run", seq, "x" * (seq % 7))]])
         copy.write_bytes(files.image()[path])
         assert [s for s, _ in Journal(copy).open()] == list(range(1, seq + 1))

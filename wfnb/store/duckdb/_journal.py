@@ -25,15 +25,19 @@ Opening one replays it by the old rules (stop at the first bad frame) and rewrit
 it as format 2 (a new file fsync'd, then renamed over the old one), so appends
 always go to a format-2 file.
 
-The file is preallocated: zeros are written ahead in chunks of `CHUNK` bytes and
-made durable with ``fsync`` (the size changes), and frames are then written in place
-over them and made durable with ``fdatasync``, which does not commit the file's
-metadata: an acknowledgement then costs 0.84–0.86× the append + ``fsync`` floor
-instead of 1.10–1.12× (``benchmarks/bench_store.py --ack``; see docs/store.md,
-*Durability*). A zero tail needs no rule of its own: zeros are not an
-intact frame (a zero frame header fails its CRC) and hold no pickle, so after the last
-frame they read as a torn tail and are cut on open; the next append preallocates
-again.
+The file is preallocated: a frame that does not fit in the zeros already there is
+written together with the zeros after it (the file growing by as much as it holds,
+by at most `CHUNK`, in whole pages) and made durable with ``fsync`` (the size
+changes); the frames after it are written in place over those zeros and made
+durable with ``fdatasync``, which does not commit the file's metadata: an
+acknowledgement then costs 0.78–0.86× the append + ``fsync`` floor (5 runs of 7;
+two at 0.99–1.02× under a load burst) instead of 1.10–1.12×
+(``benchmarks/bench_store.py --ack``; see docs/store.md, *Durability*).
+Growing from a page after every cut keeps the first frame after a fold (a table
+output folds the journal) at one ``fsync`` of a page, as before. A zero tail needs
+no rule of its own: zeros are not an intact frame (a zero frame header fails its
+CRC) and hold no pickle, so after the last frame they read as a torn tail and are
+cut on open.
 
 Every fold records the last folded ``seq`` in DuckDB in the same transaction, so a
 journal that was folded but whose truncation was lost replays nothing twice.
@@ -64,8 +68,9 @@ _SEQ_LENGTH = struct.Struct("<QI")
 #: still count as an intact frame (seqs of one file are consecutive)
 _SEQ_WINDOW = 1 << 20
 _PICKLE_START = b"\x80\x05"
-#: how far ahead of the frames the file is zero-filled (one ``fsync`` a chunk: about
-#: 0.75 ms, once per ≈ 750 chain steps)
+#: the file grows in whole pages of zeros, doubling, by at most ``CHUNK`` at a time
+#: (≈ 750 chain steps of frames a growth, each one ``fsync``)
+PAGE = 4096
 CHUNK = 256 * 1024
 
 
@@ -257,21 +262,25 @@ class Journal:
         self._size = self._allocated = len(data)
 
     def append(self, seq: int, rows: Any) -> None:
-        """Write one frame over the preallocated zeros and fdatasync it (zero-filling
-        and fsyncing the next chunk first when it does not fit). On failure the file
-        is cut back to where the frames end (and that cut fsync'd), so a later frame
-        never sits behind a torn one and a frame reported as failed does not come
-        back after a crash."""
+        """Write one frame over the preallocated zeros and fdatasync it, or, when it
+        does not fit, write it with the zeros of a bigger file and fsync it. On
+        failure the file is cut back to where the frames end (and that cut fsync'd),
+        so a later frame never sits behind a torn one and a frame reported as failed
+        does not come back after a crash."""
         assert self._fd is not None
         if self._dirty:
             self._cut_back()
         frame = encode_frame(seq, pickle.dumps(rows, protocol=5))
         end = self._size + len(frame)
         try:
-            if end > self._allocated:
-                self._preallocate(end)
-            self._write(frame, self._size)
-            self._files.fdatasync(self._fd)
+            if end <= self._allocated:
+                self._write(frame, self._size)
+                self._files.fdatasync(self._fd)
+            else:  # the new size must be durable too, which fdatasync would not make it
+                allocated = self._grown(end)
+                self._write(frame + bytes(allocated - end), self._size)
+                self._files.fsync(self._fd)
+                self._allocated = allocated
         except OSError:
             self._dirty = True
             with contextlib.suppress(OSError):  # still dirty: the next append cuts first
@@ -279,15 +288,10 @@ class Journal:
             raise
         self._size = end
 
-    def _preallocate(self, end: int) -> None:
-        """Zero-fill the file up to the next multiple of `CHUNK` at or past ``end``
-        and fsync it: the new size must be durable before a frame in it is
-        acknowledged by an ``fdatasync``, which would not make it so."""
-        assert self._fd is not None
-        allocated = -(-end // CHUNK) * CHUNK
-        self._write(bytes(allocated - self._allocated), self._allocated)
-        self._files.fsync(self._fd)
-        self._allocated = allocated
+    def _grown(self, end: int) -> int:
+        """The file's next size: doubled, by at most `CHUNK`, past ``end``, in pages."""
+        size = max(end, min(2 * self._allocated, self._allocated + CHUNK))
+        return -(-size // PAGE) * PAGE
 
     def _cut_back(self) -> None:
         assert self._fd is not None
