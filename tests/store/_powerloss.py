@@ -5,7 +5,9 @@ Killing a process tests nothing about ``fsync``: the page cache outlives the
 process. `PowerLossFiles` does the real ``os`` calls (so the store works as usual)
 and keeps, beside them, the model a crash-consistency argument uses:
 
-- a file's *content* is durable as of its last ``fsync``;
+- a file's *content* is durable as of its last ``fsync``, or its last
+  ``fdatasync`` within the size the last ``fsync`` made durable: ``fdatasync`` is
+  taken not to persist a change of size (the file grown or cut since);
 - a *directory entry* (a new file, a rename) is durable as of the last ``fsync``
   of its directory;
 - with ``torn`` set, a random prefix of the bytes appended since the last fsync
@@ -88,6 +90,11 @@ class PowerLossFiles:
     def _fsynced(self, fd: int) -> bytes:
         return OS_FILES.read(fd)
 
+    def _fdatasynced(self, fd: int) -> bytes:
+        """The current bytes within the durable size; past a cut, the durable ones."""
+        current, durable = OS_FILES.read(fd), self._fds[fd].synced
+        return current[: len(durable)] + durable[len(current) :]
+
     # -- JournalFiles -------------------------------------------------------------
     def open(self, path: Path, *, create_new: bool = False) -> int:
         self._step(f"open {path.name}")
@@ -105,14 +112,19 @@ class PowerLossFiles:
             raise OSError(errno.EIO, "the power is off (read)")
         return OS_FILES.read(fd)
 
-    def write(self, fd: int, data: bytes) -> int:
+    def write_at(self, fd: int, data: bytes, offset: int) -> int:
         self._step("write")
-        return OS_FILES.write(fd, data)
+        return OS_FILES.write_at(fd, data, offset)
 
     def fsync(self, fd: int) -> None:
         self._step("fsync")
         OS_FILES.fsync(fd)
         self._fds[fd].synced = self._fsynced(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        self._step("fdatasync")
+        OS_FILES.fdatasync(fd)
+        self._fds[fd].synced = self._fdatasynced(fd)
 
     def truncate(self, fd: int, size: int) -> None:
         self._step("truncate")
@@ -144,12 +156,15 @@ class LyingFsync(PowerLossFiles):
     def _fsynced(self, fd: int) -> bytes:
         return self._fds[fd].synced
 
+    _fdatasynced = _fsynced
+
 
 class FailingFiles(OsFiles):
     """``os`` calls, but while ``failing`` is set every operation named in ``ops``
-    (``write``, ``fsync``, ``truncate``; ``torn-write`` writes half first) raises
-    ``error`` (ENOSPC by default): a full or broken disk that may recover. With ``ops=("fsync",)`` the bytes reach the page cache
-    and only their fsync fails, as with EIO from a dying disk."""
+    (``write``, ``fsync`` (``fdatasync`` too), ``truncate``; ``torn-write`` writes
+    half first) raises ``error`` (ENOSPC by default): a full or broken disk that may
+    recover. With ``ops=("fsync",)`` the bytes reach the page cache and only their
+    fsync fails, as with EIO from a dying disk."""
 
     def __init__(
         self, error: int = errno.ENOSPC, ops: tuple[str, ...] = ("write", "fsync")
@@ -164,15 +179,19 @@ class FailingFiles(OsFiles):
             self.failures += 1
             raise OSError(self.error, f"{os.strerror(self.error)} ({what}, injected)")
 
-    def write(self, fd: int, data: bytes) -> int:
+    def write_at(self, fd: int, data: bytes, offset: int) -> int:
         if self.failing and "torn-write" in self.ops:  # half the bytes, then the error
-            OS_FILES.write(fd, data[: len(data) // 2])
+            OS_FILES.write_at(fd, data[: len(data) // 2], offset)
         self._check("write")
-        return super().write(fd, data)
+        return super().write_at(fd, data, offset)
 
     def fsync(self, fd: int) -> None:
         self._check("fsync")
         super().fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        self._check("fsync")
+        super().fdatasync(fd)
 
     def truncate(self, fd: int, size: int) -> None:
         self._check("truncate")

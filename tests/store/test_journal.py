@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -16,7 +17,7 @@ from tests.store._powerloss import FailingFiles
 from wfnb.errors import JournalCorrupt, StoreError
 from wfnb.store.base import Batch, RunRecord
 from wfnb.store.duckdb import DuckDBStore
-from wfnb.store.duckdb._journal import HEADER, Journal, file_header
+from wfnb.store.duckdb._journal import CHUNK, HEADER, PAGE, Journal, encode_frame, file_header
 
 
 def rows(i: int) -> tuple[list[object], ...]:
@@ -29,15 +30,22 @@ def path(tmp_path: Path) -> Path:
 
 
 def write_frames(path: Path, n: int) -> list[int]:
-    """``n`` frames (seqs 1..n); returns each frame's start offset."""
+    """``n`` frames (seqs 1..n), the preallocated zeros after them left as they
+    are; returns each frame's start offset."""
     journal = Journal(path)
     journal.open()
-    starts = []
+    starts, offset = [], len(HEADER)
     for i in range(1, n + 1):
-        starts.append(path.stat().st_size)
+        starts.append(offset)
         journal.append(i, rows(i))
+        offset += len(encode_frame(i, pickle.dumps(rows(i), protocol=5)))
     journal.close()
     return starts
+
+
+def frames_only(path: Path) -> bytes:
+    """The journal without its preallocated zeros (a frame ends in a pickle's STOP)."""
+    return path.read_bytes().rstrip(b"\0")
 
 
 def reopen(path: Path) -> list[tuple[int, object]]:
@@ -60,9 +68,44 @@ def test_a_new_journal_starts_with_its_checksummed_header(path: Path) -> None:
     assert HEADER[:8] == b"WFNBJRNL" and struct.unpack_from("<I", HEADER, 8) == (2,)
 
 
+def test_the_preallocated_zeros_are_cut_on_open_and_appends_go_on(path: Path) -> None:
+    starts = write_frames(path, 2)
+    assert path.stat().st_size == PAGE  # the frames, then zeros
+    journal = Journal(path)
+    assert [seq for seq, _ in journal.open()] == [1, 2]
+    assert path.read_bytes() == frames_only(path)  # the zeros are cut
+    journal.append(3, rows(3))
+    journal.close()
+    assert [seq for seq, _ in reopen(path)] == [1, 2, 3]
+    assert len(frames_only(path)) > starts[1]
+
+
+def test_the_file_grows_by_doubling_in_pages_up_to_a_chunk_a_time(path: Path) -> None:
+    journal = Journal(path)
+    journal.open()
+    sizes = []
+    for i in range(1, 2200):
+        journal.append(i, rows(300))
+        if not sizes or path.stat().st_size != sizes[-1]:
+            sizes.append(path.stat().st_size)
+    journal.close()
+    assert sizes[:4] == [PAGE, 2 * PAGE, 4 * PAGE, 8 * PAGE]
+    assert {b - a for a, b in zip(sizes[-3:-1], sizes[-2:], strict=True)} == {CHUNK}
+
+
+def test_a_torn_frame_over_the_preallocated_zeros_is_a_torn_tail(path: Path) -> None:
+    starts = write_frames(path, 3)
+    data = bytearray(path.read_bytes())
+    end = len(frames_only(path))
+    data[starts[2] + (end - starts[2]) // 2 : end] = bytes(end - starts[2] - (end - starts[2]) // 2)
+    path.write_bytes(bytes(data))  # frame 3's second half never reached the disk
+    assert [seq for seq, _ in reopen(path)] == [1, 2]
+    assert path.stat().st_size == starts[2]
+
+
 def test_every_torn_tail_is_cut_silently(path: Path) -> None:
     starts = write_frames(path, 3)
-    whole = path.read_bytes()
+    whole = frames_only(path)
     for cut in range(starts[2] + 1, len(whole)):
         path.write_bytes(whole[:cut])
         assert [seq for seq, _ in reopen(path)] == [1, 2]
@@ -122,8 +165,6 @@ def format_1(frames: list[tuple[int, bytes]]) -> bytes:
 
 
 def test_a_format_1_journal_is_replayed_and_rewritten_as_format_2(path: Path) -> None:
-    import pickle
-
     payloads = [(seq, pickle.dumps(rows(seq), protocol=5)) for seq in (7, 8)]
     old = format_1(payloads)
     path.write_bytes(old + b"\x09\x00\x00\x00torn")  # with a torn tail, as format 1 had
@@ -194,11 +235,11 @@ def test_a_frame_whose_fsync_failed_is_cut_so_it_cannot_come_back(path: Path) ->
     journal = Journal(path, files)
     journal.open()
     journal.append(1, rows(1))
-    before = path.stat().st_size
+    before = frames_only(path)
     files.failing = True
     with pytest.raises(OSError):
         journal.append(2, rows(2))
-    assert path.stat().st_size == before  # its bytes reached the page cache: cut
+    assert path.read_bytes() == before  # its bytes reached the page cache: cut
     files.failing = False
     journal.append(3, rows(3))  # the cut is fsync'd first, then frame 3 lands
     journal.close()
@@ -236,9 +277,9 @@ def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_fra
     done: list[str] = []
 
     class Logged(FailingFiles):
-        def write(self, fd: int, data: bytes) -> int:
+        def write_at(self, fd: int, data: bytes, offset: int) -> int:
             done.append("write")
-            return super().write(fd, data)
+            return super().write_at(fd, data, offset)
 
         def fsync(self, fd: int) -> None:
             done.append("fsync")
@@ -259,5 +300,6 @@ def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_fra
     done.clear()
     journal.append(2, rows(2))
     journal.close()
+    # the cut made durable; the frame, with zeros after it (a size change: fsync)
     assert done == ["truncate", "fsync", "write", "fsync"]
     assert [seq for seq, _ in reopen(path)] == [2]

@@ -24,7 +24,7 @@ import wfnb
 from tests.store._powerloss import LyingFsync, PowerLossFiles
 from wfnb.errors import StoreError
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import DuckDBStore
+from wfnb.store.duckdb import DuckDBStore, _journal
 from wfnb.store.duckdb._journal import HEADER, Journal
 
 WORKFLOW = """
@@ -145,6 +145,16 @@ def lost_checkpoints(image: Path, writes: list[tuple[Batch, list[bool]]]) -> lis
     return lost
 
 
+@pytest.fixture(autouse=True, scope="module")
+def small_chunks() -> Any:
+    """Grow the journal by 256 bytes at most, so the runs here grow it many times:
+    frames land both over zeros made durable before and in a file just grown."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_journal, "PAGE", 64)
+        patch.setattr(_journal, "CHUNK", 256)
+        yield
+
+
 def count_ops(folder: Path) -> int:
     files = PowerLossFiles()
     run_until_power_loss(folder, files)
@@ -212,3 +222,27 @@ def test_a_torn_append_after_a_fold_is_a_torn_tail_not_corruption(tmp_path: Path
     path.write_bytes(kept[path])
     assert Journal(path).open() == []
     assert path.read_bytes() == HEADER
+
+
+@pytest.mark.parametrize("page", [16, 64, 4096])
+def test_every_acknowledged_frame_survives_with_preallocation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int
+) -> None:
+    """A frame is written over preallocated zeros and fdatasync'd; a frame that does
+    not fit is written with the zeros of a bigger file and fsync'd (the size
+    changes, and an fdatasync would not keep that). After every append the power
+    goes in the model (`PowerLossFiles`: fdatasync keeps nothing past the size the
+    last fsync made durable), and the journal opened on what is left holds every
+    frame appended. Fails if either sync is dropped or the fsync made an fdatasync."""
+    monkeypatch.setattr(_journal, "PAGE", page)
+    monkeypatch.setattr(_journal, "CHUNK", 4 * page)
+    path, copy = tmp_path / "wfnb.duckdb.journal", tmp_path / "image" / "wfnb.duckdb.journal"
+    copy.parent.mkdir()
+    files = PowerLossFiles()
+    journal = Journal(path, files)
+    journal.open()
+    for seq in range(1, 61):
+        journal.append(seq, [[("run", seq, "x" * (seq % 7))]])
+        copy.write_bytes(files.image()[path])
+        assert [s for s, _ in Journal(copy).open()] == list(range(1, seq + 1))
+    journal.close()

@@ -19,17 +19,27 @@ class JournalFiles(Protocol):
     """What the journal does to files. Every method may raise `OSError`."""
 
     def open(self, path: Path, *, create_new: bool = False) -> int:
-        """An fd opened read-write; ``create_new`` truncates (for a file about to be
-        renamed into place), else the file is opened for appending, created if absent."""
+        """An fd opened read-write, the file created if absent; ``create_new``
+        truncates it (for a file about to be renamed into place)."""
         ...
 
     def read(self, fd: int) -> bytes:
         """The whole file."""
         ...
 
-    def write(self, fd: int, data: bytes) -> int: ...
+    def write_at(self, fd: int, data: bytes, offset: int) -> int:
+        """Write ``data`` at ``offset`` (``pwrite``); returns how many bytes were written."""
+        ...
 
-    def fsync(self, fd: int) -> None: ...
+    def fsync(self, fd: int) -> None:
+        """Make the file's content and size durable."""
+        ...
+
+    def fdatasync(self, fd: int) -> None:
+        """Make the content durable within the size last made durable by `fsync`;
+        a change of size may be lost (the conservative reading of ``fdatasync``,
+        which skips the metadata commit that makes ``fsync`` dearer)."""
+        ...
 
     def truncate(self, fd: int, size: int) -> None: ...
 
@@ -48,9 +58,8 @@ class OsFiles:
     """`JournalFiles` as the ``os`` module does it."""
 
     def open(self, path: Path, *, create_new: bool = False) -> int:
-        if create_new:
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        truncate = os.O_TRUNC if create_new else 0
+        return os.open(path, os.O_RDWR | os.O_CREAT | truncate, 0o644)
 
     def read(self, fd: int) -> bytes:
         size = os.fstat(fd).st_size
@@ -63,11 +72,14 @@ class OsFiles:
             offset += len(chunk)
         return b"".join(chunks)
 
-    def write(self, fd: int, data: bytes) -> int:
-        return os.write(fd, data)
+    def write_at(self, fd: int, data: bytes, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        os.fdatasync(fd)
 
     def truncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)
