@@ -50,6 +50,25 @@ def test_code_hashes_encoded_again_follow_the_map_not_the_last_text() -> None:
         _codec.encode_batch(run({"a": "1", "b": "\ud800"}))
 
 
+class _AlwaysEqual(str):
+    """A str whose ``==`` says "same" to anything (as a numpy.str_ or a user's
+    subclass may): it must never borrow the last map's text."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
+def test_code_hashes_reuse_only_the_same_keys_and_values_in_the_same_order() -> None:
+    texts = [_codec.encode_batch(run({"a": "1", "b": "2"})).runs[0][-1]]
+    texts.append(_codec.encode_batch(run({"b": "2", "a": "1"})).runs[0][-1])
+    assert texts == ['{"a": "1", "b": "2"}', '{"b": "2", "a": "1"}']
+    _codec.encode_batch(run({"a": "x"}))
+    with pytest.raises(StoreError, match="code_hashes"):  # as it is in a fresh process
+        _codec.encode_batch(run({"a": _AlwaysEqual("y")}))
+
+
 def test_events_of_one_time_share_its_microseconds_and_errors_are_made_utf8() -> None:
     at = NOW
     events = [EventRecord("r1", "running", at, "s", 1), EventRecord("r1", "failed", at, "s", 1,
