@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from wfnb.errors import StoreError
 from wfnb.store.duckdb import _schema, _upsert
 
 US = 1_763_990_000_000_000
@@ -140,6 +141,21 @@ def test_an_event_row_journalled_before_v8_loses_its_key(con: duckdb.DuckDBPyCon
     _upsert.upsert(con, [], [], [], [], [old, event_row(US, "running")])
     con.execute("COMMIT")
     assert stored_events(con) == [(US, "s", 1, "step_running", None)]
+
+
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [("steps", step_row("s", "running") + ("extra",)), ("events", event_row(US, "x") + (1, 2))],
+)
+def test_a_row_longer_than_its_table_is_refused_not_cut(
+    con: duckdb.DuckDBPyConnection, table: str, row: tuple[object, ...]
+) -> None:
+    """Only an event row from before v8 may be one longer (its key): any other
+    longer row is a bug, and cutting it would store a row missing a value."""
+    rows: dict[str, list[tuple[object, ...]]] = {"steps": [], "events": []}
+    rows[table].append(row)
+    with pytest.raises(StoreError, match=f"a {table} row of"):
+        _upsert.upsert(con, [], [], rows["steps"], [], rows["events"])
 
 
 def test_v8_keeps_every_event_and_its_seq_and_drops_the_key(tmp_path: Path) -> None:
