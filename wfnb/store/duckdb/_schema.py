@@ -192,8 +192,8 @@ def _v8_events_without_key(con: duckdb.DuckDBPyConnection) -> None:
     """``events`` loses ``event_key`` and its primary key: keeping the index cost
     more than half of writing an event (16,000 rows: 7.5 µs a row with it, 3.1
     without), and a repeated event is now dropped by the fold (see ``_upsert``).
-    DuckDB cannot drop a key, so the table is copied, in ``seq`` order (the order
-    the fold's time-window check relies on), keeping each row's ``seq``."""
+    DuckDB cannot drop a key, so the table is copied, in ``seq`` order, keeping
+    each row's ``seq`` (an index a user made on ``events`` goes with the old table)."""
     con.execute(
         """CREATE TABLE wfnb_events_v8 (
         ts TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, step_id VARCHAR, attempt INTEGER,
