@@ -12,7 +12,11 @@ so what is measured is the engine: planning, templates, events, checkpoints.
 "bare" runs the same no-op coroutines with plain asyncio; overhead = (engine -
 bare) / steps. With ``--store duckdb`` the fsync floor (one small write + fsync in
 the store's directory) is printed too, and the chain's cost per step as a multiple
-of it: a durable chain step cannot cost less than one acknowledgement. The machine
+of it: a durable chain step cannot cost less than one acknowledgement, and the CPU
+per step of folding the run's journal into DuckDB afterwards (deferred work the
+writer thread does off the run's path, outside the run's time; one run's rows
+folded alone, so a fold's fixed cost, milliseconds, falls on 200 steps: folds of
+16,000 rows cost less a step, see ``bench_fold.py``). The machine
 is shared and noisy: we report the median of several repetitions, and ratios taken
 in the same process.
 """
@@ -67,18 +71,30 @@ async def run_engine(store_factory: Callable[[], Any], workflow: wfnb.Workflow) 
 
 async def run_engine_cpu(
     store_factory: Callable[[], Any], workflow: wfnb.Workflow
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Wall and CPU seconds (`time.process_time`, every thread of the process) of
-    one run, after a warm-up run on the same engine."""
-    engine = wfnb.Engine(store=store_factory(), namespace={"noop": shapes.noop, "sleeper": sleeper})
+    one run, after a warm-up run on the same engine; then the CPU seconds of
+    folding that run's journal into DuckDB (0 for a store without a journal). The
+    fold is deferred work, done by the writer thread when the store is idle, every
+    16,000 rows or before a read, so it is outside the run's time, but a process
+    running workflows back to back pays it all the same."""
+    store = store_factory()
+    engine = wfnb.Engine(store=store, namespace={"noop": shapes.noop, "sleeper": sleeper})
     engine.register(workflow)
     await (await engine.start(workflow))  # warm-up: plans, templates, store schema
+    flush = getattr(store, "flush", None)
+    if flush is not None:
+        await flush()  # the warm-up's rows, folded outside the measurement
     started, cpu = time.perf_counter(), time.process_time()
     result = await (await engine.start(workflow))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert result.ok, result.error
+    fold = time.process_time()
+    if flush is not None:
+        await flush()
+    fold = time.process_time() - fold
     await engine.close()
-    return elapsed, cpu
+    return elapsed, cpu, fold
 
 
 async def bare_cpu(shape: shapes.Shape) -> tuple[float, float]:
@@ -87,9 +103,9 @@ async def bare_cpu(shape: shapes.Shape) -> tuple[float, float]:
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
-    walls, cpus = zip(*runs, strict=True)
-    return statistics.median(walls), statistics.median(cpus)
+def medians(runs: list[tuple[float, ...]]) -> tuple[float, ...]:
+    """The median of each column of ``runs``."""
+    return tuple(statistics.median(column) for column in zip(*runs, strict=True))
 
 
 def store_factory(kind: str, tmp: Path) -> Callable[[], Any]:
@@ -117,14 +133,15 @@ async def main(kind: str, repeat: int, steps: int) -> None:
         print(f"store: {kind}; median of {repeat} runs; overhead = (engine - bare) / steps")
         print("cpu µs/step: the same overhead in CPU time, steadier on a busy machine")
         header = f"{'shape':<18}{'engine ms':>11}{'bare ms':>10}{'µs/step':>10}{'ratio':>9}"
-        print(header + f"{'cpu µs/step':>13}" + ("   step ÷ fsync" if fsync_s else ""))
+        durable = ("   step ÷ fsync" + f"{'its fold, cpu µs/step':>23}") if fsync_s else ""
+        print(header + f"{'cpu µs/step':>13}" + durable)
         for shape in sized_shapes(steps):
             workflow = workflow_of(shape, name=shape.name)
             engine_runs, bare_runs = [], []
             for _ in range(repeat):
                 engine_runs.append(await run_engine_cpu(factory, workflow))
                 bare_runs.append(await bare_cpu(shape))
-            engine_s, engine_cpu = medians(engine_runs)
+            engine_s, engine_cpu, fold_cpu = medians(engine_runs)
             bare_s, bare_cpu_s = medians(bare_runs)
             per_step = (engine_s - bare_s) / shape.size
             cpu_step = (engine_cpu - bare_cpu_s) / shape.size
@@ -133,7 +150,7 @@ async def main(kind: str, repeat: int, steps: int) -> None:
                 f"{per_step * 1e6:>10.1f}{engine_s / bare_s:>9.0f}x{cpu_step * 1e6:>13.1f}"
             )
             if fsync_s:
-                line += f"{per_step / fsync_s:>14.2f}x"
+                line += f"{per_step / fsync_s:>14.2f}x{fold_cpu / shape.size * 1e6:>23.1f}"
             print(line)
         workflow, ideal = skewed()
         makespans = [await run_engine(factory, workflow) for _ in range(repeat)]
