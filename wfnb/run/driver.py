@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -398,7 +398,7 @@ class Scope:
                         crash.hit("after", instance)
                     if listening:
                         events.outcome(instance, outcome)
-            steps, attempts = run.workflow.steps, run.attempts
+            steps, attempts, done = run.workflow.steps, run.attempts, self._slot_done
             for sid, slot in slots.items():
                 if not ok:
                     slot.cancel()
@@ -410,7 +410,7 @@ class Scope:
                 attempt = attempts[instance]
                 if listening:
                     events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                task = loop.create_task(_into_slot(run, steps[sid], frame, attempt, slot))
+                task = loop.create_task(_into_slot(run, steps[sid], frame, attempt, slot, done))
                 tasks[sid] = task
 
         def written(task: asyncio.Task[None]) -> None:
@@ -435,12 +435,22 @@ _CALLBACKS = contextvars.Context()
 
 
 async def _into_slot(
-    run: LiveRun, step: Step, frame: Frame, attempt: int, slot: asyncio.Future[Outcome]
+    run: LiveRun,
+    step: Step,
+    frame: Frame,
+    attempt: int,
+    slot: asyncio.Future[Outcome],
+    done: Callable[[asyncio.Future[Outcome]], None],
 ) -> None:
     """Run a step's attempts and settle the slot the driver waits on from inside the
     step's own task. (A done-callback on the task would cost one more turn of the
     event loop between a step's end and the driver taking it in.) The attempts'
-    coroutine is made here, once the task runs, not while it waits to start."""
+    coroutine is made here, once the task runs, not while it waits to start.
+
+    A step that ends settles its slot and calls the slot's done-callback, ``done``,
+    at once, instead of leaving it to the loop: a callback scheduled is a handle
+    made and a turn of the loop run, per step (≈ 2 µs of ≈ 16 of a no-op step's).
+    A slot cancelled (a stop, fail-fast) still has the loop call it."""
     try:
         outcome = await run_attempts(run, step, frame, attempt)
     except asyncio.CancelledError:
@@ -448,9 +458,13 @@ async def _into_slot(
         raise
     except BaseException as exc:
         if not slot.done():
+            slot.remove_done_callback(done)
             slot.set_exception(exc)
+            done(slot)
         if not isinstance(exc, Exception):
             raise
         return
     if not slot.done():
+        slot.remove_done_callback(done)
         slot.set_result(outcome)
+        done(slot)
