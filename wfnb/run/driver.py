@@ -124,7 +124,9 @@ class Scope:
             if frame.owner is not None:
                 pauses.in_body.pop(frame.owner, None)
         # From the run's statuses, not `progress`: a salvaged step failed after the fact.
-        return all(run.statuses.get(frame.instance(sid)) in SATISFIED for sid in plan.steps)
+        # (`map`, not a generator: this is a turn per step of the scope)
+        statuses = map(run.statuses.get, map(frame.instance, plan.steps))
+        return all(map(SATISFIED.__contains__, statuses))
 
     async def _record_cancelled(self) -> None:
         """Write down the steps a cancelled scope leaves behind (a loop step stopped
@@ -228,12 +230,12 @@ class Scope:
         future = self.running.pop(sid)
         instance = self.frame.instance(sid)
         run.pauses.active.discard(instance)
-        started = run.started.get(instance)  # a row's start never moves
-        if started is None:
-            started = time.time()
         if future.cancelled():
             outcome = Outcome(
-                StepStatus.CANCELLED, run.attempts[instance], started, error=cancel_text(run)
+                StepStatus.CANCELLED,
+                run.attempts[instance],
+                self._started_at(instance),
+                error=cancel_text(run),
             )
         elif isinstance(error := future.exception(), StoreError):
             # The step's own bookkeeping (a retry's records) could not be written:
@@ -241,7 +243,7 @@ class Scope:
             outcome = Outcome(
                 StepStatus.FAILED,
                 run.attempts[instance],
-                started,
+                self._started_at(instance),
                 error=f"the checkpoint store failed: {error}",
             )
         else:
@@ -251,6 +253,12 @@ class Scope:
             self._skip_branch_not_taken(sid, outcome.output)
         self._settle(sid, outcome, instance)
         self.announce.append((instance, outcome))
+
+    def _started_at(self, instance: str) -> float:
+        """When the step's attempt started, for an outcome the driver makes up: a
+        row's start never moves."""
+        started = self.run.started.get(instance)
+        return time.time() if started is None else started
 
     def _skip_branch_not_taken(self, sid: str, output: Any) -> None:
         taken = set(output.get("steps", ())) if isinstance(output, Mapping) else set()
