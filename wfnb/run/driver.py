@@ -170,7 +170,7 @@ class Scope:
                 step = steps[sid]
                 if step.if_ is not None:
                     try:
-                        run_it = step_context(run, step, frame, 0).truthy(step.if_)
+                        run_it = step_context(run, step, frame, instance, 0).truthy(step.if_)
                     except WfnbError as exc:
                         attempt = self._next_attempt(instance)
                         outcome = Outcome(StepStatus.FAILED, attempt, now, error=str(exc))
@@ -248,7 +248,9 @@ class Scope:
             )
         else:
             outcome = future.result()
-        run.host.crash.hit("finished", instance)
+        crash = run.host.crash
+        if crash.points:
+            crash.hit("finished", instance)
         if outcome.status is StepStatus.COMPLETED and sid in self.plan.branches:
             self._skip_branch_not_taken(sid, outcome.output)
         self._settle(sid, outcome, instance)
@@ -366,7 +368,8 @@ class Scope:
         batch, self.records = self.records, []
         announce, self.announce = self.announce, []
         loop = asyncio.get_running_loop()
-        slots: dict[str, asyncio.Future[Outcome]] = {}
+        #: each step to start: its id, its instance, the slot it settles
+        slots: list[tuple[str, str, asyncio.Future[Outcome]]] = []
         if starts:
             done, quiet = self._slot_done, _CALLBACKS
             sid_of, running, active = self._sid_of, self.running, run.pauses.active
@@ -376,8 +379,9 @@ class Scope:
                 slot.add_done_callback(done, context=quiet)
                 sid_of[slot] = sid
                 running[sid] = slot
-                slots[sid] = slot
-                active.add(frame.instance(sid))
+                instance = frame.instance(sid)
+                slots.append((sid, instance, slot))
+                active.add(instance)
 
         # A step may need what any earlier batch holds, and a refusal can come back
         # after a later batch went through: start nothing past a refused batch.
@@ -407,19 +411,20 @@ class Scope:
                     if listening:
                         events.outcome(instance, outcome)
             steps, attempts, done = run.workflow.steps, run.attempts, self._slot_done
-            for sid, slot in slots.items():
+            for sid, instance, slot in slots:
                 if not ok:
                     slot.cancel()
                 if slot.done():  # cancelled while its before-record was being written
                     continue
-                instance = frame.instance(sid)
                 if crash is not None:
                     crash.hit("started", instance)
                 attempt = attempts[instance]
                 if listening:
                     events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                task = loop.create_task(_into_slot(run, steps[sid], frame, attempt, slot, done))
-                tasks[sid] = task
+                step = steps[sid]
+                tasks[sid] = loop.create_task(
+                    _into_slot(run, step, frame, instance, attempt, slot, done)
+                )
 
         def written(task: asyncio.Task[None]) -> None:
             self.writes.discard(task)
@@ -427,7 +432,7 @@ class Scope:
             if error is not None:
                 self.store_error = error
                 self.refused.extend(batch)
-                for slot in slots.values():
+                for _, _, slot in slots:
                     if not slot.done():
                         slot.cancel()
             self.wake.set()
@@ -446,6 +451,7 @@ async def _into_slot(
     run: LiveRun,
     step: Step,
     frame: Frame,
+    instance: str,
     attempt: int,
     slot: asyncio.Future[Outcome],
     done: Callable[[asyncio.Future[Outcome]], None],
@@ -460,7 +466,7 @@ async def _into_slot(
     made and a turn of the loop run, per step (≈ 2 µs of ≈ 16 of a no-op step's).
     A slot cancelled (a stop, fail-fast) still has the loop call it."""
     try:
-        outcome = await run_attempts(run, step, frame, attempt)
+        outcome = await run_attempts(run, step, frame, instance, attempt)
     except asyncio.CancelledError:
         slot.cancel()
         raise
