@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -230,12 +230,12 @@ class Scope:
         future = self.running.pop(sid)
         instance = self.frame.instance(sid)
         run.pauses.active.discard(instance)
+        started = run.started.get(instance)  # a row's start never moves
+        if started is None:
+            started = time.time()
         if future.cancelled():
             outcome = Outcome(
-                StepStatus.CANCELLED,
-                run.attempts[instance],
-                self._started_at(instance),
-                error=cancel_text(run),
+                StepStatus.CANCELLED, run.attempts[instance], started, error=cancel_text(run)
             )
         elif isinstance(error := future.exception(), StoreError):
             # The step's own bookkeeping (a retry's records) could not be written:
@@ -243,7 +243,7 @@ class Scope:
             outcome = Outcome(
                 StepStatus.FAILED,
                 run.attempts[instance],
-                self._started_at(instance),
+                started,
                 error=f"the checkpoint store failed: {error}",
             )
         else:
@@ -255,12 +255,6 @@ class Scope:
             self._skip_branch_not_taken(sid, outcome.output)
         self._settle(sid, outcome, instance)
         self.announce.append((instance, outcome))
-
-    def _started_at(self, instance: str) -> float:
-        """When the step's attempt started, for an outcome the driver makes up: a
-        row's start never moves."""
-        started = self.run.started.get(instance)
-        return time.time() if started is None else started
 
     def _skip_branch_not_taken(self, sid: str, output: Any) -> None:
         taken = set(output.get("steps", ())) if isinstance(output, Mapping) else set()
@@ -410,7 +404,7 @@ class Scope:
                         crash.hit("after", instance)
                     if listening:
                         events.outcome(instance, outcome)
-            steps, attempts, done = run.workflow.steps, run.attempts, self._slot_done
+            steps, attempts = run.workflow.steps, run.attempts
             for sid, instance, slot in slots:
                 if not ok:
                     slot.cancel()
@@ -421,10 +415,7 @@ class Scope:
                 attempt = attempts[instance]
                 if listening:
                     events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                step = steps[sid]
-                tasks[sid] = loop.create_task(
-                    _into_slot(run, step, frame, instance, attempt, slot, done)
-                )
+                tasks[sid] = loop.create_task(_into_slot(self, steps[sid], instance, attempt, slot))
 
         def written(task: asyncio.Task[None]) -> None:
             self.writes.discard(task)
@@ -448,25 +439,20 @@ _CALLBACKS = contextvars.Context()
 
 
 async def _into_slot(
-    run: LiveRun,
-    step: Step,
-    frame: Frame,
-    instance: str,
-    attempt: int,
-    slot: asyncio.Future[Outcome],
-    done: Callable[[asyncio.Future[Outcome]], None],
+    scope: Scope, step: Step, instance: str, attempt: int, slot: asyncio.Future[Outcome]
 ) -> None:
     """Run a step's attempts and settle the slot the driver waits on from inside the
     step's own task. (A done-callback on the task would cost one more turn of the
     event loop between a step's end and the driver taking it in.) The attempts'
     coroutine is made here, once the task runs, not while it waits to start.
 
-    A step that ends settles its slot and calls the slot's done-callback, ``done``,
+    A step that ends settles its slot and calls the slot's done-callback itself,
     at once, instead of leaving it to the loop: a callback scheduled is a handle
     made and a turn of the loop run, per step (≈ 2 µs of ≈ 16 of a no-op step's).
     A slot cancelled (a stop, fail-fast) still has the loop call it."""
+    done = scope._slot_done
     try:
-        outcome = await run_attempts(run, step, frame, instance, attempt)
+        outcome = await run_attempts(scope.run, step, scope.frame, instance, attempt)
     except asyncio.CancelledError:
         slot.cancel()
         raise
