@@ -409,15 +409,18 @@ class Progress:
         if status in SATISFIED:
             self._settle(sid)
             skipped = status is StepStatus.SKIPPED
+            # (locals, and `_wave_open` inline: this runs for every need of every step)
+            missing, statuses, blocked = self._missing, self.status, self._blocked
+            wave_of, wave = (self.plan.wave_of, self._wave) if self._waves else (None, 0)
             for dependent in self.plan.dependents[sid]:
-                self._missing[dependent] -= 1
+                left = missing[dependent] = missing[dependent] - 1
                 if skipped:
                     self._skipped[dependent] += 1
                 if (
-                    self._missing[dependent] == 0
-                    and self.status[dependent] is StepStatus.PENDING
-                    and dependent not in self._blocked
-                    and self._wave_open(dependent)
+                    left == 0
+                    and statuses[dependent] is StepStatus.PENDING
+                    and dependent not in blocked
+                    and (wave_of is None or wave_of[dependent] <= wave)
                 ):
                     self._ready[dependent] = None
         elif status in TERMINAL:

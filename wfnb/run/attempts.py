@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from wfnb.run.live import LiveRun
 
 
-async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> Outcome:
-    """Run the step's attempts until one succeeds or retries are exhausted."""
-    instance = frame.instance(step.id)
+async def run_attempts(
+    run: LiveRun, step: Step, frame: Frame, instance: str, attempt: int
+) -> Outcome:
+    """Run the step's attempts until one succeeds or retries are exhausted.
+    ``instance`` is the step's id in ``frame`` (the driver has it at hand)."""
     executor = executor_for(step.kind)
     limit = None if isinstance(step.spec, ApprovalSpec) else step.timeout
     container = step.kind in ("loop", "workflow")
@@ -41,7 +43,7 @@ async def run_attempts(run: LiveRun, step: Step, frame: Frame, attempt: int) -> 
         started = run.started.get(instance)
         if started is None:
             started = run.started[instance] = time.time()
-        ctx = step_context(run, step, frame, attempt)
+        ctx = step_context(run, step, frame, instance, attempt)
         below: tuple[str, ...] = ()
         cause: str | None = None
         retry_after: float | None = None
@@ -147,11 +149,14 @@ def cancel_text(run: LiveRun) -> str:
     }.get(run.stop_reason or "", "cancelled: another step failed (fail_fast)")
 
 
-def step_context(run: LiveRun, step: Step, frame: Frame, attempt: int) -> StepContext:
+def step_context(
+    run: LiveRun, step: Step, frame: Frame, instance: str, attempt: int
+) -> StepContext:
+    """The context of an attempt of ``step``, ``instance`` in ``frame``."""
     return StepContext(  # positional: a dataclass's keywords cost a step ~0.3 µs
         run.id,
         run.workflow.name,
-        frame.instance(step.id),
+        instance,
         attempt,
         run.record.depth,
         run.template_scope(frame),

@@ -39,7 +39,7 @@ class Deadlines:
         left by then (use it as ``with deadlines.watch(limit) as clock:``)."""
         task = asyncio.current_task(self._loop)
         assert task is not None, "a step's timeout is watched from its own task"
-        tick = max(0.001, seconds / 1000)
+        tick = seconds / 1000 if seconds > 1.0 else 0.001
         due = math.ceil((self._loop.time() + seconds) / tick) * tick
         watch = Watch(self, task, due)
         watches = self._due.get(due)
@@ -49,11 +49,6 @@ class Deadlines:
         else:
             watches[watch] = None
         return watch
-
-    def _forget(self, watch: Watch) -> None:
-        watches = self._due.get(watch.due)
-        if watches is not None:
-            watches.pop(watch, None)
 
     def _expire(self, due: float) -> None:
         for watch in self._due.pop(due):
@@ -86,7 +81,9 @@ class Watch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self.ran_out:
-            self.deadlines._forget(self)
+        if not self.ran_out:  # forget it (inline: this is once a step)
+            watches = self.deadlines._due.get(self.due)
+            if watches is not None:
+                watches.pop(self, None)
         elif self.task.uncancel() <= self.prior_cancels and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc

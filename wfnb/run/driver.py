@@ -124,7 +124,9 @@ class Scope:
             if frame.owner is not None:
                 pauses.in_body.pop(frame.owner, None)
         # From the run's statuses, not `progress`: a salvaged step failed after the fact.
-        return all(run.statuses.get(frame.instance(sid)) in SATISFIED for sid in plan.steps)
+        # (`map`, not a generator: this is a turn per step of the scope)
+        statuses = map(run.statuses.get, map(frame.instance, plan.steps))
+        return all(map(SATISFIED.__contains__, statuses))
 
     async def _record_cancelled(self) -> None:
         """Write down the steps a cancelled scope leaves behind (a loop step stopped
@@ -168,7 +170,7 @@ class Scope:
                 step = steps[sid]
                 if step.if_ is not None:
                     try:
-                        run_it = step_context(run, step, frame, 0).truthy(step.if_)
+                        run_it = step_context(run, step, frame, instance, 0).truthy(step.if_)
                     except WfnbError as exc:
                         attempt = self._next_attempt(instance)
                         outcome = Outcome(StepStatus.FAILED, attempt, now, error=str(exc))
@@ -246,7 +248,9 @@ class Scope:
             )
         else:
             outcome = future.result()
-        run.host.crash.hit("finished", instance)
+        crash = run.host.crash
+        if crash.points:
+            crash.hit("finished", instance)
         if outcome.status is StepStatus.COMPLETED and sid in self.plan.branches:
             self._skip_branch_not_taken(sid, outcome.output)
         self._settle(sid, outcome, instance)
@@ -358,7 +362,8 @@ class Scope:
         batch, self.records = self.records, []
         announce, self.announce = self.announce, []
         loop = asyncio.get_running_loop()
-        slots: dict[str, asyncio.Future[Outcome]] = {}
+        #: each step to start: its id, its instance, the slot it settles
+        slots: list[tuple[str, str, asyncio.Future[Outcome]]] = []
         if starts:
             done, quiet = self._slot_done, _CALLBACKS
             sid_of, running, active = self._sid_of, self.running, run.pauses.active
@@ -368,8 +373,9 @@ class Scope:
                 slot.add_done_callback(done, context=quiet)
                 sid_of[slot] = sid
                 running[sid] = slot
-                slots[sid] = slot
-                active.add(frame.instance(sid))
+                instance = frame.instance(sid)
+                slots.append((sid, instance, slot))
+                active.add(instance)
 
         # A step may need what any earlier batch holds, and a refusal can come back
         # after a later batch went through: start nothing past a refused batch.
@@ -399,19 +405,17 @@ class Scope:
                     if listening:
                         events.outcome(instance, outcome)
             steps, attempts = run.workflow.steps, run.attempts
-            for sid, slot in slots.items():
+            for sid, instance, slot in slots:
                 if not ok:
                     slot.cancel()
                 if slot.done():  # cancelled while its before-record was being written
                     continue
-                instance = frame.instance(sid)
                 if crash is not None:
                     crash.hit("started", instance)
                 attempt = attempts[instance]
                 if listening:
                     events.publish(EventKind.STEP_STARTED, step_id=instance, attempt=attempt)
-                task = loop.create_task(_into_slot(run, steps[sid], frame, attempt, slot))
-                tasks[sid] = task
+                tasks[sid] = loop.create_task(_into_slot(self, steps[sid], instance, attempt, slot))
 
         def written(task: asyncio.Task[None]) -> None:
             self.writes.discard(task)
@@ -419,7 +423,7 @@ class Scope:
             if error is not None:
                 self.store_error = error
                 self.refused.extend(batch)
-                for slot in slots.values():
+                for _, _, slot in slots:
                     if not slot.done():
                         slot.cancel()
             self.wake.set()
@@ -435,22 +439,32 @@ _CALLBACKS = contextvars.Context()
 
 
 async def _into_slot(
-    run: LiveRun, step: Step, frame: Frame, attempt: int, slot: asyncio.Future[Outcome]
+    scope: Scope, step: Step, instance: str, attempt: int, slot: asyncio.Future[Outcome]
 ) -> None:
     """Run a step's attempts and settle the slot the driver waits on from inside the
     step's own task. (A done-callback on the task would cost one more turn of the
     event loop between a step's end and the driver taking it in.) The attempts'
-    coroutine is made here, once the task runs, not while it waits to start."""
+    coroutine is made here, once the task runs, not while it waits to start.
+
+    A step that ends settles its slot and calls the slot's done-callback itself,
+    at once, instead of leaving it to the loop: a callback scheduled is a handle
+    made and a turn of the loop run, per step (≈ 2 µs of ≈ 16 of a no-op step's).
+    A slot cancelled (a stop, fail-fast) still has the loop call it."""
+    done = scope._slot_done
     try:
-        outcome = await run_attempts(run, step, frame, attempt)
+        outcome = await run_attempts(scope.run, step, scope.frame, instance, attempt)
     except asyncio.CancelledError:
         slot.cancel()
         raise
     except BaseException as exc:
         if not slot.done():
+            slot.remove_done_callback(done)
             slot.set_exception(exc)
+            done(slot)
         if not isinstance(exc, Exception):
             raise
         return
     if not slot.done():
+        slot.remove_done_callback(done)
         slot.set_result(outcome)
+        done(slot)

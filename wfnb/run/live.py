@@ -298,8 +298,10 @@ class LiveRun:
             status = RunStatus.FAILED
             error = f"workflow {self.workflow.name!r} timed out after {self.workflow.timeout:g} s"
             self.failure = Failure("", error)
-        elif self.failure is not None or any(
-            s in (StepStatus.FAILED, StepStatus.CANCELLED) for s in self.statuses.values()
+        elif (
+            self.failure is not None
+            or StepStatus.FAILED in (statuses := self.statuses.values())
+            or StepStatus.CANCELLED in statuses  # (`in`: a C loop, no generator a step)
         ):
             status = RunStatus.FAILED
             if self.failure is None:
