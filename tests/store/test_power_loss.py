@@ -147,11 +147,13 @@ def lost_checkpoints(image: Path, writes: list[tuple[Batch, list[bool]]]) -> lis
 
 @pytest.fixture(autouse=True, scope="module")
 def small_chunks() -> Any:
-    """Grow the journal by 256 bytes at most, so the runs here grow it many times:
-    frames land both over zeros made durable before and in a file just grown."""
+    """Grow the journal by 2 KiB at most, so the runs here grow it several times:
+    frames (≈ 300–700 bytes a store batch) land both over zeros made durable before
+    (fdatasync) and in a file just grown (fsync); `test_store_runs_reach_both_syncs`
+    checks that both happen."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_journal, "PAGE", 64)
-        patch.setattr(_journal, "CHUNK", 256)
+        patch.setattr(_journal, "PAGE", 256)
+        patch.setattr(_journal, "CHUNK", 2048)
         yield
 
 
@@ -180,6 +182,28 @@ def test_acknowledged_checkpoints_survive_power_loss(
     assert lost_checkpoints(tmp_path / "image", store.writes) == []
 
 
+class _CountingSyncs(PowerLossFiles):
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncs = {"fsync": 0, "fdatasync": 0}
+
+    def fsync(self, fd: int) -> None:
+        self.syncs["fsync"] += 1
+        super().fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        self.syncs["fdatasync"] += 1
+        super().fdatasync(fd)
+
+
+def test_store_runs_reach_both_syncs(tmp_path: Path) -> None:
+    """The power-loss points above cover frames written in place (fdatasync) as
+    well as frames that grow the file (fsync), not only one of the two paths."""
+    files = _CountingSyncs()
+    run_until_power_loss(tmp_path, files)
+    assert files.syncs["fdatasync"] >= 3 and files.syncs["fsync"] >= 3, files.syncs
+
+
 def test_power_loss_after_the_run_keeps_it_all(tmp_path: Path) -> None:
     store = run_until_power_loss(tmp_path, PowerLossFiles())
     assert any(acked[0] for _, acked in store.writes)
@@ -201,12 +225,17 @@ class _Halfway(random.Random):
         return (a + b) // 2
 
 
-def test_a_torn_append_after_a_fold_is_a_torn_tail_not_corruption(tmp_path: Path) -> None:
+def test_a_torn_append_after_a_fold_is_a_torn_tail_not_corruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A fold cuts the journal back to its header. Were that cut not fsync'd, the
     power going during the next append could keep the old, folded frames with the
     new frame half written over the first of them: damaged bytes with intact frames
     after them, which opening must refuse as `JournalCorrupt`. So the cut is
     fsync'd, and what survives is a torn tail."""
+    # grown by little, so the write torn at its middle tears the frame itself
+    monkeypatch.setattr(_journal, "PAGE", 64)
+    monkeypatch.setattr(_journal, "CHUNK", 256)
     path = tmp_path / "wfnb.duckdb.journal"
     kept: dict[Path, bytes] = {}
     files = PowerLossFiles(torn=_Halfway(), on_power_loss=kept.update)
@@ -246,3 +275,62 @@ def test_every_acknowledged_frame_survives_with_preallocation(
         copy.write_bytes(files.image()[path])
         assert [s for s, _ in Journal(copy).open()] == list(range(1, seq + 1))
     journal.close()
+
+
+class _FdatasyncFailsOnce(PowerLossFiles):
+    fail = False
+
+    def fdatasync(self, fd: int) -> None:
+        if self.fail:
+            self.fail = False
+            raise OSError(5, "injected EIO")
+        super().fdatasync(fd)
+
+
+def _survivors(path: Path, files: PowerLossFiles) -> list[int]:
+    copy = path.parent / "image" / path.name
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(files.image()[path])
+    return [seq for seq, _ in Journal(copy).open()]
+
+
+def test_a_frame_after_a_fold_survives_power_loss(tmp_path: Path) -> None:
+    """The cut after a fold takes the preallocated zeros with it: the next frame
+    must grow the file again (fsync), never be written in place with only an
+    fdatasync past the size made durable."""
+    path, files = tmp_path / "j", PowerLossFiles()
+    journal = Journal(path, files)
+    journal.open()
+    for seq in (1, 2, 3):
+        journal.append(seq, [[seq]])
+    journal.reset()
+    journal.append(4, [[4]])
+    assert _survivors(path, files) == [4]
+
+
+def test_a_frame_after_a_failed_append_survives_power_loss(tmp_path: Path) -> None:
+    """A failed append is cut back, zeros included: the next frame grows the file."""
+    path, files = tmp_path / "j", _FdatasyncFailsOnce()
+    journal = Journal(path, files)
+    journal.open()
+    journal.append(1, [[1]])
+    files.fail = True
+    with pytest.raises(OSError, match="injected"):
+        journal.append(2, [[2]])
+    journal.append(3, [[3]])
+    assert _survivors(path, files) == [1, 3]
+
+
+def test_a_frame_after_reopening_a_zero_tail_survives_power_loss(tmp_path: Path) -> None:
+    """Opening cuts the zero tail a closed journal leaves: the first frame after it
+    grows the file again instead of trusting zeros that are gone."""
+    path = tmp_path / "j"
+    journal = Journal(path)
+    journal.open()
+    journal.append(1, [[1]])
+    journal.close()
+    files = PowerLossFiles()
+    journal = Journal(path, files)
+    journal.open()
+    journal.append(2, [[2]])
+    assert _survivors(path, files) == [1, 2]
