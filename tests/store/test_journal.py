@@ -17,6 +17,7 @@ from tests.store._powerloss import FailingFiles
 from wfnb.errors import JournalCorrupt, StoreError
 from wfnb.store.base import Batch, RunRecord
 from wfnb.store.duckdb import DuckDBStore
+from wfnb.store.duckdb._files import OsFiles
 from wfnb.store.duckdb._journal import CHUNK, HEADER, PAGE, Journal, encode_frame, file_header
 
 
@@ -91,6 +92,38 @@ def test_the_file_grows_by_doubling_in_pages_up_to_a_chunk_a_time(path: Path) ->
     journal.close()
     assert sizes[:4] == [PAGE, 2 * PAGE, 4 * PAGE, 8 * PAGE]
     assert {b - a for a, b in zip(sizes[-3:-1], sizes[-2:], strict=True)} == {CHUNK}
+
+
+class _SmallDisk(OsFiles):
+    """A disk that holds ``room`` bytes of the journal: a write past that writes
+    what fits and says so (a short write), as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def write_at(self, fd: int, data: bytes, offset: int) -> int:
+        return super().write_at(fd, data[: max(0, self.room - offset)], offset)
+
+
+def test_a_disk_too_full_for_the_zeros_ahead_still_takes_each_frame_that_fits(
+    path: Path,
+) -> None:
+    """Growing writes zeros ahead of the frame; with no room for them the frame is
+    written alone, so the journal refuses only a frame that does not fit itself."""
+    disk = _SmallDisk(room=3 * PAGE + 100)
+    journal = Journal(path, disk)
+    journal.open()
+    acknowledged = []
+    for seq in range(1, 200):
+        try:
+            journal.append(seq, rows(50))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+            break
+        acknowledged.append(seq)
+    journal.close()
+    assert path.stat().st_size > disk.room - 200  # filled to within a frame
+    assert [seq for seq, _ in reopen(path)] == acknowledged
 
 
 def test_a_torn_frame_over_the_preallocated_zeros_is_a_torn_tail(path: Path) -> None:

@@ -22,7 +22,8 @@ per chain step (3.4 ms per 1-record write) — far above the 600 µs/step goal �
 while an fsync'd append costs ≈ 0.13 ms. With the journal, a chain step's
 checkpoint (2 records) is acknowledged in ≈ 180–270 µs, a 200-way fan-out costs
 ≈ 16–22 µs per record (3 group commits for 200 writes) and batches of 200 ≈ 7–11 µs
-per record. So a write is acknowledged when its journal frame is fsync'd, and the
+per record. So a write is acknowledged when its journal frame is synced (see
+``_journal``), and the
 journal is folded into DuckDB in one transaction per ``fold_rows`` rows, after
 ``fold_idle`` s without writes, before any read, and on close (≈ 25 ms for 800
 rows); opening the store replays (idempotently) what a killed process left in it.

@@ -4,7 +4,8 @@ Why it exists (measured on the 2-core dev box, duckdb 2.0.1, ``python
 benchmarks/bench_store.py``): one DuckDB transaction upserting 2 rows costs
 ≈ 1.8 ms (≈ 4.3 ms per chain step through the store), while ``write`` + ``fsync``
 of a small frame costs ≈ 0.13 ms. The chain goal is ≤ 600 µs per step, so a
-checkpoint is acknowledged once its frame is fsync'd here and the writer folds the
+checkpoint is acknowledged once its frame is synced here (``fdatasync`` over zeros
+written ahead, ``fsync`` when the file grows) and the writer folds the
 journal into DuckDB in batches.
 
 Format 2 (this one): a 16-byte file header ``magic "WFNBJRNL" | format u32 |
@@ -50,6 +51,7 @@ lock is what makes the journal single-writer. All file I/O goes through a
 from __future__ import annotations
 
 import contextlib
+import errno
 import pickle
 import struct
 import zlib
@@ -186,8 +188,12 @@ def scan_format_1(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
     return frames, offset
 
 
+#: the errors of a disk (or a file size limit) with no room for the zeros ahead
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
 class Journal:
-    """Append, fsync, replay, reset. Not thread-safe: the store's writer thread owns it."""
+    """Append and sync, replay, reset. Not thread-safe: the store's writer thread owns it."""
 
     def __init__(self, path: Path, files: JournalFiles = OS_FILES) -> None:
         self.path = path
@@ -240,8 +246,10 @@ class Journal:
         fd = self._fd if fd is None else fd
         assert fd is not None
         written = self._files.write_at(fd, data, offset)
-        if written != len(data):
-            raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+        if written != len(data):  # what a full disk (or a file size limit) does
+            raise OSError(
+                errno.ENOSPC, f"short write to {self.path}: {written} of {len(data)} bytes"
+            )
 
     def _rewrite(self, frames: list[tuple[int, bytes]]) -> None:
         """Replace the open format-1 file by a format-2 one with the same frames,
@@ -278,7 +286,16 @@ class Journal:
                 self._files.fdatasync(self._fd)
             else:  # the new size must be durable too, which fdatasync would not make it
                 allocated = self._grown(end)
-                self._write(frame + bytes(allocated - end), self._size)
+                try:
+                    self._write(frame + bytes(allocated - end), self._size)
+                except OSError as exc:
+                    if allocated == end or exc.errno not in _NO_ROOM:
+                        raise
+                    # The zeros ahead do not fit on the disk, the frame alone may:
+                    # a journal near a full disk takes frames until the last byte.
+                    self._cut_back()
+                    allocated = end
+                    self._write(frame, self._size)
                 self._files.fsync(self._fd)
                 self._allocated = allocated
         except OSError:
