@@ -153,9 +153,6 @@ def _code_hashes(hashes: dict[str, str]) -> str:
     if not (type(hashes) is dict and _json_exact(hashes)):
         raise StoreError(f"code_hashes must map str to str, not {hashes!r}")
     return json.dumps(hashes)
-    text = json.dumps(hashes)
-    _last_code_hashes[0] = (dict(hashes), text)
-    return text
 
 
 def _all_str(mapping: dict[Any, Any]) -> bool:
@@ -173,8 +170,13 @@ def _call_data(data: dict[str, Any], what: str) -> str:
     return json.dumps(data)
 
 
+#: what a DuckDB INTEGER holds (``x in _INT32`` is one C-level test, cheap enough
+#: to inline on the hot path before calling `_int32` for its message)
+_INT32 = range(-(2**31), 2**31)
+
+
 def _int32(value: int, what: str) -> int:
-    if type(value) is not int or not -(2**31) <= value < 2**31:
+    if type(value) is not int or value not in _INT32:
         raise StoreError(f"{what} {value!r} must be an int that fits in 32 bits")
     return value
 
@@ -377,7 +379,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
             _key(s.run_id, "run id")
         if not (type(s.step_id) is str and s.step_id.isascii()):
             _key(s.step_id, "step id")
-        if not (type(a := s.attempt) is int and -(2**31) <= a < 2**31):
+        if not (type(a := s.attempt) is int and a in _INT32):
             _int32(a, "attempt")  # raises; the test is `_int32`'s, inlined like `_key`'s
         pending = None
         if s.has_output and s.output is None:  # skips a message and a partial per step
@@ -439,7 +441,7 @@ def encode_batch(batch: Batch) -> EncodedBatch:
         if not (type(status) is str and status.isascii()):
             _key(status, "status")
         attempt = e.attempt
-        if attempt is not None and not (type(attempt) is int and -(2**31) <= attempt < 2**31):
+        if attempt is not None and not (type(attempt) is int and attempt in _INT32):
             _int32(attempt, "attempt")  # raises
         error = e.error if e.error is None else _text(e.error)
         out.events.append((at, run_id, step_id, attempt, e.event, status, error))
