@@ -253,6 +253,18 @@ def test_a_torn_append_after_a_fold_is_a_torn_tail_not_corruption(
     assert path.read_bytes() == HEADER
 
 
+def _survivors(path: Path, files: PowerLossFiles) -> list[int]:
+    """The seqs a journal opened on what the power left of ``path`` holds."""
+    copy = path.parent / "image" / path.name
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(files.image()[path])
+    journal = Journal(copy)
+    try:
+        return [seq for seq, _ in journal.open()]
+    finally:
+        journal.close()
+
+
 @pytest.mark.parametrize("page", [16, 64, 4096])
 def test_every_acknowledged_frame_survives_with_preallocation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int
@@ -265,15 +277,13 @@ def test_every_acknowledged_frame_survives_with_preallocation(
     frame appended. Fails if either sync is dropped or the fsync made an fdatasync."""
     monkeypatch.setattr(_journal, "PAGE", page)
     monkeypatch.setattr(_journal, "CHUNK", 4 * page)
-    path, copy = tmp_path / "wfnb.duckdb.journal", tmp_path / "image" / "wfnb.duckdb.journal"
-    copy.parent.mkdir()
+    path = tmp_path / "wfnb.duckdb.journal"
     files = PowerLossFiles()
     journal = Journal(path, files)
     journal.open()
     for seq in range(1, 61):
         journal.append(seq, [[("run", seq, "x" * (seq % 7))]])
-        copy.write_bytes(files.image()[path])
-        assert [s for s, _ in Journal(copy).open()] == list(range(1, seq + 1))
+        assert _survivors(path, files) == list(range(1, seq + 1))
     journal.close()
 
 
@@ -285,13 +295,6 @@ class _FdatasyncFailsOnce(PowerLossFiles):
             self.fail = False
             raise OSError(5, "injected EIO")
         super().fdatasync(fd)
-
-
-def _survivors(path: Path, files: PowerLossFiles) -> list[int]:
-    copy = path.parent / "image" / path.name
-    copy.parent.mkdir(exist_ok=True)
-    copy.write_bytes(files.image()[path])
-    return [seq for seq, _ in Journal(copy).open()]
 
 
 def test_a_frame_after_a_fold_survives_power_loss(tmp_path: Path) -> None:
