@@ -4,15 +4,15 @@
     python benchmarks/bench_fold.py --shape waves --runs 40 --repeat 9
 
 `bench_engine.py --store duckdb` measures one run on a fresh store: its journal is
-folded into DuckDB after the measurement (when idle, or on close), so the fold is
-not in its figures; it is in a long session's, once every ``fold_rows`` journal
-rows. This benchmark records the batches that ``--runs`` durable runs write, then
-replays the writer's work on them alone: ``encode_batch`` of every batch (done at
-acknowledgement), and the fold of the encoded rows into a fresh store file every
-16,000 journal rows (the default ``fold_rows``), one transaction each, as the
-writer does. It prints CPU µs per step (process time; DuckDB runs on one thread),
-min and median of ``--repeat``, for the encoding, the whole fold and each table's
-statement.
+folded into DuckDB after the measurement, so its run figures leave the fold out and
+it prints that run's fold alone beside them; a long session folds once every
+``fold_rows`` journal rows instead. This benchmark records the batches that
+``--runs`` durable runs write, then replays the writer's work on them alone:
+``encode_batch`` of every batch (done at acknowledgement), and the fold of the
+encoded rows into a fresh store file every 16,000 journal rows (the default
+``fold_rows``), one transaction each, as the writer does. It prints CPU µs per step
+(process time; DuckDB runs on one thread), min and median of ``--repeat``, for the
+encoding, the whole fold and each table's statement.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ SHAPES = {"chain": shapes.chain, "fanout": shapes.fan_out, "waves": shapes.waves
 
 async def child(kind: str, shape_name: str, runs: int, tmp: Path) -> None:
     """Two warm-up runs, then ``runs`` more: what the parent counts."""
-    shape = SHAPES[shape_name]() if shape_name != "waves" else shapes.waves(20, 10)
+    shape = SHAPES[shape_name]()
     if kind == "bare":
         for _ in range(2 + runs):
             await shapes.bare(shape)
