@@ -12,7 +12,9 @@ so what is measured is the engine: planning, templates, events, checkpoints.
 "bare" runs the same no-op coroutines with plain asyncio; overhead = (engine -
 bare) / steps. With ``--store duckdb`` the fsync floor (one small write + fsync in
 the store's directory) is printed too, and the chain's cost per step as a multiple
-of it: a durable chain step cannot cost less than one acknowledgement, and the CPU
+of it (the floor measured again beside each repetition, since a disk's fsync
+drifts over a run of several minutes, and printed per shape as "fsync µs"): a
+durable chain step cannot cost less than one acknowledgement, and the CPU
 per step of folding the run's journal into DuckDB afterwards (deferred work the
 writer thread does off the run's path, outside the run's time; one run's rows
 folded alone, so a fold's fixed cost, milliseconds, falls on 200 steps: folds of
@@ -133,12 +135,16 @@ async def main(kind: str, repeat: int, steps: int) -> None:
         print(f"store: {kind}; median of {repeat} runs; overhead = (engine - bare) / steps")
         print("cpu µs/step: the same overhead in CPU time, steadier on a busy machine")
         header = f"{'shape':<18}{'engine ms':>11}{'bare ms':>10}{'µs/step':>10}{'ratio':>9}"
-        durable = ("   step ÷ fsync" + f"{'its fold, cpu µs/step':>23}") if fsync_s else ""
+        durable = (
+            f"{'fsync µs':>10}{'step ÷ fsync':>15}{'its fold, cpu µs/step':>23}" if fsync_s else ""
+        )
         print(header + f"{'cpu µs/step':>13}" + durable)
         for shape in sized_shapes(steps):
             workflow = workflow_of(shape, name=shape.name)
-            engine_runs, bare_runs = [], []
+            engine_runs, bare_runs, floors = [], [], []
             for _ in range(repeat):
+                if fsync_s:
+                    floors.append(shapes.fsync_floor(Path(tmp), samples=50))
                 engine_runs.append(await run_engine_cpu(factory, workflow))
                 bare_runs.append(await bare_cpu(shape))
             engine_s, engine_cpu, fold_cpu = medians(engine_runs)
@@ -150,7 +156,11 @@ async def main(kind: str, repeat: int, steps: int) -> None:
                 f"{per_step * 1e6:>10.1f}{engine_s / bare_s:>9.0f}x{cpu_step * 1e6:>13.1f}"
             )
             if fsync_s:
-                line += f"{per_step / fsync_s:>14.2f}x{fold_cpu / shape.size * 1e6:>23.1f}"
+                floor = statistics.median(floors)
+                line += (
+                    f"{floor * 1e6:>10.0f}{per_step / floor:>14.2f}x"
+                    f"{fold_cpu / shape.size * 1e6:>23.1f}"
+                )
             print(line)
         workflow, ideal = skewed()
         makespans = [await run_engine(factory, workflow) for _ in range(repeat)]
