@@ -8,12 +8,14 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 - ``_files``   the file I/O seam the journal writes through (tests inject faults)
 - ``_fork``    what a store does in a forked child: refuse clearly, never hang
 - ``_schema``  the SQL: the schema and its migrations, the reads
+- ``_fold``    one DuckDB transaction: journal frames folded in, then table batches
 - ``_upsert``  the fold's write side: journalled rows upserted, one statement a table
 - ``_lock``    opening a file another process holds: retry, `StoreLocked` naming it
 - ``_tuning``  the DuckDB settings (memory, no downloads) and new files' block size
 - ``_tables``  which table outputs become DuckDB tables, and writing them
 - ``_waiters`` handing results back to the caller's thread (and loop)
 - ``_writer``  the writer thread: group commit, folding, connection lifetime
+- ``_turns``   light writes journalled on the event loop's thread, once a turn
 
 Durability decision, by measurement (2-core dev box, duckdb 2.0.1, ``python
 benchmarks/bench_store.py``): a raw DuckDB upsert transaction of 2 rows costs
@@ -47,6 +49,7 @@ from wfnb.model import RunStatus
 from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
 from wfnb.store.duckdb import _codec, _schema
 from wfnb.store.duckdb._files import OS_FILES, JournalFiles
+from wfnb.store.duckdb._turns import TurnCommits
 from wfnb.store.duckdb._waiters import AsyncWaiter, SyncWaiter
 from wfnb.store.duckdb._writer import Writer
 
@@ -146,6 +149,7 @@ class DuckDBStore:
             fold_idle=fold_idle,
             files=journal_files or OS_FILES,
         )
+        self._turns = TurnCommits(self._writer)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -153,7 +157,8 @@ class DuckDBStore:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: group commits, journal frames, folds, connection opens."""
+        """Counters: group commits (``inline``: those the event loop journalled
+        itself), journal frames, folds, connection opens."""
         return dict(self._writer.stats)
 
     # -- plumbing -----------------------------------------------------------------
@@ -176,7 +181,7 @@ class DuckDBStore:
     # -- the Store protocol -------------------------------------------------------
     async def write(self, batch: Batch) -> None:
         if batch:
-            await self._submit(lambda w: self._writer.write(batch, w))
+            await self._turns.write(batch)
 
     async def get_run(self, *, run_id: str) -> RunRecord | None:
         def read(con: duckdb.DuckDBPyConnection) -> RunRecord | None:
@@ -271,6 +276,7 @@ class DuckDBStore:
         if self._closed:
             return
         self._closed = True
+        self._turns.drain()
         if _detach(self._key, self._writer):
             await self._submit(self._writer.close)
 

@@ -55,7 +55,34 @@ class SyncWaiter:
             self.future.set_result(result)
 
 
-Waiter = AsyncWaiter | SyncWaiter
+class Nobody:
+    """The waiter of an operation nobody waits on (a nudge to the writer thread)."""
+
+    __slots__ = ()
+
+    def resolve(self, result: Any, exc: BaseException | None) -> None:
+        pass
+
+
+NOBODY = Nobody()
+Answer = tuple["Waiter", Any, BaseException | None]
+
+
+class Later:
+    """A waiter whose answer is kept in ``answers`` for the writer thread to hand
+    over once it has let go of the store: a caller that writes again at once then
+    finds it free to write on its own thread (see `Writer.append_now`)."""
+
+    __slots__ = ("waiter", "answers")
+
+    def __init__(self, waiter: Waiter, answers: list[Answer]) -> None:
+        self.waiter, self.answers = waiter, answers
+
+    def resolve(self, result: Any, exc: BaseException | None) -> None:
+        self.answers.append((self.waiter, result, exc))
+
+
+Waiter = AsyncWaiter | SyncWaiter | Nobody | Later
 
 
 #: Writers with a live thread, folded and closed at interpreter exit so that the

@@ -1,8 +1,10 @@
-"""The writer thread: the only thread that touches the DuckDB connection and the journal.
+"""The writer thread: the owner of the DuckDB connection and the journal.
 
 Everything the store does is an operation queued to this thread, so the kernel's
-event loop never waits on disk, and the connection (which is not shared across
-threads) has a single owner. When the thread picks up work it drains the queue:
+event loop does not wait on DuckDB, and the connection (which is not shared across
+threads) has a single owner. The one exception is `Writer.append_now`: while the
+thread is idle, a light write is appended to the journal on the caller's thread
+(see ``_turns`` for when that pays). When the thread picks up work it drains the queue:
 every write waiting at that moment goes into ONE journal frame + fsync (or one
 DuckDB transaction) — that is the group commit. Each caller is resolved with
 ``loop.call_soon_threadsafe`` (see ``_AsyncWaiter``), the one safe way to finish an
@@ -22,8 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import pickle
 import queue
 import threading
 import time
@@ -35,21 +35,27 @@ import duckdb
 
 from wfnb.errors import StoreError, StoreLocked
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import _fork, _lock, _schema, _tables, _upsert
-from wfnb.store.duckdb._codec import (
-    EncodedBatch,
-    PendingTable,
-    encode_batch,
-)
+from wfnb.store.duckdb import _fold, _fork, _lock, _schema
+from wfnb.store.duckdb._codec import EncodedBatch, encode_batch
 from wfnb.store.duckdb._files import OS_FILES, JournalFiles
+from wfnb.store.duckdb._fold import Rows
 from wfnb.store.duckdb._journal import Journal
-from wfnb.store.duckdb._waiters import LIVE, Waiter
+from wfnb.store.duckdb._waiters import LIVE, NOBODY, Answer, Later, Waiter
 
 log = logging.getLogger("wfnb.store")
-_WRITE, _CALL, _HOLD, _CLOSE = range(4)
-#: workflows, runs, steps, calls and events rows (a journal frame of an older wfnb
-#: has fewer lists: three before calls, four before events)
-Rows = tuple[list[Any], ...]
+_WRITE, _CALL, _HOLD, _CLOSE, _WAKE = range(5)
+
+
+def encoded(batch: Batch | EncodedBatch) -> EncodedBatch:
+    """``batch`` as rows, or `StoreError` saying why it cannot be stored."""
+    if isinstance(batch, EncodedBatch):
+        return batch
+    try:
+        return encode_batch(batch)
+    except StoreError:
+        raise
+    except Exception as exc:  # a malformed record (wrong type in a field)
+        raise StoreError(f"cannot store the batch: {exc!r}") from exc
 
 
 class Writer:
@@ -76,6 +82,13 @@ class Writer:
         self._queue: queue.SimpleQueue[tuple[int, Any, Waiter]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        #: held while the thread works (ops, a fold, closing the file): a write on
+        #: the caller's thread (`append_now`) happens only when it can take it
+        self._busy = threading.Lock()
+        #: operations submitted and not yet done (under ``_counting``): the caller's
+        #: thread writes only when none is, so writes keep the order they were made in
+        self._queued = 0
+        self._counting = threading.Lock()
         self._closed = False
         self._con: duckdb.DuckDBPyConnection | None = None
         self._pending: list[tuple[int, Rows]] = []
@@ -85,8 +98,9 @@ class Writer:
         self._holds = 0
         self._last_op = time.monotonic()
         self._owner = ""
-        #: counters for benchmarks and tests: group commits, journal frames, folds
-        self.stats = {"groups": 0, "frames": 0, "folds": 0, "opens": 0}
+        #: counters for benchmarks and tests: group commits (and how many of them
+        #: the caller's thread wrote itself), journal frames, folds, opens
+        self.stats = {"groups": 0, "inline": 0, "frames": 0, "folds": 0, "opens": 0}
         #: the pid of the process this writer was inherited from by a fork (see _fork)
         self.forked_from: int | None = None
         _fork.track(self)
@@ -116,7 +130,40 @@ class Writer:
                     )
                     self._thread.start()
                     LIVE.add(self)
+        with self._counting:
+            self._queued += 1
         self._queue.put((kind, payload, waiter))
+
+    def append_now(self, batches: list[EncodedBatch]) -> list[StoreError | None] | None:
+        """Journal ``batches`` on the calling thread, as one group, and return each
+        one's error (None: durable); or return None, having done nothing, when the
+        thread must do it: it is busy or has work queued, the file is not open yet,
+        there is no journal, or a batch holds a table (a DuckDB transaction).
+
+        Why: handing a write to the thread and its answer back costs two thread
+        wake-ups, as much as the fdatasync itself on a fast disk, and a durable chain
+        pays it on every step. The caller decides when blocking on the disk is
+        acceptable (see ``_turns``)."""
+        if (
+            not self.use_journal
+            or self._con is None
+            or self._queued
+            or self.closed
+            or any(b.tables for b in batches)
+            or not self._busy.acquire(blocking=False)
+        ):
+            return None
+        try:
+            if self._queued or self._con is None:  # raced with the thread; let it
+                return None
+            errors = self._write_encoded(batches, fold=False)
+            self.stats["inline"] += 1
+            self._last_op = time.monotonic()
+        finally:
+            self._busy.release()
+        if self._pending_rows >= self.fold_rows:
+            self.submit(_WAKE, None, NOBODY)  # the thread folds
+        return errors
 
     # -- the thread ---------------------------------------------------------------
     def _main(self) -> None:
@@ -124,21 +171,31 @@ class Writer:
             try:
                 op = self._queue.get(timeout=self._next_wakeup())
             except queue.Empty:
-                self._on_idle()
+                with self._busy:
+                    self._on_idle()
                 continue
             ops = [op]
             with contextlib.suppress(queue.Empty):
                 while True:
                     ops.append(self._queue.get_nowait())
+            answers: list[Answer] = []
+            ops = [(kind, payload, Later(waiter, answers)) for kind, payload, waiter in ops]
+            closed = False
             try:
-                if self._process(ops):
-                    return
+                with self._busy:
+                    closed = self._process(ops)
             except Exception as exc:  # a bug must not kill the thread every caller waits on
                 log.exception("wfnb store writer: unexpected error")
                 error = StoreError(f"internal error in the store writer: {exc!r}")
                 for _, _, waiter in ops:
                     waiter.resolve(None, error)  # no-op for those already resolved
             self._last_op = time.monotonic()
+            with self._counting:
+                self._queued -= len(ops)
+            for waiter, result, failure in answers:
+                waiter.resolve(result, failure)
+            if closed:
+                return
 
     def _process(self, ops: list[tuple[int, Any, Waiter]]) -> bool:
         """Run ``ops`` in order, consecutive writes as one group; True once closed."""
@@ -156,20 +213,28 @@ class Writer:
             if kind == _CLOSE:
                 self._shutdown(waiter, ops[i:])
                 return True
+            if kind == _WAKE:
+                if self._pending_rows >= self.fold_rows:
+                    with contextlib.suppress(StoreError):  # retried when idle or on a read
+                        self._fold()
+                continue
             self._run_call(kind, payload, waiter)
         return False
 
     def _next_wakeup(self) -> float | None:
         if self._con is None:
             return None
-        if self._pending:
-            return self.fold_idle
-        return None if self._holds else self.idle_close
+        if self._pending:  # fold_idle after the last write, wherever it was made
+            return max(0.0, self._last_op + self.fold_idle - time.monotonic())
+        # While held, writes may be journalled on the caller's thread (`append_now`)
+        # without a word to this one: look for them every fold_idle.
+        return self.fold_idle if self._holds else self.idle_close
 
     def _on_idle(self) -> None:
         try:
             if self._pending:
-                self._fold()
+                if time.monotonic() - self._last_op >= self.fold_idle:
+                    self._fold()
             elif (
                 self._con is not None
                 and not self._holds
@@ -180,37 +245,43 @@ class Writer:
             pass  # the journal still holds the rows; the next operation retries
 
     def _write_group(self, ops: list[tuple[int, Any, Waiter]]) -> None:
-        encoded: list[tuple[Waiter, EncodedBatch]] = []
+        waiters: list[Waiter] = []
+        batches: list[EncodedBatch] = []
         for _, batch, waiter in ops:
             try:
-                encoded.append((waiter, encode_batch(batch)))
+                batches.append(encoded(batch))
             except StoreError as exc:
                 waiter.resolve(None, exc)
-            except Exception as exc:  # a malformed record (wrong type in a field)
-                waiter.resolve(None, StoreError(f"cannot store the batch: {exc!r}"))
-        if not encoded:
-            return
+            else:
+                waiters.append(waiter)
+        if batches:
+            for waiter, error in zip(waiters, self._write_encoded(batches), strict=True):
+                waiter.resolve(None, error)
+
+    def _write_encoded(
+        self, batches: list[EncodedBatch], *, fold: bool = True
+    ) -> list[StoreError | None]:
+        """Persist ``batches`` as one group; each one's error, or None. Should the
+        group fail, each batch is tried alone: one bad batch fails by itself."""
         self.stats["groups"] += 1
         try:
             self._connect()
-            self._persist([e for _, e in encoded])
+            self._persist(batches, fold=fold)
         except StoreError as exc:
-            if len(encoded) == 1 or isinstance(exc, StoreLocked):
-                for waiter, _ in encoded:
-                    waiter.resolve(None, exc)
-                return
-            for waiter, one in encoded:  # find the culprit: the others still commit
+            if len(batches) == 1 or isinstance(exc, StoreLocked):
+                return [exc] * len(batches)
+            errors: list[StoreError | None] = []
+            for one in batches:  # find the culprit: the others still commit
                 try:
-                    self._persist([one])
+                    self._persist([one], fold=fold)
                 except StoreError as single:
-                    waiter.resolve(None, single)
+                    errors.append(single)
                 else:
-                    waiter.resolve(None, None)
-            return
-        for waiter, _ in encoded:
-            waiter.resolve(None, None)
+                    errors.append(None)
+            return errors
+        return [None] * len(batches)
 
-    def _persist(self, batches: list[EncodedBatch]) -> None:
+    def _persist(self, batches: list[EncodedBatch], *, fold: bool = True) -> None:
         if not self.use_journal or any(b.tables for b in batches):
             # Table outputs go straight into DuckDB (a journal copy of a big table
             # would double the bytes written); the journal is folded first so the
@@ -231,7 +302,7 @@ class Writer:
         self.stats["frames"] += 1
         self._pending.append((self._seq, rows))
         self._pending_rows += sum(len(r) for r in rows)
-        if self._pending_rows >= self.fold_rows:
+        if fold and self._pending_rows >= self.fold_rows:
             # The rows are durable already: a failed fold must not fail the write;
             # the journal keeps them and the fold is retried when idle or on a read.
             with contextlib.suppress(StoreError):
@@ -258,27 +329,7 @@ class Writer:
                     self._reject(frame, exc)
 
     def _reject(self, frame: tuple[int, Rows], exc: StoreError) -> None:
-        rejected = self.path.with_name(self.path.name + ".rejected")
-        log.error(
-            "wfnb store: journal frame %d cannot be folded into %s (%s); its rows are kept in %s",
-            frame[0],
-            self.path,
-            exc,
-            rejected,
-        )
-        with open(rejected, "ab") as fh:
-            pickle.dump(frame, fh, protocol=5)
-            fh.flush()
-            os.fsync(fh.fileno())
-        con = self._connect()
-        try:
-            con.execute("BEGIN")
-            _schema.set_folded_seq(con, frame[0])
-            con.execute("COMMIT")
-        except duckdb.Error as err:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            raise _lock.translate(err, self.path) from err
+        _fold.reject(self._connect(), self.path, frame, exc)
         self._forget_folded(frame[0])
 
     def _forget_folded(self, seq: int) -> None:
@@ -293,53 +344,14 @@ class Writer:
     ) -> None:
         """One transaction: journal ``frames`` (oldest first), then ``batches``."""
         con = self._connect()
-        frames = frames or []
-        workflows: list[Any] = []
-        runs: list[Any] = []
-        steps: list[Any] = []
-        calls: list[Any] = []
-        events: list[Any] = []
-        for _, frame_rows in frames:
-            # A frame journalled by an older wfnb holds fewer lists (see `Rows`).
-            w, r, s, *rest = frame_rows
-            workflows += w
-            runs += r
-            steps += s
-            calls += rest[0] if rest else []
-            events += rest[1] if len(rest) > 1 else []
-        tables: list[PendingTable] = []
-        for b in batches:
-            workflows += b.workflows
-            runs += b.runs
-            steps += b.steps
-            calls += b.calls
-            events += b.events
-            tables += b.tables
-        created: set[str] = set()
-        dropped: set[str] = set()
         try:
-            verdicts = _tables.vet(con, tables)
-            con.execute("BEGIN")
-            steps = _tables.store(con, steps, tables, verdicts, self._tables, created, dropped)
-            _upsert.upsert(con, workflows, runs, steps, calls, events)
-            if frames:
-                _schema.set_folded_seq(con, frames[-1][0])
-            con.execute("COMMIT")
-        except StoreError:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            raise
-        except Exception as exc:  # duckdb.Error, or a parameter Python could not convert
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            if isinstance(exc, duckdb.FatalException):
+            self._tables = _fold.transaction(con, self.path, frames or [], batches, self._tables)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, duckdb.FatalException):
                 # DuckDB invalidated the database: reopen on the next operation, which
                 # replays the journal, so acknowledged rows are not lost.
                 self._drop_connection()
-            if isinstance(exc, duckdb.Error):
-                raise _lock.translate(exc, self.path) from exc
-            raise StoreError(f"DuckDB store {self.path}: {exc!r}") from exc
-        self._tables = (self._tables - dropped) | created
+            raise
         if frames:
             self.stats["folds"] += 1
             self._forget_folded(frames[-1][0])
@@ -431,7 +443,7 @@ class Writer:
     def call(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], waiter: Waiter) -> None:
         self.submit(_CALL, fn, waiter)
 
-    def write(self, batch: Batch, waiter: Waiter) -> None:
+    def write(self, batch: Batch | EncodedBatch, waiter: Waiter) -> None:
         self.submit(_WRITE, batch, waiter)
 
     def hold(self, delta: int, waiter: Waiter) -> None:
