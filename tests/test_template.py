@@ -134,7 +134,7 @@ def test_loop_iterations_count_against_the_budget():
 
 
 def test_jinja2_loads_with_the_first_template_not_with_import_wfnb() -> None:
-    """Jinja2 costs ≈ 3 MB of a process's memory (issue 13): values without a
+    """Jinja2 costs ≈ 2.3 MB of a process's memory (issue 13): values without a
     template render without it; the first template loads it."""
     code = """
 import sys

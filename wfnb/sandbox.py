@@ -1,8 +1,8 @@
 """Jinja2's sandbox, bounded: what `wfnb.template` compiles, renders and reads
 templates with.
 
-Its own module so that Jinja2 (≈ 4 MB of a process's memory with this
-environment, docs/python-api.md "Memory") loads with the first template a
+Its own module so that Jinja2 (≈ 2.3 MB of a process's memory with this
+environment, docs/store.md "Memory") loads with the first template a
 workflow has, not with ``import wfnb``: a workflow without templates never
 loads it. `wfnb.template` imports this module on first use (`wfnb.template._sandbox`);
 nothing else does.
