@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import wfnb
 
@@ -50,6 +51,33 @@ def test_importing_the_engine_loads_no_notebook_or_storage_library():
         "'distributed', 'dask') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_a_durable_headless_run_without_templates_loads_no_module_it_does_not_use(
+    tmp_path: Path,
+) -> None:
+    """What a headless durable run does not use costs memory (issue 13): Jinja2
+    loads with the first template, pandas and pyarrow with the first table,
+    difflib with the first "did you mean" hint."""
+    code = f"""
+import asyncio, sys
+import wfnb
+
+async def main():
+    store = wfnb.DuckDBStore({str(tmp_path / "wfnb.duckdb")!r})
+    engine = wfnb.Engine(store=store, namespace={{"f": lambda: 1}})
+    workflow = wfnb.Workflow.from_yaml("steps:\\n  a: {{code: f}}\\n  b: {{code: f, needs: [a]}}", name="w")
+    assert (await (await engine.start(workflow))).ok
+    await store.flush()
+    await engine.close()
+
+asyncio.run(main())
+print(",".join(m for m in ("jinja2", "pandas", "pyarrow", "difflib") if m in sys.modules))
+"""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
 
 

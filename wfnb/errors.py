@@ -36,7 +36,6 @@ without parsing messages.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -213,6 +212,9 @@ class JournalCorrupt(StoreError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when a choice is close to ``name``, else ``""``: the
-    one hint every "no such name" message ends with."""
+    one hint every "no such name" message ends with. (`difflib` is imported here,
+    on the first such error: ``import wfnb`` need not load it, ≈ 0.2 MB.)"""
+    import difflib
+
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
