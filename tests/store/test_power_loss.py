@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import wfnb
 from tests.store._powerloss import LyingFsync, PowerLossFiles
 from wfnb.errors import StoreError
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import DuckDBStore, _journal
+from wfnb.store.duckdb import DuckDBStore, _journal, _turns
 from wfnb.store.duckdb._journal import HEADER, Journal
 
 WORKFLOW = """
@@ -157,6 +158,19 @@ def small_chunks() -> Any:
         yield
 
 
+@pytest.fixture(autouse=True, scope="module", params=["loop", "thread"])
+def writes_by(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: with light writes journalled on the event loop's thread
+    whenever the writer thread is idle (no time budget, or a busy machine would
+    send some back to the thread), and with every write handed to the thread."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "loop":
+            patch.setattr(_turns, "BUDGET", 60.0)
+        else:
+            patch.setattr(_turns, "light", lambda batch: False)
+        yield request.param
+
+
 def count_ops(folder: Path) -> int:
     files = PowerLossFiles()
     run_until_power_loss(folder, files)
@@ -164,7 +178,7 @@ def count_ops(folder: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def ops(tmp_path_factory: pytest.TempPathFactory) -> int:
+def ops(tmp_path_factory: pytest.TempPathFactory, writes_by: str) -> int:
     return count_ops(tmp_path_factory.mktemp("count"))
 
 
@@ -196,12 +210,15 @@ class _CountingSyncs(PowerLossFiles):
         super().fdatasync(fd)
 
 
-def test_store_runs_reach_both_syncs(tmp_path: Path) -> None:
+def test_store_runs_reach_both_syncs(tmp_path: Path, writes_by: str) -> None:
     """The power-loss points above cover frames written in place (fdatasync) as
-    well as frames that grow the file (fsync), not only one of the two paths."""
+    well as frames that grow the file (fsync), not only one of the two paths; and
+    frames the event loop's thread wrote, or none of them, as `writes_by` says."""
     files = _CountingSyncs()
-    run_until_power_loss(tmp_path, files)
+    store = run_until_power_loss(tmp_path, files)
     assert files.syncs["fdatasync"] >= 3 and files.syncs["fsync"] >= 3, files.syncs
+    inline = store.stats["inline"]
+    assert inline >= 3 if writes_by == "loop" else inline == 0, store.stats
 
 
 def test_power_loss_after_the_run_keeps_it_all(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.store.test_duckdb import run_rec, step_rec
-from wfnb.model import StepStatus
+from wfnb.errors import StoreError
+from wfnb.model import RunStatus, StepStatus
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import DuckDBStore, _turns
+from wfnb.store.duckdb import DuckDBStore, _fold, _turns
 from wfnb.store.duckdb._files import OsFiles
 
 
@@ -116,23 +117,33 @@ def test_closing_the_store_writes_the_turn_still_open(tmp_path: Path, roomy: Non
         asyncio.run(reopened.close())
 
 
-def test_journalled_rows_are_folded_once_writes_stop(tmp_path: Path, roomy: None) -> None:
-    """With a hold taken the thread waits with no timeout; a write made on the loop
-    must still get the journal folded ``fold_idle`` seconds after it."""
-    store = DuckDBStore(tmp_path / "s.duckdb", fold_idle=0.05)
+@pytest.mark.parametrize("held", [True, False], ids=["held", "not-held"])
+def test_journalled_rows_are_folded_once_writes_stop(
+    tmp_path: Path, roomy: None, held: bool
+) -> None:
+    """Held, the writer thread waits with no timeout; not held, it waits for
+    ``idle_close`` (60 s here). Either way a write made on the loop's thread must
+    get the journal folded ``fold_idle`` seconds after it, not later."""
+    store = DuckDBStore(tmp_path / "s.duckdb", fold_idle=0.05, idle_close=60)
 
-    async def go() -> int:
-        await store.acquire()
+    async def folded_after(write: Batch) -> bool:
         folds = store.stats["folds"]
-        await store.write(Batch(runs=[run_rec()]))
-        assert store.stats["inline"] == 1
-        deadline = time.monotonic() + 30
+        await store.write(write)
+        deadline = time.monotonic() + 20
         while store.stats["folds"] == folds and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        return store.stats["folds"] - folds
+        return store.stats["folds"] == folds + 1
+
+    async def go() -> None:
+        if held:
+            await store.acquire()
+        assert await folded_after(Batch(runs=[run_rec("opens")]))  # by the thread, if not held
+        inline = store.stats["inline"]
+        assert await folded_after(Batch(runs=[run_rec("on the loop")]))
+        assert store.stats["inline"] == inline + 1
 
     try:
-        assert asyncio.run(go()) == 1
+        asyncio.run(go())
     finally:
         asyncio.run(store.close())
 
@@ -196,5 +207,188 @@ def test_a_slow_disk_sends_writes_to_the_thread_and_the_loop_keeps_running(
         assert not disk.waited_in_vain, "the loop was blocked in the disk's sync"
         assert store.stats["inline"] == 2
         assert sorted(store.sql("SELECT run_id FROM runs")["run_id"]) == ["next", "slow", "slower"]
+    finally:
+        asyncio.run(store.close())
+
+
+def test_a_light_write_does_not_overtake_a_heavy_one_queued_for_the_thread(
+    tmp_path: Path, roomy: None
+) -> None:
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    heavy = run_rec(status=RunStatus.RUNNING, inputs={"blob": "x" * (_turns.LIGHT + 1)})
+    done = run_rec(status=RunStatus.COMPLETED, inputs={"blob": "y"})
+
+    async def go() -> list[list[str]]:
+        await store.acquire()
+        seen = []
+        for _ in range(10):
+            await asyncio.gather(store.write(Batch(runs=[heavy])), store.write(Batch(runs=[done])))
+            seen.append(store.sql("SELECT status FROM runs")["status"].tolist())
+        return seen
+
+    try:
+        assert asyncio.run(go()) == [["completed"]] * 10
+    finally:
+        asyncio.run(store.close())
+
+
+def test_writes_through_two_stores_on_one_file_keep_their_order(
+    tmp_path: Path, roomy: None
+) -> None:
+    """Stores on one path share a writer, and so the turn: the later write, made
+    through the second store as the first write of its turn, must land last."""
+    path = tmp_path / "s.duckdb"
+    first, second = DuckDBStore(path), DuckDBStore(path)
+
+    async def go() -> None:
+        await first.acquire()
+        await asyncio.gather(
+            first.write(Batch(runs=[run_rec("other")])),  # the turn's first write
+            first.write(Batch.changes(steps=[step_rec(status=StepStatus.RUNNING, ended_at=None)])),
+            second.write(Batch.changes(steps=[step_rec()])),
+        )
+
+    try:
+        asyncio.run(go())
+        assert first.sql("SELECT status FROM steps")["status"].tolist() == ["completed"]
+    finally:
+        asyncio.run(first.close())
+        asyncio.run(second.close())
+
+
+def test_one_store_written_from_loops_on_two_threads(tmp_path: Path, roomy: None) -> None:
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    failures: list[BaseException] = []
+
+    def writer(tag: str) -> None:
+        async def go() -> None:
+            for i in range(50):
+                batches = (Batch(runs=[run_rec(f"{tag}-{i}-{k}")]) for k in range(4))
+                await asyncio.wait_for(asyncio.gather(*map(store.write, batches)), 30)
+
+        try:
+            asyncio.run(go())
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            failures.append(exc)
+
+    asyncio.run(store.acquire())
+    try:
+        threads = [threading.Thread(target=writer, args=(tag,)) for tag in "AB"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 400
+    finally:
+        asyncio.run(store.close())
+
+
+def test_outputs_too_deep_or_cyclic_are_heavy_and_stored_as_before(
+    tmp_path: Path, roomy: None
+) -> None:
+    """A walk with no depth limit hit the recursion limit on these, on the loop."""
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    deep: list[object] = []
+    inner = deep
+    for _ in range(1200):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    assert not _turns.light(Batch(steps=[step_rec(output=cyclic)]))
+    assert not _turns.light(Batch(steps=[step_rec(output=deep)]))
+    store = DuckDBStore(tmp_path / "s.duckdb")
+
+    async def go() -> None:
+        await store.acquire()
+        await store.write(Batch(steps=[step_rec("cyclic", output=cyclic)]))  # pickled
+        with pytest.raises(StoreError):  # too deep to pickle
+            await store.write(Batch(steps=[step_rec("deep", output=deep)]))
+
+    try:
+        asyncio.run(go())
+        assert store.sql("SELECT step_id, output_kind FROM steps").values.tolist() == [
+            ["cyclic", "pickle"]
+        ]
+    finally:
+        asyncio.run(store.close())
+
+
+class BrokenSync(OsFiles):
+    """A disk whose ``fdatasync`` raises, once, an error no disk should (a bug)."""
+
+    def __init__(self) -> None:
+        self.countdown: int | None = None
+
+    def fdatasync(self, fd: int) -> None:
+        if self.countdown is not None:
+            self.countdown -= 1
+            if self.countdown == 0:
+                self.countdown = None
+                raise RuntimeError("unexpected")
+        super().fdatasync(fd)
+
+
+def test_an_unexpected_error_writing_fails_its_writes_and_leaves_none_waiting(
+    tmp_path: Path, roomy: None
+) -> None:
+    """Whichever thread meets it (the loop's, at a turn's first write or its end, or
+    the writer's): every write gets an answer, a failed one is a `StoreError` and
+    leaves no row, and the store goes on."""
+    disk = BrokenSync()
+    store = DuckDBStore(tmp_path / "s.duckdb", journal_files=disk)
+    names = ("a", "b", "c")
+
+    async def go() -> list[BaseException | None]:
+        await store.acquire()
+        for name in ("w1", "w2"):  # the journal has grown: the next syncs are fdatasyncs
+            await store.write(Batch(runs=[run_rec(name)]))
+        disk.countdown = 2  # the turn's first write syncs; the next sync fails
+        writes = [store.write(Batch(runs=[run_rec(name)])) for name in names]
+        done = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 30)
+        await store.write(Batch(runs=[run_rec("after")]))
+        return done
+
+    try:
+        done = asyncio.run(go())
+        assert all(outcome is None or isinstance(outcome, StoreError) for outcome in done)
+        assert any(isinstance(outcome, StoreError) for outcome in done)
+        stored = {name for name, outcome in zip(names, done, strict=True) if outcome is None}
+        rows = set(store.sql("SELECT run_id FROM runs")["run_id"])
+        assert rows == {"w1", "w2", "after"} | stored
+    finally:
+        asyncio.run(store.close())
+
+
+def test_a_fold_that_keeps_failing_is_retried_every_fold_idle_not_in_a_spin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roomy: None
+) -> None:
+    tries: list[float] = []  # when each fold was tried: its rejection, the last step
+    three = threading.Event()
+
+    def refuse(*args: object) -> set[str]:
+        raise StoreError("the disk is in trouble")
+
+    def refuse_too(*args: object) -> None:
+        tries.append(time.monotonic())
+        if len(tries) >= 3:
+            three.set()
+        refuse()
+
+    store = DuckDBStore(tmp_path / "s.duckdb", fold_idle=0.05)
+
+    async def go() -> None:
+        await store.acquire()
+        monkeypatch.setattr(_fold, "transaction", refuse)
+        monkeypatch.setattr(_fold, "reject", refuse_too)
+        await store.write(Batch(runs=[run_rec()]))
+        assert await asyncio.to_thread(three.wait, 30)
+        monkeypatch.undo()
+        await store.release()
+
+    try:
+        asyncio.run(go())
+        # A failed fold is tried again fold_idle (0.05 s) later, not at once.
+        assert tries[2] - tries[0] >= 0.099
     finally:
         asyncio.run(store.close())

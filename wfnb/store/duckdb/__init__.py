@@ -66,30 +66,32 @@ _SHARED_LOCK = threading.Lock()
 #: One writer per file per process. DuckDB hands a second ``connect`` to the same
 #: path in one process the same database, so no file lock would keep two writers
 #: apart, and two journals on one file would truncate each other's frames. Every
-#: DuckDBStore on a path therefore shares its writer (the first one's settings win);
-#: the writer closes with the last of them.
-_SHARED: dict[Path, tuple[Writer, int]] = {}
+#: DuckDBStore on a path therefore shares its writer (the first one's settings win),
+#: and the writes its callers journal themselves (`TurnCommits`), which must keep
+#: their order whichever store made them; the writer closes with the last of them.
+_SHARED: dict[Path, tuple[Writer, TurnCommits, int]] = {}
 
 
-def _attach(path: Path, **options: Any) -> Writer:
+def _attach(path: Path, **options: Any) -> tuple[Writer, TurnCommits]:
     with _SHARED_LOCK:
-        writer, users = _SHARED.get(path, (None, 0))
-        if writer is None or writer.closed:
+        writer, turns, users = _SHARED.get(path, (None, None, 0))
+        if writer is None or turns is None or writer.closed:
             writer, users = Writer(path, **options), 0
-        _SHARED[path] = (writer, users + 1)
-        return writer
+            turns = TurnCommits(writer)
+        _SHARED[path] = (writer, turns, users + 1)
+        return writer, turns
 
 
 def _detach(path: Path, writer: Writer) -> bool:
     """Forget one user of ``writer``; True when it was the last one."""
     with _SHARED_LOCK:
-        current, users = _SHARED.get(path, (None, 0))
-        if current is not writer:
+        current, turns, users = _SHARED.get(path, (None, None, 0))
+        if current is not writer or turns is None:
             return True
         if users <= 1:
             del _SHARED[path]
             return True
-        _SHARED[path] = (writer, users - 1)
+        _SHARED[path] = (writer, turns, users - 1)
         return False
 
 
@@ -140,7 +142,7 @@ class DuckDBStore:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = self.path.resolve()
-        self._writer = _attach(
+        self._writer, self._turns = _attach(
             self._key,
             lock_timeout=lock_timeout,
             idle_close=idle_close,
@@ -149,7 +151,6 @@ class DuckDBStore:
             fold_idle=fold_idle,
             files=journal_files or OS_FILES,
         )
-        self._turns = TurnCommits(self._writer)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -276,7 +277,7 @@ class DuckDBStore:
         if self._closed:
             return
         self._closed = True
-        self._turns.drain()
+        self._turns.drain(asyncio.get_running_loop())
         if _detach(self._key, self._writer):
             await self._submit(self._writer.close)
 

@@ -196,23 +196,42 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _json_exact(value: Any, depth: int = 0) -> bool:
+def _json_exact(value: Any) -> bool:
+    return json_weight(value, sys.maxsize) >= 0
+
+
+def json_weight(value: Any, budget: int, depth: int = 0) -> int:
+    """``budget`` less what ``value`` weighs (≈ bytes) if JSON gives it back exactly
+    (in value and type: no tuples, non-str keys, NaN, lone surrogates, …);
+    negative if it does not, or once the budget is spent. One walk answers both
+    whether a value is stored as JSON and whether it is light enough to encode on
+    the event loop (``_turns``), so the two never disagree on what is plain."""
     kind = type(value)
     if value is None or kind is bool or kind is int:
-        return True
+        return budget - 8
     if kind is str:
-        return _utf8(value)
+        return budget - 8 - len(value) if _utf8(value) else -1
     if kind is float:
-        return math.isfinite(value)
-    if depth > _MAX_JSON_DEPTH:
-        return False
+        return budget - 8 if math.isfinite(value) else -1
+    if depth > _MAX_JSON_DEPTH or budget < 0:
+        return -1
     if kind is list:
-        return all(_json_exact(item, depth + 1) for item in value)
+        budget -= 8 * len(value)
+        for item in value:
+            budget = json_weight(item, budget, depth + 1)
+            if budget < 0:
+                break
+        return budget
     if kind is dict:
-        return all(
-            type(k) is str and _utf8(k) and _json_exact(v, depth + 1) for k, v in value.items()
-        )
-    return False
+        budget -= 8 * len(value)
+        for key, item in value.items():
+            if type(key) is not str or not _utf8(key):
+                return -1
+            budget = json_weight(item, budget - len(key), depth + 1)
+            if budget < 0:
+                break
+        return budget
+    return -1
 
 
 def _exact_in_duckdb(pa: Any, kind: Any, *, lists: bool = True) -> bool:
@@ -341,6 +360,15 @@ def encode_batch(batch: Batch) -> EncodedBatch:
     Every field is checked here, at acknowledgement, against what DuckDB accepts:
     a row that reached the journal but that DuckDB refused when folding would be an
     acknowledged checkpoint that never reaches the tables."""
+    try:
+        return _encode(batch)
+    except StoreError:
+        raise
+    except Exception as exc:  # a malformed record (a wrong type in a field)
+        raise StoreError(f"cannot store the batch: {exc!r}") from exc
+
+
+def _encode(batch: Batch) -> EncodedBatch:
     out = EncodedBatch()
     for w in batch.workflows:
         out.workflows.append(

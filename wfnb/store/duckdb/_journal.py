@@ -193,7 +193,8 @@ _NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 class Journal:
-    """Append and sync, replay, reset. Not thread-safe: the store's writer thread owns it."""
+    """Append and sync, replay, reset. Not thread-safe: callers hold the writer's
+    lock (the writer thread, or the event loop's thread for a light write)."""
 
     def __init__(self, path: Path, files: JournalFiles = OS_FILES) -> None:
         self.path = path
@@ -298,7 +299,7 @@ class Journal:
                     self._write(frame, self._size)
                 self._files.fsync(self._fd)
                 self._allocated = allocated
-        except OSError:
+        except BaseException:  # an I/O error, or an interrupt on the event loop's thread
             self._dirty = True
             with contextlib.suppress(OSError):  # still dirty: the next append cuts first
                 self._cut_back()

@@ -14,48 +14,60 @@ disk. So a batch heavier than `LIGHT` (a big output, a workflow's definition,
 anything pickled) is encoded and written by the thread, as before; and two
 appends in a row that held the loop longer than `BUDGET` send every write of the
 next `BACKOFF` seconds to the thread (one is no slow disk: 2 syncs in 3,000 took
-over 1 ms here, never two in a row), where the loop keeps running and writes arriving
-meanwhile are group-committed. On a disk that slow the hop is a small part of a
-write's cost anyway.
+over 1 ms here, never two in a row), where the loop keeps running and writes
+arriving meanwhile are group-committed. On a disk that slow the hop is a small
+part of a write's cost anyway. Each time the loop tries again and finds the disk
+still slow, it waits twice as long before the next try, up to `MAX_BACKOFF`.
+
+One `TurnCommits` serves every store on a file, as the writer does (writes keep
+the order they were made in, whichever store object made them), and keeps each
+loop's turn apart: engines may run on loops in several threads, and a turn is
+only ever touched from its own loop's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING
 
 from wfnb.errors import StoreError
 from wfnb.store.base import Batch
-from wfnb.store.duckdb._codec import EncodedBatch
+from wfnb.store.duckdb._codec import EncodedBatch, encode_batch, json_weight
 from wfnb.store.duckdb._waiters import NOBODY, AsyncWaiter
-from wfnb.store.duckdb._writer import encoded
 
 if TYPE_CHECKING:
     from wfnb.store.duckdb._writer import Writer
 
+log = logging.getLogger("wfnb.store")
 #: the longest an append may hold the loop before writes go to the thread (s)
 BUDGET = 0.001
-#: how long writes then go to the thread before the loop tries again (s)
+#: how long writes then go to the thread before the loop tries again (s), at first
 BACKOFF = 1.0
+MAX_BACKOFF = 64.0
 #: the most a batch's values may weigh (≈ bytes) to be encoded on the loop
 LIGHT = 16_384
 
 
 def light(batch: Batch) -> bool:
-    """Whether ``batch`` is cheap to encode: plain values (JSON's types) of at most
-    `LIGHT` bytes or so in all. Walked, not encoded: the walk stops early."""
+    """Whether ``batch`` is cheap to encode: values JSON keeps exactly, of at most
+    `LIGHT` bytes or so in all (anything else is pickled, or is a table). Walked,
+    not encoded: the walk stops as soon as the budget is spent."""
     if batch.workflows:
         return False
     budget = LIGHT
     for run in batch.runs:
-        budget = _weigh(run.inputs, budget - 64 * len(run.code_hashes) - _text(run.error))
+        budget -= 64 * len(run.code_hashes) + _text(run.error)
+        budget = json_weight(run.inputs, budget)
     for step in batch.steps:
         budget -= _text(step.error) + _text(step.traceback)
         if step.has_output:
-            budget = _weigh(step.output, budget)
+            budget = json_weight(step.output, budget)
     for call in batch.calls:
-        budget = _weigh(call.data, budget)
+        budget = json_weight(call.data, budget)
+    for event in batch.events:
+        budget -= _text(event.error)
     return budget >= 0
 
 
@@ -63,76 +75,68 @@ def _text(text: str | None) -> int:
     return 0 if text is None else len(text)
 
 
-def _weigh(value: object, budget: int) -> int:
-    """``budget`` less what ``value`` weighs; negative once spent (or for a value
-    that is not plain, which only the thread may encode)."""
-    if budget < 0:
-        return budget
-    if value is None or isinstance(value, bool | int | float):
-        return budget - 8
-    if isinstance(value, str | bytes):
-        return budget - 8 - len(value)
-    if isinstance(value, dict):
-        budget -= 8 * len(value)
-        for key, item in value.items():
-            budget = _weigh(item, _weigh(key, budget))
-            if budget < 0:
-                break
-        return budget
-    if isinstance(value, list | tuple):
-        budget -= 8 * len(value)
-        for item in value:
-            budget = _weigh(item, budget)
-            if budget < 0:
-                break
-        return budget
-    return -1
+class _Turn:
+    """What one loop has written in its current turn after the turn's first write."""
+
+    __slots__ = ("loop", "batches", "futures")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.batches: list[EncodedBatch] = []
+        self.futures: list[asyncio.Future[None]] = []
+
+    def take(self) -> tuple[list[EncodedBatch], list[asyncio.Future[None]]]:
+        taken = self.batches, self.futures
+        self.batches, self.futures = [], []
+        return taken
 
 
 class TurnCommits:
-    """One store's writes of the current turn of its event loop."""
+    """The writes to one file, turn by turn of the loops that make them."""
 
     def __init__(self, writer: Writer) -> None:
         self._writer = writer
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._batches: list[EncodedBatch] = []
-        self._futures: list[asyncio.Future[None]] = []
+        #: each loop's open turn (one whose first write was made and whose end is
+        #: scheduled), touched only from that loop's thread
+        self._turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
+        # The disk's speed, as the appends found it (shared by every loop: one disk).
         self._thread_until = 0.0  # time.monotonic() before which writes go to the thread
+        self._backoff = BACKOFF
         self._over_budget = False  # the last append held the loop too long
-        self._open = False  # a turn of the loop has written (its end is scheduled)
 
     async def write(self, batch: Batch) -> None:
         """Durably write ``batch``; `StoreError` if it cannot be (a bad batch is
         refused here, before anything of it is queued)."""
         loop = asyncio.get_running_loop()
         if not light(batch):
-            self.drain()  # what this turn wrote before goes first
+            self.drain(loop)  # what this turn wrote before goes first
             await self._by_thread(loop, batch)
             return
-        one = encoded(batch)
-        if loop is not self._loop:
-            if self._loop is not None and not self._loop.is_closed() and self._open:
-                # Another loop's turn is open (a store shared across loops): no
-                # turn of ours to join, so the thread takes it.
-                await self._by_thread(loop, one)
-                return
-            self.drain()  # a closed loop's turn that never ended
-            self._loop, self._open = loop, False
-        if not self._open:
+        one = encode_batch(batch)
+        turn = self._turns.get(loop)
+        if turn is None:
+            self._forget_closed_loops()
             # The turn's first write is journalled at once, and the caller goes on
             # in this same turn; what is written later in the turn waits for its
             # end, to go in one frame.
-            self._open = True
-            loop.call_soon(self._commit)
+            turn = self._turns[loop] = _Turn(loop)
+            loop.call_soon(self._end_turn, turn)
             errors = self._append([one])
             if errors is not None:
                 if errors[0] is not None:
                     raise errors[0]
                 return
         future: asyncio.Future[None] = loop.create_future()
-        self._batches.append(one)
-        self._futures.append(future)
+        turn.batches.append(one)
+        turn.futures.append(future)
         await future
+
+    def drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand ``loop``'s open turn to the writer thread now, ahead of whatever is
+        submitted next (a heavy batch, closing the store)."""
+        turn = self._turns.get(loop)
+        if turn is not None:
+            self._to_thread(turn)
 
     async def _by_thread(
         self, loop: asyncio.AbstractEventLoop, batch: Batch | EncodedBatch
@@ -141,20 +145,18 @@ class TurnCommits:
         self._writer.write(batch, AsyncWaiter(loop, future))
         await future
 
-    def drain(self) -> None:
-        """Hand the open turn's writes to the writer thread now, ahead of whatever
-        is submitted next (closing the store, say)."""
-        batches, futures, loop = self._take()
+    def _to_thread(self, turn: _Turn) -> None:
+        batches, futures = turn.take()
+        gone = turn.loop.is_closed()
         for batch, future in zip(batches, futures, strict=True):
-            waiter = NOBODY if loop is None or loop.is_closed() else AsyncWaiter(loop, future)
-            self._writer.write(batch, waiter)
+            self._writer.write(batch, NOBODY if gone else AsyncWaiter(turn.loop, future))
 
-    def _take(
-        self,
-    ) -> tuple[list[EncodedBatch], list[asyncio.Future[None]], asyncio.AbstractEventLoop | None]:
-        taken = self._batches, self._futures, self._loop
-        self._batches, self._futures = [], []
-        return taken
+    def _forget_closed_loops(self) -> None:
+        """Write what loops closed in the middle of a turn left (their turn's end
+        never ran); nobody waits for it any more, but it was asked for."""
+        for loop in list(self._turns):
+            if loop.is_closed() and (turn := self._turns.pop(loop, None)) is not None:
+                self._to_thread(turn)
 
     def _append(self, batches: list[EncodedBatch]) -> list[StoreError | None] | None:
         """`Writer.append_now`, unless the disk was found slow lately."""
@@ -164,22 +166,35 @@ class TurnCommits:
         errors = self._writer.append_now(batches)
         if errors is not None:
             slow = time.perf_counter() - started > BUDGET
-            if slow and self._over_budget:
-                self._thread_until = time.monotonic() + BACKOFF
+            if not slow:
+                self._backoff = BACKOFF
+            elif self._over_budget:
+                self._thread_until = time.monotonic() + self._backoff
+                self._backoff = min(2 * self._backoff, MAX_BACKOFF)
             self._over_budget = slow
         return errors
 
-    def _commit(self) -> None:
-        """The end of the turn: what was written after its first write, in one frame."""
-        self._open = False
-        if not self._futures:
+    def _end_turn(self, turn: _Turn) -> None:
+        """What was written after the turn's first write, in one frame."""
+        if self._turns.get(turn.loop) is turn:
+            del self._turns[turn.loop]
+        if not turn.futures:
             return
-        errors = self._append(self._batches)
+        try:
+            errors = self._append(turn.batches)
+        except BaseException as exc:  # a bug, or an interrupt: fail the callers, not hang them
+            log.exception("wfnb store: unexpected error writing the journal")
+            failure = StoreError(f"internal error writing the journal: {exc!r}")
+            for future in turn.take()[1]:
+                if not future.done():
+                    future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
         if errors is None:
-            self.drain()
+            self._to_thread(turn)
             return
-        _, futures, _ = self._take()
-        for future, error in zip(futures, errors, strict=True):
+        for future, error in zip(turn.take()[1], errors, strict=True):
             if future.done():  # its writer was cancelled: the rows are written all the same
                 continue
             if error is None:

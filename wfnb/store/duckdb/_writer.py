@@ -7,7 +7,7 @@ thread is idle, a light write is appended to the journal on the caller's thread
 (see ``_turns`` for when that pays). When the thread picks up work it drains the queue:
 every write waiting at that moment goes into ONE journal frame + fsync (or one
 DuckDB transaction) — that is the group commit. Each caller is resolved with
-``loop.call_soon_threadsafe`` (see ``_AsyncWaiter``), the one safe way to finish an
+``loop.call_soon_threadsafe`` (see ``_waiters.AsyncWaiter``), the one safe way to finish an
 asyncio future from another thread.
 
 Connection lifetime: DuckDB lets one process at a time open a file for writing, and
@@ -44,18 +44,6 @@ from wfnb.store.duckdb._waiters import LIVE, NOBODY, Answer, Later, Waiter
 
 log = logging.getLogger("wfnb.store")
 _WRITE, _CALL, _HOLD, _CLOSE, _WAKE = range(5)
-
-
-def encoded(batch: Batch | EncodedBatch) -> EncodedBatch:
-    """``batch`` as rows, or `StoreError` saying why it cannot be stored."""
-    if isinstance(batch, EncodedBatch):
-        return batch
-    try:
-        return encode_batch(batch)
-    except StoreError:
-        raise
-    except Exception as exc:  # a malformed record (wrong type in a field)
-        raise StoreError(f"cannot store the batch: {exc!r}") from exc
 
 
 class Writer:
@@ -97,9 +85,9 @@ class Writer:
         self._tables: set[str] = set()
         self._holds = 0
         self._last_op = time.monotonic()
+        self._fold_tried = 0.0
         self._owner = ""
-        #: counters for benchmarks and tests: group commits (and how many of them
-        #: the caller's thread wrote itself), journal frames, folds, opens
+        #: counters for benchmarks and tests (inline: groups the caller's thread wrote)
         self.stats = {"groups": 0, "inline": 0, "frames": 0, "folds": 0, "opens": 0}
         #: the pid of the process this writer was inherited from by a fork (see _fork)
         self.forked_from: int | None = None
@@ -135,34 +123,37 @@ class Writer:
         self._queue.put((kind, payload, waiter))
 
     def append_now(self, batches: list[EncodedBatch]) -> list[StoreError | None] | None:
-        """Journal ``batches`` on the calling thread, as one group, and return each
-        one's error (None: durable); or return None, having done nothing, when the
-        thread must do it: it is busy or has work queued, the file is not open yet,
-        there is no journal, or a batch holds a table (a DuckDB transaction).
-
-        Why: handing a write to the thread and its answer back costs two thread
-        wake-ups, as much as the fdatasync itself on a fast disk, and a durable chain
-        pays it on every step. The caller decides when blocking on the disk is
-        acceptable (see ``_turns``)."""
+        """Journal ``batches`` (light ones: no table) on the calling thread as one
+        group and return each one's error (None: durable); or do nothing and return
+        None when the thread must do it: it is busy or has work queued, the file is
+        not open yet, or there is no journal. It spares the two thread wake-ups of a
+        hand-off; the caller decides when to block on the disk (see ``_turns``)."""
         if (
             not self.use_journal
             or self._con is None
             or self._queued
             or self.closed
-            or any(b.tables for b in batches)
             or not self._busy.acquire(blocking=False)
         ):
             return None
         try:
             if self._queued or self._con is None:  # raced with the thread; let it
                 return None
-            errors = self._write_encoded(batches, fold=False)
+            first = not self._pending
+            try:
+                errors = self._write_encoded(batches, fold=False)
+            except Exception as exc:  # a bug must not leave the callers without an answer
+                log.exception("wfnb store: unexpected error writing the journal")
+                errors = [StoreError(f"internal error in the store: {exc!r}")] * len(batches)
             self.stats["inline"] += 1
             self._last_op = time.monotonic()
+            # The first rows since a fold (the thread may wait with no timeout), or
+            # enough to fold.
+            wake = (first and bool(self._pending)) or self._pending_rows >= self.fold_rows
         finally:
             self._busy.release()
-        if self._pending_rows >= self.fold_rows:
-            self.submit(_WAKE, None, NOBODY)  # the thread folds
+        if wake:  # not counted in _queued: it is no write the next ones must follow
+            self._queue.put((_WAKE, None, NOBODY))
         return errors
 
     # -- the thread ---------------------------------------------------------------
@@ -191,7 +182,7 @@ class Writer:
                     waiter.resolve(None, error)  # no-op for those already resolved
             self._last_op = time.monotonic()
             with self._counting:
-                self._queued -= len(ops)
+                self._queued -= sum(kind != _WAKE for kind, _, _ in ops)
             for waiter, result, failure in answers:
                 waiter.resolve(result, failure)
             if closed:
@@ -224,16 +215,20 @@ class Writer:
     def _next_wakeup(self) -> float | None:
         if self._con is None:
             return None
-        if self._pending:  # fold_idle after the last write, wherever it was made
-            return max(0.0, self._last_op + self.fold_idle - time.monotonic())
-        # While held, writes may be journalled on the caller's thread (`append_now`)
-        # without a word to this one: look for them every fold_idle.
-        return self.fold_idle if self._holds else self.idle_close
+        if self._pending:
+            return max(0.0, self._fold_due() - time.monotonic())
+        return None if self._holds else self.idle_close
+
+    def _fold_due(self) -> float:
+        """fold_idle after the last write (wherever it was made) and after the last
+        fold tried, so that a fold that keeps failing is retried at that pace."""
+        return max(self._last_op, self._fold_tried) + self.fold_idle
 
     def _on_idle(self) -> None:
         try:
             if self._pending:
-                if time.monotonic() - self._last_op >= self.fold_idle:
+                if time.monotonic() >= self._fold_due():
+                    self._fold_tried = time.monotonic()
                     self._fold()
             elif (
                 self._con is not None
@@ -248,8 +243,8 @@ class Writer:
         waiters: list[Waiter] = []
         batches: list[EncodedBatch] = []
         for _, batch, waiter in ops:
-            try:
-                batches.append(encoded(batch))
+            try:  # (pre-encoded when the caller's thread had a go at it first)
+                batches.append(batch if isinstance(batch, EncodedBatch) else encode_batch(batch))
             except StoreError as exc:
                 waiter.resolve(None, exc)
             else:
