@@ -43,10 +43,73 @@ from wfnb.store.duckdb._migrations import MIGRATIONS
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: The schema at `SCHEMA_VERSION`, as a new file gets it: one transaction instead of
+#: replaying every migration, whose ALTERs and history copies cost a durable run on a
+#: new file ≈ 0.8 MB of peak memory and `migrate` 3× the CPU (docs/store.md, "Schema
+#: versions"). Its second definition is ``MIGRATIONS``; tests/store/test_schema.py
+#: keeps the two catalogs equal, so a new migration comes with its change made here.
+CURRENT = [
+    "CREATE SEQUENCE wfnb_row_seq",
+    """CREATE TABLE workflows (
+        name VARCHAR NOT NULL, definition VARCHAR NOT NULL, definition_hash VARCHAR NOT NULL,
+        created_at TIMESTAMP, PRIMARY KEY (name, definition_hash))""",
+    """CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY, workflow VARCHAR NOT NULL, definition_hash VARCHAR,
+        status VARCHAR NOT NULL, inputs JSON, inputs_pickle BLOB, parent_run_id VARCHAR,
+        parent_step_id VARCHAR, depth INTEGER, owner VARCHAR, created_at TIMESTAMP,
+        started_at TIMESTAMP, ended_at TIMESTAMP, duration_ms DOUBLE, error VARCHAR,
+        failed_step VARCHAR, seq BIGINT DEFAULT nextval('wfnb_row_seq'), code_hashes JSON)""",
+    """CREATE TABLE steps (
+        run_id VARCHAR NOT NULL, step_id VARCHAR NOT NULL, attempt INTEGER NOT NULL,
+        status VARCHAR NOT NULL, started_at TIMESTAMP, ended_at TIMESTAMP,
+        duration_ms DOUBLE, error VARCHAR, output JSON, output_kind VARCHAR NOT NULL,
+        output_table VARCHAR, output_pickle BLOB, output_schema BLOB,
+        seq BIGINT DEFAULT nextval('wfnb_row_seq'), worker VARCHAR, traceback VARCHAR,
+        PRIMARY KEY (run_id, step_id, attempt))""",
+    """CREATE TABLE calls (
+        run_id VARCHAR NOT NULL, step_id VARCHAR NOT NULL, attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL, kind VARCHAR NOT NULL, started_at TIMESTAMP, data JSON,
+        PRIMARY KEY (run_id, step_id, attempt, seq))""",
+    """CREATE TABLE events (
+        ts TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, step_id VARCHAR, attempt INTEGER,
+        event VARCHAR NOT NULL, status VARCHAR NOT NULL, error VARCHAR,
+        seq BIGINT DEFAULT nextval('wfnb_row_seq'))""",
+    "CREATE TABLE journal_state (id INTEGER PRIMARY KEY, folded_seq BIGINT NOT NULL)",
+    """CREATE VIEW run_timeline AS
+        SELECT s.run_id, r.workflow, s.step_id, s.attempt, s.status,
+               epoch_ms(s.started_at) - epoch_ms(r.started_at) AS start_offset_ms,
+               epoch_ms(s.ended_at) - epoch_ms(r.started_at) AS end_offset_ms,
+               s.duration_ms, s.error, s.worker
+        FROM steps s JOIN runs r USING (run_id)""",
+    """CREATE VIEW latest_steps AS
+        SELECT * EXCLUDE (seq) FROM steps
+        QUALIFY row_number() OVER (PARTITION BY run_id, step_id ORDER BY attempt DESC) = 1""",
+    """CREATE VIEW http_requests AS
+        SELECT run_id, step_id, attempt, seq, kind, started_at,
+               data->>'method' AS method, data->>'url' AS url,
+               (data->>'status')::INTEGER AS status,
+               (data->>'duration_ms')::DOUBLE AS duration_ms,
+               (data->>'bytes')::BIGINT AS bytes, data->>'error' AS error
+        FROM calls""",
+    """CREATE VIEW token_usage AS
+        SELECT run_id, step_id, attempt, data->>'model' AS model,
+               sum((data->>'prompt_tokens')::BIGINT)::BIGINT AS prompt_tokens,
+               sum((data->>'completion_tokens')::BIGINT)::BIGINT AS completion_tokens,
+               sum((data->>'total_tokens')::BIGINT)::BIGINT AS total_tokens
+        FROM calls WHERE kind = 'agent' AND data->>'total_tokens' IS NOT NULL
+        GROUP BY run_id, step_id, attempt, data->>'model'""",
+]
+
+
+def _create_current(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in CURRENT:
+        con.execute(ddl)
+
 
 def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> None:
-    """Bring the file to ``target`` (`SCHEMA_VERSION`), one transaction per step;
-    running it again does nothing."""
+    """Bring the file to ``target`` (`SCHEMA_VERSION`): a new one by `CURRENT`, in one
+    transaction recorded as every version; an older one by the migrations it lacks,
+    one transaction each. Running it again does nothing."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         "version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)"
@@ -58,11 +121,18 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> Non
             f"the store file has schema version {current}, newer than this "
             f"wfnb understands ({SCHEMA_VERSION}); upgrade wfnb"
         )
-    for version in range(current + 1, target + 1):
+    if current == 0 and target == SCHEMA_VERSION:
+        steps = [(_create_current, range(1, target + 1))]
+    else:
+        steps = [(MIGRATIONS[v - 1], range(v, v + 1)) for v in range(current + 1, target + 1)]
+    for make, versions in steps:
         con.execute("BEGIN")
         try:
-            MIGRATIONS[version - 1](con)
-            con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+            make(con)
+            con.execute(
+                "INSERT INTO schema_version (version) VALUES " + ", ".join(["(?)"] * len(versions)),
+                list(versions),
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
