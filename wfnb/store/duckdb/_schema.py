@@ -33,7 +33,7 @@ requests). ``schema_version`` and ``journal_state`` are bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
@@ -121,6 +121,7 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> Non
             f"the store file has schema version {current}, newer than this "
             f"wfnb understands ({SCHEMA_VERSION}); upgrade wfnb"
         )
+    steps: list[tuple[Callable[[duckdb.DuckDBPyConnection], None], range]]
     if current == 0 and target == SCHEMA_VERSION:
         steps = [(_create_current, range(1, target + 1))]
     else:
