@@ -7,7 +7,8 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 - ``_journal`` the fsync'd append-only journal that acknowledges checkpoints
 - ``_files``   the file I/O seam the journal writes through (tests inject faults)
 - ``_fork``    what a store does in a forked child: refuse clearly, never hang
-- ``_schema``  the SQL: the schema and its migrations, the reads
+- ``_schema``  the SQL: the schema a new file gets, `migrate`, the reads
+- ``_migrations`` how a file of an earlier wfnb reaches the current schema (append-only)
 - ``_fold``    one DuckDB transaction: journal frames folded in, then table batches
 - ``_upsert``  the fold's write side: journalled rows upserted, one statement a table
 - ``_lock``    opening a file another process holds: retry, `StoreLocked` naming it

@@ -37,9 +37,9 @@ defaults because they changed nothing measurable here: ``memory_limit``,
 ``preserve_insertion_order`` (it would also reorder unordered user queries),
 ``allocator_flush_threshold``, ``checkpoint_threshold``. Left at its default
 though it would save memory: ``allocator_bulk_deallocation_flush_threshold``, at
-256 KiB or less, took 2–4 MB off the peak (0.8 since the fold stopped upserting
-rows that cannot conflict) but makes each fold re-fault what it gave back (≈ +50%
-fold CPU; docs/store.md, "Memory").
+256 KiB or less, took 2–4 MB off the peak (0.2 at most since the fold stopped
+upserting rows that cannot conflict and a new file got its schema in one step) but
+makes each fold re-fault what it gave back (≈ +50% fold CPU; docs/store.md, "Memory").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The fold's write side: journalled rows upserted into DuckDB, one statement a table.
 
-Split from ``_schema`` (DDL, migrations, reads) because it is the hot half of a
+Split from ``_schema`` (DDL, reads) because it is the hot half of a
 fold and has its own reason to change: how rows are handed to DuckDB. The column
 lists here follow the tables ``_schema`` creates.
 
