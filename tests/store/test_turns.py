@@ -392,3 +392,75 @@ def test_a_fold_that_keeps_failing_is_retried_every_fold_idle_not_in_a_spin(
         assert tries[2] - tries[0] >= 0.099
     finally:
         asyncio.run(store.close())
+
+
+def test_a_turn_left_open_by_a_closed_loop_is_written_when_the_store_closes(
+    tmp_path: Path, roomy: None
+) -> None:
+    path = tmp_path / "s.duckdb"
+    store = DuckDBStore(path)
+    asyncio.run(store.acquire())
+    loop = asyncio.new_event_loop()
+
+    async def two() -> None:
+        await store.write(Batch(runs=[run_rec("first")]))  # journalled at once
+        await store.write(Batch(runs=[run_rec("second")]))  # waits for the turn's end
+
+    loop.call_soon(loop.stop)  # stop after this turn, which runs the task's first step:
+    loop.create_task(two())  # the turn's end never runs
+    loop.run_forever()
+    loop.close()
+    asyncio.run(store.close())
+    reopened = DuckDBStore(path)
+    try:
+        assert sorted(reopened.sql("SELECT run_id FROM runs")["run_id"]) == ["first", "second"]
+    finally:
+        asyncio.run(reopened.close())
+
+
+def test_an_unexpected_error_in_an_idle_fold_leaves_the_writer_thread_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roomy: None
+) -> None:
+    store = DuckDBStore(tmp_path / "s.duckdb", fold_idle=0.05)
+    tried = threading.Event()
+
+    def bug(*args: object) -> set[str]:
+        tried.set()
+        raise RuntimeError("a bug")
+
+    async def go() -> list[str]:
+        await store.acquire()
+        monkeypatch.setattr(_fold, "transaction", bug)
+        await store.write(Batch(runs=[run_rec()]))
+        assert await asyncio.to_thread(tried.wait, 30)  # the idle fold met the bug
+        monkeypatch.undo()
+        frame = await asyncio.wait_for(store.query("SELECT run_id FROM runs"), 30)
+        return list(frame["run_id"])
+
+    try:
+        assert asyncio.run(go()) == ["r1"]
+    finally:
+        asyncio.run(store.close())
+
+
+def test_malformed_or_big_values_are_heavy() -> None:
+    """Left to the thread: its encoding refuses a malformed record with `StoreError`,
+    and a big value is not encoded on the loop."""
+    assert not _turns.light(Batch(runs=[run_rec(error=ValueError("not text"))]))
+    assert not _turns.light(Batch(steps=[step_rec(output=10**50_000)]))
+    assert not _turns.light(Batch(steps=[step_rec(output={"é" * _turns.LIGHT: 1})]))
+    assert _turns.light(Batch(steps=[step_rec(output={"é" * 100: 10**100})]))
+
+
+def test_a_malformed_record_is_refused_with_a_store_error(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "s.duckdb")
+
+    async def go() -> None:
+        await store.acquire()
+        with pytest.raises(StoreError):
+            await store.write(Batch(runs=[run_rec(error=ValueError("not text"))]))
+
+    try:
+        asyncio.run(go())
+    finally:
+        asyncio.run(store.close())

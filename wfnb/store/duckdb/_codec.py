@@ -207,10 +207,14 @@ def json_weight(value: Any, budget: int, depth: int = 0) -> int:
     whether a value is stored as JSON and whether it is light enough to encode on
     the event loop (``_turns``), so the two never disagree on what is plain."""
     kind = type(value)
-    if value is None or kind is bool or kind is int:
+    if value is None or kind is bool:
         return budget - 8
-    if kind is str:
-        return budget - 8 - len(value) if _utf8(value) else -1
+    if kind is int:
+        bits: int = value.bit_length()
+        return budget - 8 - bits // 8
+    if kind is str:  # (its length first: encoding a long string only to find it heavy is not)
+        left = budget - 8 - len(value)
+        return left if left < 0 or _utf8(value) else -1
     if kind is float:
         return budget - 8 if math.isfinite(value) else -1
     if depth > _MAX_JSON_DEPTH or budget < 0:
@@ -225,9 +229,14 @@ def json_weight(value: Any, budget: int, depth: int = 0) -> int:
     if kind is dict:
         budget -= 8 * len(value)
         for key, item in value.items():
-            if type(key) is not str or not _utf8(key):
+            if type(key) is not str:
                 return -1
-            budget = json_weight(item, budget - len(key), depth + 1)
+            budget -= len(key)
+            if budget < 0:
+                break
+            if not _utf8(key):
+                return -1
+            budget = json_weight(item, budget, depth + 1)
             if budget < 0:
                 break
         return budget

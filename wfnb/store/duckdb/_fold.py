@@ -94,10 +94,13 @@ def reject(
         exc,
         rejected,
     )
-    with open(rejected, "ab") as fh:
-        pickle.dump(frame, fh, protocol=5)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(rejected, "ab") as fh:
+            pickle.dump(frame, fh, protocol=5)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:  # kept in the journal: tried again at the next fold
+        raise StoreError(f"cannot set the frame aside in {rejected}: {err}") from err
     try:
         con.execute("BEGIN")
         _schema.set_folded_seq(con, frame[0])

@@ -53,9 +53,17 @@ LIGHT = 16_384
 def light(batch: Batch) -> bool:
     """Whether ``batch`` is cheap to encode: values JSON keeps exactly, of at most
     `LIGHT` bytes or so in all (anything else is pickled, or is a table). Walked,
-    not encoded: the walk stops as soon as the budget is spent."""
+    not encoded: the walk stops as soon as the budget is spent. A malformed record
+    is heavy: the thread's encoding refuses it with `StoreError`."""
     if batch.workflows:
         return False
+    try:
+        return _weight_left(batch) >= 0
+    except TypeError:
+        return False
+
+
+def _weight_left(batch: Batch) -> int:
     budget = LIGHT
     for run in batch.runs:
         budget -= 64 * len(run.code_hashes) + _text(run.error)
@@ -68,7 +76,7 @@ def light(batch: Batch) -> bool:
         budget = json_weight(call.data, budget)
     for event in batch.events:
         budget -= _text(event.error)
-    return budget >= 0
+    return budget
 
 
 def _text(text: str | None) -> int:
@@ -132,8 +140,10 @@ class TurnCommits:
         await future
 
     def drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hand ``loop``'s open turn to the writer thread now, ahead of whatever is
-        submitted next (a heavy batch, closing the store)."""
+        """Hand ``loop``'s open turn (and those loops closed with a turn open left)
+        to the writer thread now, ahead of whatever is submitted next (a heavy
+        batch, closing the store)."""
+        self._forget_closed_loops()
         turn = self._turns.get(loop)
         if turn is not None:
             self._to_thread(turn)

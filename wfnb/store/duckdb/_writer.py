@@ -46,6 +46,55 @@ log = logging.getLogger("wfnb.store")
 _WRITE, _CALL, _HOLD, _CLOSE, _WAKE = range(5)
 
 
+Op = tuple[int, Any, Waiter]
+
+
+class Mailbox:
+    """The writer thread's queue of operations. It counts those queued and not yet
+    done (wakes aside), since a caller's thread may write on its own only when none
+    is (`Writer.append_now`): so writes keep the order they were made in. And it
+    closes at once: an operation is either queued before the close, and answered by
+    it, or refused; never queued for a thread that is gone."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        #: read without the lock by `append_now`, then again under the writer's lock
+        self.queued = 0
+        self.closed = False
+
+    def put(self, op: Op) -> bool:
+        """Queue ``op``; False once closed."""
+        with self._lock:
+            if self.closed:
+                return False
+            self.queued += op[0] != _WAKE
+            self._queue.put(op)
+        return True
+
+    def take(self, timeout: float | None) -> list[Op]:
+        """Everything queued, waiting up to ``timeout`` for the first (`queue.Empty`)."""
+        ops = [self._queue.get(timeout=timeout)]
+        with contextlib.suppress(queue.Empty):
+            while True:
+                ops.append(self._queue.get_nowait())
+        return ops
+
+    def done(self, ops: list[Op]) -> None:
+        with self._lock:
+            self.queued -= sum(kind != _WAKE for kind, _, _ in ops)
+
+    def close(self) -> list[Op]:
+        """Refuse every operation from now on; those still queued, to be answered."""
+        with self._lock:
+            self.closed = True
+            rest = []
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    rest.append(self._queue.get_nowait())
+        return rest
+
+
 class Writer:
     def __init__(
         self,
@@ -67,17 +116,12 @@ class Writer:
         # appended to when ``use_journal``.
         self._journal = Journal(path.with_name(path.name + ".journal"), files)
         self.use_journal = journal
-        self._queue: queue.SimpleQueue[tuple[int, Any, Waiter]] = queue.SimpleQueue()
+        self._mail = Mailbox()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         #: held while the thread works (ops, a fold, closing the file): a write on
         #: the caller's thread (`append_now`) happens only when it can take it
         self._busy = threading.Lock()
-        #: operations submitted and not yet done (under ``_counting``): the caller's
-        #: thread writes only when none is, so writes keep the order they were made in
-        self._queued = 0
-        self._counting = threading.Lock()
-        self._closed = False
         self._con: duckdb.DuckDBPyConnection | None = None
         self._pending: list[tuple[int, Rows]] = []
         self._pending_rows = 0
@@ -96,7 +140,7 @@ class Writer:
     @property
     def closed(self) -> bool:
         """No longer usable: closed, or inherited by fork (then a new one is made)."""
-        return self._closed or self.forked_from is not None
+        return self._mail.closed or self.forked_from is not None
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection | None:
@@ -107,9 +151,6 @@ class Writer:
         if self.forked_from is not None:
             waiter.resolve(None, StoreError(_fork.inherited_refusal(self)))
             return
-        if self._closed:
-            waiter.resolve(None, StoreError(f"the store {self.path} is closed"))
-            return
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -118,9 +159,8 @@ class Writer:
                     )
                     self._thread.start()
                     LIVE.add(self)
-        with self._counting:
-            self._queued += 1
-        self._queue.put((kind, payload, waiter))
+        if not self._mail.put((kind, payload, waiter)):
+            waiter.resolve(None, self._closed_error())
 
     def append_now(self, batches: list[EncodedBatch]) -> list[StoreError | None] | None:
         """Journal ``batches`` (light ones: no table) on the calling thread as one
@@ -131,13 +171,13 @@ class Writer:
         if (
             not self.use_journal
             or self._con is None
-            or self._queued
+            or self._mail.queued
             or self.closed
             or not self._busy.acquire(blocking=False)
         ):
             return None
         try:
-            if self._queued or self._con is None:  # raced with the thread; let it
+            if self._mail.queued or self._con is None:  # raced with the thread; let it
                 return None
             first = not self._pending
             try:
@@ -152,23 +192,24 @@ class Writer:
             wake = (first and bool(self._pending)) or self._pending_rows >= self.fold_rows
         finally:
             self._busy.release()
-        if wake:  # not counted in _queued: it is no write the next ones must follow
-            self._queue.put((_WAKE, None, NOBODY))
+        if wake:  # not counted as queued: it is no write the next ones must follow
+            self._mail.put((_WAKE, None, NOBODY))
         return errors
 
     # -- the thread ---------------------------------------------------------------
     def _main(self) -> None:
         while True:
             try:
-                op = self._queue.get(timeout=self._next_wakeup())
+                ops = self._mail.take(self._next_wakeup())
             except queue.Empty:
-                with self._busy:
-                    self._on_idle()
+                try:
+                    with self._busy:
+                        self._on_idle()
+                except Exception:  # a bug must not kill the thread every caller waits on
+                    log.exception("wfnb store writer: unexpected error while idle")
                 continue
-            ops = [op]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    ops.append(self._queue.get_nowait())
+            if all(kind == _WAKE for kind, _, _ in ops) and self._pending_rows < self.fold_rows:
+                continue  # only a new timeout to count: leave the store free for the loop
             answers: list[Answer] = []
             ops = [(kind, payload, Later(waiter, answers)) for kind, payload, waiter in ops]
             closed = False
@@ -181,14 +222,13 @@ class Writer:
                 for _, _, waiter in ops:
                     waiter.resolve(None, error)  # no-op for those already resolved
             self._last_op = time.monotonic()
-            with self._counting:
-                self._queued -= sum(kind != _WAKE for kind, _, _ in ops)
+            self._mail.done(ops)
             for waiter, result, failure in answers:
                 waiter.resolve(result, failure)
             if closed:
                 return
 
-    def _process(self, ops: list[tuple[int, Any, Waiter]]) -> bool:
+    def _process(self, ops: list[Op]) -> bool:
         """Run ``ops`` in order, consecutive writes as one group; True once closed."""
         i = 0
         while i < len(ops):
@@ -239,7 +279,7 @@ class Writer:
         except StoreError:
             pass  # the journal still holds the rows; the next operation retries
 
-    def _write_group(self, ops: list[tuple[int, Any, Waiter]]) -> None:
+    def _write_group(self, ops: list[Op]) -> None:
         waiters: list[Waiter] = []
         batches: list[EncodedBatch] = []
         for _, batch, waiter in ops:
@@ -369,8 +409,8 @@ class Writer:
         else:
             waiter.resolve(result, None)
 
-    def _shutdown(self, waiter: Waiter, rest: list[tuple[int, Any, Waiter]]) -> None:
-        self._closed = True
+    def _shutdown(self, waiter: Waiter, rest: list[Op]) -> None:
+        rest = rest + self._mail.close()
         error: BaseException | None = None
         try:
             self._disconnect()
@@ -378,13 +418,10 @@ class Writer:
             error = exc
         waiter.resolve(None, error)
         for _, _, other in rest:
-            other.resolve(None, StoreError(f"the store {self.path} is closed"))
-        while True:  # anything queued between our _closed check and now
-            try:
-                _, _, other = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            other.resolve(None, StoreError(f"the store {self.path} is closed"))
+            other.resolve(None, self._closed_error())
+
+    def _closed_error(self) -> StoreError:
+        return StoreError(f"the store {self.path} is closed")
 
     # -- connection and lock ------------------------------------------------------
     def _connect(self) -> duckdb.DuckDBPyConnection:
