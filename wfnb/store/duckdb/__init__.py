@@ -68,31 +68,31 @@ _SHARED_LOCK = threading.Lock()
 #: path in one process the same database, so no file lock would keep two writers
 #: apart, and two journals on one file would truncate each other's frames. Every
 #: DuckDBStore on a path therefore shares its writer (the first one's settings win),
-#: and the writes its callers journal themselves (`TurnCommits`), which must keep
-#: their order whichever store made them; the writer closes with the last of them.
-_SHARED: dict[Path, tuple[Writer, TurnCommits, int]] = {}
+#: and with it the writes its callers journal themselves (`TurnCommits`, which holds
+#: the writer), which must keep their order whichever store made them; the writer
+#: closes with the last of them.
+_SHARED: dict[Path, tuple[TurnCommits, int]] = {}
 
 
-def _attach(path: Path, **options: Any) -> tuple[Writer, TurnCommits]:
+def _attach(path: Path, **options: Any) -> TurnCommits:
     with _SHARED_LOCK:
-        writer, turns, users = _SHARED.get(path, (None, None, 0))
-        if writer is None or turns is None or writer.closed:
-            writer, users = Writer(path, **options), 0
-            turns = TurnCommits(writer)
-        _SHARED[path] = (writer, turns, users + 1)
-        return writer, turns
+        turns, users = _SHARED.get(path, (None, 0))
+        if turns is None or turns.writer.closed:
+            turns, users = TurnCommits(Writer(path, **options)), 0
+        _SHARED[path] = (turns, users + 1)
+        return turns
 
 
 def _detach(path: Path, writer: Writer) -> bool:
     """Forget one user of ``writer``; True when it was the last one."""
     with _SHARED_LOCK:
-        current, turns, users = _SHARED.get(path, (None, None, 0))
-        if current is not writer or turns is None:
+        turns, users = _SHARED.get(path, (None, 0))
+        if turns is None or turns.writer is not writer:
             return True
         if users <= 1:
             del _SHARED[path]
             return True
-        _SHARED[path] = (writer, turns, users - 1)
+        _SHARED[path] = (turns, users - 1)
         return False
 
 
@@ -143,7 +143,7 @@ class DuckDBStore:
         self.path = Path(path) if path is not None else default_db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = self.path.resolve()
-        self._writer, self._turns = _attach(
+        self._turns = _attach(
             self._key,
             lock_timeout=lock_timeout,
             idle_close=idle_close,
@@ -152,6 +152,7 @@ class DuckDBStore:
             fold_idle=fold_idle,
             files=journal_files or OS_FILES,
         )
+        self._writer = self._turns.writer
         self._closed = False
 
     def __repr__(self) -> str:

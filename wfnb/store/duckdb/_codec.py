@@ -125,7 +125,7 @@ def _text(value: str | None) -> str | None:
 
 
 #: the last code_hashes encoded by `_code_hashes` (a copy) and its text, swapped
-#: as one tuple (each store's writer thread encodes)
+#: as one tuple (several threads encode: each store's writer, and event loops)
 _last_code_hashes: list[tuple[dict[str, str], str]] = [({}, "{}")]
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,25 +60,42 @@ def transaction(
         tables += b.tables
     created: set[str] = set()
     dropped: set[str] = set()
-    try:
-        verdicts = _tables.vet(con, tables)
-        con.execute("BEGIN")
+    with _translated(path):
+        verdicts = _tables.vet(con, tables)  # before the transaction: see `vet`
+    with _atomic(con, path):
         steps = _tables.store(con, steps, tables, verdicts, known_tables, created, dropped)
         _upsert.upsert(con, workflows, runs, steps, calls, events)
         if frames:
             _schema.set_folded_seq(con, frames[-1][0])
-        con.execute("COMMIT")
-    except StoreError:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
-        raise
-    except Exception as exc:  # duckdb.Error, or a parameter Python could not convert
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
-        if isinstance(exc, duckdb.Error):
-            raise _lock.translate(exc, path) from exc
-        raise StoreError(f"DuckDB store {path}: {exc!r}") from exc
     return (known_tables - dropped) | created
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """Whatever fails in the block as `StoreError`: a DuckDB error translated (its
+    cause kept, see the module doc), or a parameter Python could not convert."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except duckdb.Error as exc:
+        raise _lock.translate(exc, path) from exc
+    except Exception as exc:
+        raise StoreError(f"DuckDB store {path}: {exc!r}") from exc
+
+
+@contextlib.contextmanager
+def _atomic(con: duckdb.DuckDBPyConnection, path: Path) -> Iterator[None]:
+    """The block as one transaction: committed, or rolled back and `StoreError`."""
+    with _translated(path):
+        con.execute("BEGIN")
+        try:
+            yield
+            con.execute("COMMIT")
+        except Exception:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
 
 
 def reject(
@@ -101,11 +119,5 @@ def reject(
             os.fsync(fh.fileno())
     except OSError as err:  # kept in the journal: tried again at the next fold
         raise StoreError(f"cannot set the frame aside in {rejected}: {err}") from err
-    try:
-        con.execute("BEGIN")
+    with _atomic(con, path):
         _schema.set_folded_seq(con, frame[0])
-        con.execute("COMMIT")
-    except duckdb.Error as err:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
-        raise _lock.translate(err, path) from err

@@ -103,7 +103,8 @@ class TurnCommits:
     """The writes to one file, turn by turn of the loops that make them."""
 
     def __init__(self, writer: Writer) -> None:
-        self._writer = writer
+        #: the file's writer thread, whose journal these writes go to
+        self.writer = writer
         #: each loop's open turn (one whose first write was made and whose end is
         #: scheduled), touched only from that loop's thread
         self._turns: dict[asyncio.AbstractEventLoop, _Turn] = {}
@@ -152,14 +153,14 @@ class TurnCommits:
         self, loop: asyncio.AbstractEventLoop, batch: Batch | EncodedBatch
     ) -> None:
         future: asyncio.Future[None] = loop.create_future()
-        self._writer.write(batch, AsyncWaiter(loop, future))
+        self.writer.write(batch, AsyncWaiter(loop, future))
         await future
 
     def _to_thread(self, turn: _Turn) -> None:
         batches, futures = turn.take()
         gone = turn.loop.is_closed()
         for batch, future in zip(batches, futures, strict=True):
-            self._writer.write(batch, NOBODY if gone else AsyncWaiter(turn.loop, future))
+            self.writer.write(batch, NOBODY if gone else AsyncWaiter(turn.loop, future))
 
     def _forget_closed_loops(self) -> None:
         """Write what loops closed in the middle of a turn left (their turn's end
@@ -173,7 +174,7 @@ class TurnCommits:
         if time.monotonic() < self._thread_until:
             return None
         started = time.perf_counter()
-        errors = self._writer.append_now(batches)
+        errors = self.writer.append_now(batches)
         if errors is not None:
             slow = time.perf_counter() - started > BUDGET
             if not slow:

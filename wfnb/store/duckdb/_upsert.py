@@ -241,13 +241,17 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any,
     ]
     if table == "events":
         window = [min(columns[0]), max(columns[0])]
-        check = bool((con.execute(_IN_WINDOW, window).fetchone() or (0,))[0])
+        check = _any(con, _IN_WINDOW, window)
         sent += [*window, n] if check else []
     else:
-        first = columns[_TABLES[table][1][0]]
-        stored = con.execute(_stored_sql(table), [list(set(first))]).fetchone()
-        check = bool((stored or (0,))[0])
+        check = _any(con, _stored_sql(table), [list(set(columns[_TABLES[table][1][0]]))])
     con.execute(_upsert_sql(table, shape, check), sent)
+
+
+def _any(con: duckdb.DuckDBPyConnection, count: str, params: list[Any]) -> bool:
+    """Whether the ``count(*)`` query ``count`` counts any row."""
+    row = con.execute(count, params).fetchone()
+    return bool(row and row[0])
 
 
 def upsert(

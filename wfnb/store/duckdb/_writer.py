@@ -74,11 +74,7 @@ class Mailbox:
 
     def take(self, timeout: float | None) -> list[Op]:
         """Everything queued, waiting up to ``timeout`` for the first (`queue.Empty`)."""
-        ops = [self._queue.get(timeout=timeout)]
-        with contextlib.suppress(queue.Empty):
-            while True:
-                ops.append(self._queue.get_nowait())
-        return ops
+        return [self._queue.get(timeout=timeout), *self._queued_now()]
 
     def done(self, ops: list[Op]) -> None:
         with self._lock:
@@ -88,11 +84,14 @@ class Mailbox:
         """Refuse every operation from now on; those still queued, to be answered."""
         with self._lock:
             self.closed = True
-            rest = []
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    rest.append(self._queue.get_nowait())
-        return rest
+            return self._queued_now()
+
+    def _queued_now(self) -> list[Op]:
+        ops = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                ops.append(self._queue.get_nowait())
+        return ops
 
 
 class Writer:
