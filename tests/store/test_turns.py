@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,22 @@ from wfnb.store.base import Batch
 from wfnb.store.duckdb import DuckDBStore, _fold, _turns
 from wfnb.store.duckdb._files import OsFiles
 
+#: makes a store on the test's file (more than one share its writer), closed after
+OpenStore = Callable[..., DuckDBStore]
+
+
+@pytest.fixture
+def open_store(tmp_path: Path) -> Iterator[OpenStore]:
+    made: list[DuckDBStore] = []
+
+    def open_store(**options: Any) -> DuckDBStore:
+        made.append(DuckDBStore(tmp_path / "s.duckdb", **options))
+        return made[-1]
+
+    yield open_store
+    for store in made:
+        asyncio.run(store.close())
+
 
 @pytest.fixture
 def roomy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,8 +43,10 @@ def roomy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_turns, "BUDGET", 60.0)
 
 
-def test_a_chain_of_light_writes_is_journalled_on_the_loop(tmp_path: Path, roomy: None) -> None:
-    store = DuckDBStore(tmp_path / "s.duckdb")
+def test_a_chain_of_light_writes_is_journalled_on_the_loop(
+    open_store: OpenStore, roomy: None
+) -> None:
+    store = open_store()
 
     async def go() -> dict[str, int]:
         await store.acquire()
@@ -37,18 +57,15 @@ def test_a_chain_of_light_writes_is_journalled_on_the_loop(tmp_path: Path, roomy
         await store.release()
         return {key: after[key] - before[key] for key in after}
 
-    try:
-        done = asyncio.run(go())
-        assert done["inline"] == done["groups"] == done["frames"] == 20
-        assert store.sql("SELECT count(*) AS n FROM steps")["n"][0] == 20
-    finally:
-        asyncio.run(store.close())
+    done = asyncio.run(go())
+    assert done["inline"] == done["groups"] == done["frames"] == 20
+    assert store.sql("SELECT count(*) AS n FROM steps")["n"][0] == 20
 
 
 def test_the_writes_of_one_turn_share_one_frame_after_the_first(
-    tmp_path: Path, roomy: None
+    open_store: OpenStore, roomy: None
 ) -> None:
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = open_store()
 
     async def go() -> dict[str, int]:
         await store.acquire()
@@ -57,21 +74,18 @@ def test_the_writes_of_one_turn_share_one_frame_after_the_first(
         after = store.stats
         return {key: after[key] - before[key] for key in after}
 
-    try:
-        done = asyncio.run(go())
-        assert done["inline"] == done["frames"] == 2
-        assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 50
-    finally:
-        asyncio.run(store.close())
+    done = asyncio.run(go())
+    assert done["inline"] == done["frames"] == 2
+    assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 50
 
 
 def test_a_heavy_write_keeps_its_place_after_the_light_ones_of_its_turn(
-    tmp_path: Path, roomy: None
+    open_store: OpenStore, roomy: None
 ) -> None:
     """The heavy batch goes to the thread; the light one made before it in the same
     turn (after the turn's first, so still waiting for the turn's end) must not land
     after it: the attempt would be left `running`."""
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = open_store()
     running = step_rec(status=StepStatus.RUNNING, ended_at=None)
     completed = step_rec(output="x" * (_turns.LIGHT + 1))
     assert _turns.light(Batch(steps=[running])) and not _turns.light(Batch(steps=[completed]))
@@ -84,11 +98,8 @@ def test_a_heavy_write_keeps_its_place_after_the_light_ones_of_its_turn(
             store.write(Batch.changes(steps=[completed])),
         )
 
-    try:
-        asyncio.run(go())
-        assert store.sql("SELECT status FROM steps")["status"].tolist() == ["completed"]
-    finally:
-        asyncio.run(store.close())
+    asyncio.run(go())
+    assert store.sql("SELECT status FROM steps")["status"].tolist() == ["completed"]
 
 
 def test_what_makes_a_batch_heavy() -> None:
@@ -98,7 +109,9 @@ def test_what_makes_a_batch_heavy() -> None:
     assert not _turns.light(Batch(runs=[run_rec(inputs={"blob": b"x" * _turns.LIGHT})]))
 
 
-def test_closing_the_store_writes_the_turn_still_open(tmp_path: Path, roomy: None) -> None:
+def test_closing_the_store_writes_the_turn_still_open(
+    tmp_path: Path, open_store: OpenStore, roomy: None
+) -> None:
     path = tmp_path / "s.duckdb"
 
     async def go() -> None:
@@ -110,21 +123,18 @@ def test_closing_the_store_writes_the_turn_still_open(tmp_path: Path, roomy: Non
         await writes
 
     asyncio.run(go())
-    reopened = DuckDBStore(path)
-    try:
-        assert sorted(reopened.sql("SELECT run_id FROM runs")["run_id"]) == ["a", "b"]
-    finally:
-        asyncio.run(reopened.close())
+    reopened = open_store()
+    assert sorted(reopened.sql("SELECT run_id FROM runs")["run_id"]) == ["a", "b"]
 
 
 @pytest.mark.parametrize("held", [True, False], ids=["held", "not-held"])
 def test_journalled_rows_are_folded_once_writes_stop(
-    tmp_path: Path, roomy: None, held: bool
+    open_store: OpenStore, roomy: None, held: bool
 ) -> None:
     """Held, the writer thread waits with no timeout; not held, it waits for
     ``idle_close`` (60 s here). Either way a write made on the loop's thread must
     get the journal folded ``fold_idle`` seconds after it, not later."""
-    store = DuckDBStore(tmp_path / "s.duckdb", fold_idle=0.05, idle_close=60)
+    store = open_store(fold_idle=0.05, idle_close=60)
 
     async def folded_after(write: Batch) -> bool:
         folds = store.stats["folds"]
@@ -142,10 +152,7 @@ def test_journalled_rows_are_folded_once_writes_stop(
         assert await folded_after(Batch(runs=[run_rec("on the loop")]))
         assert store.stats["inline"] == inline + 1
 
-    try:
-        asyncio.run(go())
-    finally:
-        asyncio.run(store.close())
+    asyncio.run(go())
 
 
 class SlowDisk(OsFiles):
@@ -181,10 +188,10 @@ class SlowDisk(OsFiles):
 
 
 def test_a_slow_disk_sends_writes_to_the_thread_and_the_loop_keeps_running(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
     disk = SlowDisk()
-    store = DuckDBStore(tmp_path / "s.duckdb", journal_files=disk)
+    store = open_store(journal_files=disk)
 
     async def go() -> None:
         await store.acquire()
@@ -202,19 +209,16 @@ def test_a_slow_disk_sends_writes_to_the_thread_and_the_loop_keeps_running(
         await asyncio.ensure_future(unblock())
         await writing
 
-    try:
-        asyncio.run(go())
-        assert not disk.waited_in_vain, "the loop was blocked in the disk's sync"
-        assert store.stats["inline"] == 2
-        assert sorted(store.sql("SELECT run_id FROM runs")["run_id"]) == ["next", "slow", "slower"]
-    finally:
-        asyncio.run(store.close())
+    asyncio.run(go())
+    assert not disk.waited_in_vain, "the loop was blocked in the disk's sync"
+    assert store.stats["inline"] == 2
+    assert sorted(store.sql("SELECT run_id FROM runs")["run_id"]) == ["next", "slow", "slower"]
 
 
 def test_a_light_write_does_not_overtake_a_heavy_one_queued_for_the_thread(
-    tmp_path: Path, roomy: None
+    open_store: OpenStore, roomy: None
 ) -> None:
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = open_store()
     heavy = run_rec(status=RunStatus.RUNNING, inputs={"blob": "x" * (_turns.LIGHT + 1)})
     done = run_rec(status=RunStatus.COMPLETED, inputs={"blob": "y"})
 
@@ -226,19 +230,15 @@ def test_a_light_write_does_not_overtake_a_heavy_one_queued_for_the_thread(
             seen.append(store.sql("SELECT status FROM runs")["status"].tolist())
         return seen
 
-    try:
-        assert asyncio.run(go()) == [["completed"]] * 10
-    finally:
-        asyncio.run(store.close())
+    assert asyncio.run(go()) == [["completed"]] * 10
 
 
 def test_writes_through_two_stores_on_one_file_keep_their_order(
-    tmp_path: Path, roomy: None
+    open_store: OpenStore, roomy: None
 ) -> None:
     """Stores on one path share a writer, and so the turn: the later write, made
     through the second store as the first write of its turn, must land last."""
-    path = tmp_path / "s.duckdb"
-    first, second = DuckDBStore(path), DuckDBStore(path)
+    first, second = open_store(), open_store()
 
     async def go() -> None:
         await first.acquire()
@@ -248,16 +248,12 @@ def test_writes_through_two_stores_on_one_file_keep_their_order(
             second.write(Batch.changes(steps=[step_rec()])),
         )
 
-    try:
-        asyncio.run(go())
-        assert first.sql("SELECT status FROM steps")["status"].tolist() == ["completed"]
-    finally:
-        asyncio.run(first.close())
-        asyncio.run(second.close())
+    asyncio.run(go())
+    assert first.sql("SELECT status FROM steps")["status"].tolist() == ["completed"]
 
 
-def test_one_store_written_from_loops_on_two_threads(tmp_path: Path, roomy: None) -> None:
-    store = DuckDBStore(tmp_path / "s.duckdb")
+def test_one_store_written_from_loops_on_two_threads(open_store: OpenStore, roomy: None) -> None:
+    store = open_store()
     failures: list[BaseException] = []
 
     def writer(tag: str) -> None:
@@ -272,20 +268,17 @@ def test_one_store_written_from_loops_on_two_threads(tmp_path: Path, roomy: None
             failures.append(exc)
 
     asyncio.run(store.acquire())
-    try:
-        threads = [threading.Thread(target=writer, args=(tag,)) for tag in "AB"]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert failures == []
-        assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 400
-    finally:
-        asyncio.run(store.close())
+    threads = [threading.Thread(target=writer, args=(tag,)) for tag in "AB"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 400
 
 
 def test_outputs_too_deep_or_cyclic_are_heavy_and_stored_as_before(
-    tmp_path: Path, roomy: None
+    open_store: OpenStore, roomy: None
 ) -> None:
     """A walk with no depth limit hit the recursion limit on these, on the loop."""
     cyclic: list[object] = []
@@ -297,7 +290,7 @@ def test_outputs_too_deep_or_cyclic_are_heavy_and_stored_as_before(
         inner = inner[0]  # type: ignore[assignment]
     assert not _turns.light(Batch(steps=[step_rec(output=cyclic)]))
     assert not _turns.light(Batch(steps=[step_rec(output=deep)]))
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = open_store()
 
     async def go() -> None:
         await store.acquire()
@@ -305,13 +298,10 @@ def test_outputs_too_deep_or_cyclic_are_heavy_and_stored_as_before(
         with pytest.raises(StoreError):  # too deep to pickle
             await store.write(Batch(steps=[step_rec("deep", output=deep)]))
 
-    try:
-        asyncio.run(go())
-        assert store.sql("SELECT step_id, output_kind FROM steps").values.tolist() == [
-            ["cyclic", "pickle"]
-        ]
-    finally:
-        asyncio.run(store.close())
+    asyncio.run(go())
+    assert store.sql("SELECT step_id, output_kind FROM steps").values.tolist() == [
+        ["cyclic", "pickle"]
+    ]
 
 
 class BrokenSync(OsFiles):
@@ -330,13 +320,13 @@ class BrokenSync(OsFiles):
 
 
 def test_an_unexpected_error_writing_fails_its_writes_and_leaves_none_waiting(
-    tmp_path: Path, roomy: None
+    open_store: OpenStore, roomy: None
 ) -> None:
     """Whichever thread meets it (the loop's, at a turn's first write or its end, or
     the writer's): every write gets an answer, a failed one is a `StoreError` and
     leaves no row, and the store goes on."""
     disk = BrokenSync()
-    store = DuckDBStore(tmp_path / "s.duckdb", journal_files=disk)
+    store = open_store(journal_files=disk)
     names = ("a", "b", "c")
 
     async def go() -> list[BaseException | None]:
@@ -349,19 +339,16 @@ def test_an_unexpected_error_writing_fails_its_writes_and_leaves_none_waiting(
         await store.write(Batch(runs=[run_rec("after")]))
         return done
 
-    try:
-        done = asyncio.run(go())
-        assert all(outcome is None or isinstance(outcome, StoreError) for outcome in done)
-        assert any(isinstance(outcome, StoreError) for outcome in done)
-        stored = {name for name, outcome in zip(names, done, strict=True) if outcome is None}
-        rows = set(store.sql("SELECT run_id FROM runs")["run_id"])
-        assert rows == {"w1", "w2", "after"} | stored
-    finally:
-        asyncio.run(store.close())
+    done = asyncio.run(go())
+    assert all(outcome is None or isinstance(outcome, StoreError) for outcome in done)
+    assert any(isinstance(outcome, StoreError) for outcome in done)
+    stored = {name for name, outcome in zip(names, done, strict=True) if outcome is None}
+    rows = set(store.sql("SELECT run_id FROM runs")["run_id"])
+    assert rows == {"w1", "w2", "after"} | stored
 
 
 def test_a_fold_that_keeps_failing_is_retried_every_fold_idle_not_in_a_spin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roomy: None
+    open_store: OpenStore, monkeypatch: pytest.MonkeyPatch, roomy: None
 ) -> None:
     tries: list[float] = []  # when each fold was tried: its rejection, the last step
     three = threading.Event()
@@ -375,7 +362,7 @@ def test_a_fold_that_keeps_failing_is_retried_every_fold_idle_not_in_a_spin(
             three.set()
         refuse()
 
-    store = DuckDBStore(tmp_path / "s.duckdb", fold_idle=0.05)
+    store = open_store(fold_idle=0.05)
 
     async def go() -> None:
         await store.acquire()
@@ -386,16 +373,13 @@ def test_a_fold_that_keeps_failing_is_retried_every_fold_idle_not_in_a_spin(
         monkeypatch.undo()
         await store.release()
 
-    try:
-        asyncio.run(go())
-        # A failed fold is tried again fold_idle (0.05 s) later, not at once.
-        assert tries[2] - tries[0] >= 0.099
-    finally:
-        asyncio.run(store.close())
+    asyncio.run(go())
+    # A failed fold is tried again fold_idle (0.05 s) later, not at once.
+    assert tries[2] - tries[0] >= 0.099
 
 
 def test_a_turn_left_open_by_a_closed_loop_is_written_when_the_store_closes(
-    tmp_path: Path, roomy: None
+    tmp_path: Path, open_store: OpenStore, roomy: None
 ) -> None:
     path = tmp_path / "s.duckdb"
     store = DuckDBStore(path)
@@ -411,17 +395,14 @@ def test_a_turn_left_open_by_a_closed_loop_is_written_when_the_store_closes(
     loop.run_forever()
     loop.close()
     asyncio.run(store.close())
-    reopened = DuckDBStore(path)
-    try:
-        assert sorted(reopened.sql("SELECT run_id FROM runs")["run_id"]) == ["first", "second"]
-    finally:
-        asyncio.run(reopened.close())
+    reopened = open_store()
+    assert sorted(reopened.sql("SELECT run_id FROM runs")["run_id"]) == ["first", "second"]
 
 
 def test_an_unexpected_error_in_an_idle_fold_leaves_the_writer_thread_working(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roomy: None
+    open_store: OpenStore, monkeypatch: pytest.MonkeyPatch, roomy: None
 ) -> None:
-    store = DuckDBStore(tmp_path / "s.duckdb", fold_idle=0.05)
+    store = open_store(fold_idle=0.05)
     tried = threading.Event()
 
     def bug(*args: object) -> set[str]:
@@ -437,10 +418,7 @@ def test_an_unexpected_error_in_an_idle_fold_leaves_the_writer_thread_working(
         frame = await asyncio.wait_for(store.query("SELECT run_id FROM runs"), 30)
         return list(frame["run_id"])
 
-    try:
-        assert asyncio.run(go()) == ["r1"]
-    finally:
-        asyncio.run(store.close())
+    assert asyncio.run(go()) == ["r1"]
 
 
 def test_malformed_or_big_values_are_heavy() -> None:
@@ -452,15 +430,12 @@ def test_malformed_or_big_values_are_heavy() -> None:
     assert _turns.light(Batch(steps=[step_rec(output={"é" * 100: 10**100})]))
 
 
-def test_a_malformed_record_is_refused_with_a_store_error(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path / "s.duckdb")
+def test_a_malformed_record_is_refused_with_a_store_error(open_store: OpenStore) -> None:
+    store = open_store()
 
     async def go() -> None:
         await store.acquire()
         with pytest.raises(StoreError):
             await store.write(Batch(runs=[run_rec(error=ValueError("not text"))]))
 
-    try:
-        asyncio.run(go())
-    finally:
-        asyncio.run(store.close())
+    asyncio.run(go())
