@@ -4,6 +4,7 @@ DAGs that runs them through the engine."""
 import asyncio
 
 import networkx as nx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -118,3 +119,29 @@ def test_every_step_runs_exactly_once_after_its_needs(dag):
 async def _run(workflow, namespace):
     engine = wfnb.Engine(namespace=namespace)
     return await (await engine.start(workflow))
+
+
+def test_a_definition_is_planned_once_and_its_run_reuses_the_plan():
+    """A cell's parse plans the workflow; the run it starts (any engine) must not
+    plan it again: the plan is made once a definition."""
+    text = "steps:\n  a: {code: noop}\n  b: {code: noop, needs: [a]}\n"
+    parsed = wf(text, name="planned_once")
+    again = wf(text, name="planned_once")  # another object, the same definition
+    assert parsed is not again
+    assert build_plan(again) is build_plan(parsed)
+    engine = wfnb.Engine(namespace={"noop": lambda: None})
+    assert engine.plan(again) is build_plan(parsed)
+    other = wf(text.replace("[a]", "[]"), name="planned_once")
+    assert build_plan(other) is not build_plan(parsed)
+    assert build_plan(other).needs["b"] == frozenset()
+
+
+def test_a_definition_that_fails_planning_fails_every_time():
+    """Only plans are kept: checking a bad definition again reports it again."""
+    bad = wfnb.Workflow(
+        name="cyclic",
+        steps={"a": {"code": "x", "needs": ["b"]}, "b": {"code": "x", "needs": ["a"]}},
+    )
+    for _ in range(2):
+        with pytest.raises(wfnb.CycleError):
+            build_plan(bad)

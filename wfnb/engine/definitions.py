@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wfnb.backends.base import Backend
-from wfnb.dag import Plan, build_plan
+from wfnb.dag import build_plan
 from wfnb.errors import DefinitionError, NotResumable, UnknownCallableError, did_you_mean
 from wfnb.model import (
     AgentDefaults,
@@ -37,22 +37,14 @@ class Definitions:
     def __init__(self, namespace: Mapping[str, Any]) -> None:
         self.namespace = namespace
         self.workflows: dict[str, Workflow] = {}
-        self._plans: dict[tuple[str, str], Plan] = {}
         #: a definition -> the steps `check_runnable` looks at (`steps_to_check`)
         self._to_check: dict[tuple[str, str], list[str]] = {}
         self._saved: set[tuple[str, str]] = set()
 
     def register(self, workflow: Workflow) -> Workflow:
-        self.plan(workflow)
+        build_plan(workflow)  # checks the graph; the plan is kept for its runs
         self.workflows[workflow.name] = workflow
         return workflow
-
-    def plan(self, workflow: Workflow) -> Plan:
-        key = (workflow.name, workflow.definition_hash)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = build_plan(workflow)
-        return plan
 
     def unsaved(self, workflow: Workflow) -> tuple[WorkflowRecord, ...]:
         """The record of ``workflow``'s definition unless this engine stored it

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from wfnb.backends.base import Backend
 from wfnb.backends.local import LocalBackend
-from wfnb.dag import Plan
+from wfnb.dag import Plan, build_plan
 from wfnb.engine import lifecycle, offline
 from wfnb.engine.definitions import Definitions
 from wfnb.engine.handle import RunHandle
@@ -90,8 +90,8 @@ class Engine:
         return self.definitions.register(workflow)
 
     def plan(self, workflow: Workflow) -> Plan:
-        """The checked plan of ``workflow``, built once per definition."""
-        return self.definitions.plan(workflow)
+        """The checked plan of ``workflow``, built once per definition (`build_plan`)."""
+        return build_plan(workflow)
 
     def resolve_code(
         self, target: str | Callable[..., Any], *, step_id: str | None = None
