@@ -328,6 +328,91 @@ def test_a_frame_after_a_fold_survives_power_loss(tmp_path: Path) -> None:
     assert _survivors(path, files) == [4]
 
 
+class _Syncs(PowerLossFiles):
+    """Counts the syncs, by kind."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.syncs: list[str] = []
+
+    def fsync(self, fd: int) -> None:
+        self.syncs.append("fsync")
+        super().fsync(fd)
+
+    def fdatasync(self, fd: int) -> None:
+        self.syncs.append("fdatasync")
+        super().fdatasync(fd)
+
+
+def test_frames_after_a_fold_go_in_place_over_zeros_written_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a fold the writer has the journal write its zeros again
+    (`Journal.write_ahead`, off a run's path): the next frames, as many as fitted
+    before, go in place with an fdatasync each, not an fsync a growth, and each one
+    survives the power going right after it."""
+    monkeypatch.setattr(_journal, "PAGE", 64)
+    monkeypatch.setattr(_journal, "CHUNK", 1024)
+    monkeypatch.setattr(_journal, "_ZEROS_AT_ONCE", 100)  # several writes, the last short
+    path, files = tmp_path / "j", _Syncs()
+    journal = Journal(path, files)
+    journal.open()
+    for seq in range(1, 11):
+        journal.append(seq, [[seq, "x" * 40]])
+    assert files.syncs.count("fsync") >= 3  # grown from a page, doubling
+    journal.reset()
+    journal.write_ahead()
+    files.syncs.clear()
+    for seq in range(11, 21):
+        journal.append(seq, [[seq, "x" * 40]])
+        assert _survivors(path, files) == list(range(11, seq + 1))
+    assert files.syncs == ["fdatasync"] * 10
+
+
+@pytest.mark.parametrize("op", [1, 2])  # the zeros' write, their fsync
+def test_a_power_loss_while_the_zeros_are_written_ahead_brings_nothing_back(
+    tmp_path: Path, op: int
+) -> None:
+    """The zeros go after the cut is durable: whatever part of them the power
+    leaves is a torn tail, and the folded frames never come back."""
+    path, files = tmp_path / "j", PowerLossFiles(torn=_Halfway())
+    journal = Journal(path, files)
+    journal.open()
+    for seq in (1, 2, 3):
+        journal.append(seq, [[("run", seq, "folded")]])
+    journal.reset()
+    files.crash_at = files.ops + op
+    with pytest.raises(OSError):
+        journal.write_ahead()
+    journal.close()
+    assert _survivors(path, files) == []
+
+
+def test_a_store_writes_the_zeros_ahead_after_a_fold_but_not_when_closing(
+    tmp_path: Path,
+) -> None:
+    """Through the store: after `flush` (a fold) the next checkpoint is an
+    fdatasync over zeros; closing folds without writing zeros it would cut on open."""
+    files = _Syncs()
+    store = DuckDBStore(tmp_path / "wfnb.duckdb", journal_files=files)
+    workflow = wfnb.Workflow.from_yaml("steps:\n  a: {code: work, with: {name: a}}\n", name="ahead")
+
+    async def main() -> None:
+        engine = wfnb.Engine(store=store, namespace={"work": work})
+        for _ in range(2):
+            assert (await (await engine.start(workflow))).ok
+            await store.flush()
+            files.syncs.clear()
+        assert (await (await engine.start(workflow))).ok
+        assert files.syncs and set(files.syncs) == {"fdatasync"}
+        files.syncs.clear()
+        await engine.close()
+        assert "fdatasync" not in files.syncs  # closing wrote no zeros (and no frame)
+
+    asyncio.run(main())
+    assert (tmp_path / "wfnb.duckdb.journal").read_bytes() == HEADER  # left tidy
+
+
 def test_a_frame_after_a_failed_append_survives_power_loss(tmp_path: Path) -> None:
     """A failed append is cut back, zeros included: the next frame grows the file."""
     path, files = tmp_path / "j", _FdatasyncFailsOnce()
