@@ -228,8 +228,7 @@ def test_a_store_replays_a_format_1_journal(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
-    assert journal.read_bytes().startswith(HEADER)  # format 2 now, its frame folded
-    assert reopen(journal) == []
+    assert journal.read_bytes() == HEADER
 
 
 def test_a_store_refuses_a_journal_damaged_in_the_middle(tmp_path: Path) -> None:

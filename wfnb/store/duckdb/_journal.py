@@ -34,9 +34,8 @@ durable with ``fdatasync``, which does not commit the file's metadata: an
 acknowledgement then costs 0.78–0.86× the append + ``fsync`` floor (5 runs of 7;
 two at 0.99–1.02× under a load burst) instead of 1.10–1.12×
 (``benchmarks/bench_store.py --ack``; see docs/store.md, *Durability*).
-A fold cuts the file back to its header; the writer then has the zeros written
-again (`Journal.write_ahead`, off a run's path), so the next runs' frames need no
-growth. A zero tail needs
+Growing from a page after every cut keeps the first frame after a fold (a table
+output folds the journal) at one ``fsync`` of a page, as before. A zero tail needs
 no rule of its own: zeros are not an intact frame (a zero frame header fails its
 CRC) and hold no pickle, so after the last frame they read as a torn tail and are
 cut on open.
@@ -75,9 +74,6 @@ _PICKLE_START = b"\x80\x05"
 #: (≈ 750 chain steps of frames a growth, each one ``fsync``)
 PAGE = 4096
 CHUNK = 256 * 1024
-#: `Journal.write_ahead` writes its zeros this many at a time: a buffer of `CHUNK`
-#: would be mapped and unmapped each time, and add to the process's peak memory
-_ZEROS_AT_ONCE = 64 * 1024
 
 
 def file_header(version: int = FORMAT) -> bytes:
@@ -210,8 +206,6 @@ class Journal:
         self._allocated = 0
         #: a failed append could not be cut back: cut before the next one
         self._dirty = False
-        #: the size `write_ahead` preallocates again after a `reset`
-        self._ahead = 0
 
     def open(self) -> list[tuple[int, Any]]:
         """Open (creating it durably) and return the intact frames as ``(seq, rows)``;
@@ -330,10 +324,8 @@ class Journal:
         frame's bytes, written in place at the header's end: a torn frame followed by
         old, folded, intact frames, which `scan` must call corruption. A failed fsync
         leaves the journal dirty, so the next append cuts (and fsyncs) again first.
-        The cut takes the preallocated zeros too: the next append writes new ones,
-        or `write_ahead` does."""
+        The cut takes the preallocated zeros too; the next append writes new ones."""
         if self._fd is not None and self._size > len(HEADER) and not self._dirty:
-            self._ahead = min(self._allocated, len(HEADER) + CHUNK)
             self._files.truncate(self._fd, len(HEADER))
             self._size = self._allocated = len(HEADER)
             try:
@@ -342,35 +334,8 @@ class Journal:
                 self._dirty = True
                 raise
 
-    def write_ahead(self) -> None:
-        """Preallocate an empty journal again, with as many zeros as it had before
-        its `reset` (at most `CHUNK`), fsync'd. The frames of the next runs then go
-        in place with an fdatasync each, where otherwise the first ones after every
-        fold grow the file from a page, doubling, an fsync each: four of the six
-        acknowledgements of a 200-step fan-out run after a fold, at 290–570 µs each
-        against 100–200 for an fdatasync (traced with ``os.fsync``/``os.fdatasync``
-        wrapped). The writer calls it after a fold, off a run's path, and not when
-        closing (opening cuts a zero tail). Zeros after the header are a torn tail,
-        so a power loss at any point here loses nothing; on an I/O error (a full
-        disk) the appends grow the file themselves, as before."""
-        if self._fd is None or self._dirty or self._size != len(HEADER):
-            return
-        size = -(-self._ahead // PAGE) * PAGE
-        if size <= self._allocated:
-            return
-        zeros = bytes(min(size - self._allocated, _ZEROS_AT_ONCE))
-        for offset in range(self._allocated, size, len(zeros)):
-            self._write(zeros[: size - offset], offset)
-        self._files.fsync(self._fd)
-        self._allocated = size
-
     def close(self) -> None:
-        """Close the file; an empty journal is left as its header alone, its zeros
-        ahead cut (not synced: zeros after the header are a torn tail anyway)."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            if self._size == len(HEADER) < self._allocated and not self._dirty:
-                with contextlib.suppress(OSError):  # harmless: opening cuts them too
-                    self._files.truncate(fd, self._size)
             with contextlib.suppress(OSError):  # the fd is gone either way
                 self._files.close(fd)

@@ -342,12 +342,11 @@ class Writer:
             with contextlib.suppress(StoreError):
                 self._fold()
 
-    def _fold(self, *, closing: bool = False) -> None:
-        """Fold the journal into DuckDB, then preallocate it for the next frames
-        (`Journal.write_ahead`) unless ``closing``. Should that fail for a reason
-        other than a lost connection, frames are folded one by one and one DuckDB
-        cannot take (a poison frame, which would otherwise block every later fold
-        and read) is moved to ``<db>.rejected`` and logged as an error."""
+    def _fold(self) -> None:
+        """Fold the journal into DuckDB. Should that fail for a reason other than a
+        lost connection, frames are folded one by one and one DuckDB cannot take (a
+        poison frame, which would otherwise block every later fold and read) is
+        moved to ``<db>.rejected`` and logged as an error."""
         if not self._pending:
             return
         try:
@@ -362,9 +361,6 @@ class Writer:
                     if self._con is None:
                         raise
                     self._reject(frame, exc)
-        if not closing:
-            with contextlib.suppress(OSError):  # harmless: the appends grow the file
-                self._journal.write_ahead()
 
     def _reject(self, frame: tuple[int, Rows], exc: StoreError) -> None:
         _fold.reject(self._connect(), self.path, frame, exc)
@@ -461,7 +457,7 @@ class Writer:
         if self._con is None:
             return
         try:
-            self._fold(closing=True)
+            self._fold()
         finally:
             self._drop_connection()
 
