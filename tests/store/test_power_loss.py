@@ -328,6 +328,34 @@ def test_a_frame_after_a_fold_survives_power_loss(tmp_path: Path) -> None:
     assert _survivors(path, files) == [4]
 
 
+class _FsyncFailsOnce(PowerLossFiles):
+    failing = True
+
+    def fsync(self, fd: int) -> None:
+        if self.failing:
+            self.failing = False
+            raise OSError(5, "injected EIO")
+        super().fsync(fd)
+
+
+def test_a_journal_whose_first_open_failed_is_made_durable_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """The first open creates the file and fails (an EIO on its first fsync); the
+    next open finds the file there. It must still fsync the directory: else the
+    file's entry is never durable, and a power loss takes every acknowledged frame
+    with it (found by review; the directory was fsync'd only by the open that
+    created the file)."""
+    path, files = tmp_path / "j", _FsyncFailsOnce()
+    journal = Journal(path, files)
+    with pytest.raises(OSError, match="injected"):
+        journal.open()
+    journal.open()
+    journal.append(1, [["acknowledged"]])
+    assert _survivors(path, files) == [1]
+    journal.close()
+
+
 def test_a_frame_after_a_failed_append_survives_power_loss(tmp_path: Path) -> None:
     """A failed append is cut back, zeros included: the next frame grows the file."""
     path, files = tmp_path / "j", _FdatasyncFailsOnce()

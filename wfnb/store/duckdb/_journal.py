@@ -212,14 +212,13 @@ class Journal:
         a torn tail (or the zeros of a preallocated one) is truncated away, a format-1
         journal rewritten as format 2."""
         files = self._files
-        created = not self.path.exists()
         self._fd = files.open(self.path)
         try:
             data = files.read(self._fd)
             if len(data) < len(HEADER):  # empty, or torn before a frame was whole
-                self._start_fresh(created)
-                return []
-            if is_format_2(data, self.path):
+                self._start_fresh()
+                frames: list[tuple[int, bytes]] = []
+            elif is_format_2(data, self.path):
                 frames, end = scan(data, self.path)
                 if end != len(data):
                     files.truncate(self._fd, end)
@@ -228,19 +227,22 @@ class Journal:
             else:
                 frames, _ = scan_format_1(data)
                 self._rewrite(frames)
+            # The file's directory entry must survive a power loss too, and whether
+            # it does is not known from here: the file may be one an earlier open
+            # (of this process or another) created and failed before making it
+            # durable. One directory fsync an open, which is rare (found by review).
+            files.fsync_dir(self.path.parent)
             return [(seq, pickle.loads(payload)) for seq, payload in frames]
         except BaseException:
             self.close()
             raise
 
-    def _start_fresh(self, created: bool) -> None:
+    def _start_fresh(self) -> None:
         assert self._fd is not None
         files = self._files
         files.truncate(self._fd, 0)
         self._write(HEADER, 0)
         files.fsync(self._fd)
-        if created:  # the new directory entry must survive a power loss too
-            files.fsync_dir(self.path.parent)
         self._size = self._allocated = len(HEADER)
 
     def _write(self, data: bytes, offset: int, fd: int | None = None) -> None:
