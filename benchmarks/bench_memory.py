@@ -42,18 +42,33 @@ from typing import TypedDict
 
 HEAVY = ("pandas", "pyarrow", "numpy", "networkx")
 
+#: how a child process builds the workflow, with wfnb alone: the shape comes as
+#: data (from `shapes`, run in a process of its own), so that the benchmark's modules
+#: (argparse, statistics, bench_engine, shapes: ≈ 1.2 MB after import) are not
+#: counted as wfnb's. The same steps as `bench_engine.workflow_of` makes.
+WORKFLOW = """
+async def noop():
+    return None
+
+def the_workflow():
+    steps = {{
+        sid: {{"code": "noop", **({{"needs": needs}} if needs else {{}})}}
+        for sid, needs in {needs!r}.items()
+    }}
+    return wfnb.Workflow(name="bench", steps=steps)
+"""
+
 RUN = """
 import asyncio, json, resource, sys
 import wfnb
 from wfnb.store.duckdb import DuckDBStore
-sys.path.insert(0, {bench!r})
-import bench_engine, shapes
+{workflow}
 after_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 async def main():
-    workflow = bench_engine.workflow_of(getattr(shapes, {shape!r})({steps}))
+    workflow = the_workflow()
     store = DuckDBStore({path!r})
-    engine = wfnb.Engine(store=store, namespace={{"noop": shapes.noop}})
+    engine = wfnb.Engine(store=store, namespace={{"noop": noop}})
     result = await (await engine.start(workflow))
     assert result.ok, result.error
     await engine.close()
@@ -105,17 +120,16 @@ from pathlib import Path
 import wfnb
 mark("import wfnb")
 from wfnb.store.duckdb import DuckDBStore
-sys.path.insert(0, {bench!r})
-import bench_engine, shapes
+{workflow}
 mark("import the DuckDB store")
 
 async def main(tmp):
-    workflow = bench_engine.workflow_of(getattr(shapes, {shape!r})({steps}))
+    workflow = the_workflow()
     store = DuckDBStore(Path(tmp) / "mem.duckdb")
     await store.acquire()
     mark("store open")
     await store.release()
-    engine = wfnb.Engine(store=store, namespace={{"noop": shapes.noop}})
+    engine = wfnb.Engine(store=store, namespace={{"noop": noop}})
     result = await (await engine.start(workflow))
     assert result.ok, result.error
     mark("run done")
@@ -136,8 +150,7 @@ Run = TypedDict("Run", {"import": int, "peak": int, "heavy": list[str]})
 
 def measure(shape: str, steps: int, path: Path) -> Run:
     """One `RUN` in a fresh process, on the store file ``path``."""
-    bench = str(Path(__file__).resolve().parent)
-    code = RUN.format(bench=bench, shape=shape, steps=steps, heavy=HEAVY, path=str(path))
+    code = RUN.format(workflow=_workflow(shape, steps), heavy=HEAVY, path=str(path))
     got: Run = json.loads(_run(code))
     return got
 
@@ -155,9 +168,19 @@ def workloads(steps: int, repeat: int) -> Iterator[tuple[str, list[Run]]]:
         yield "  again, existing file", [measure("fan_out", steps, existing) for _ in range(repeat)]
 
 
-def points(shape: str, steps: int) -> list[tuple[str, dict[str, int]]]:
+def _workflow(shape: str, steps: int) -> str:
+    """`WORKFLOW` for ``steps`` steps of the shape named ``shape`` (`shapes`), whose
+    needs a fresh process gives (this one stays light: see `_run`)."""
     bench = str(Path(__file__).resolve().parent)
-    code = POINTS.format(bench=bench, shape=shape, steps=steps)
+    needs = _run(
+        f"import json, sys; sys.path.insert(0, {bench!r}); import shapes; "
+        f"print(json.dumps(shapes.{shape}({steps}).needs))"
+    )
+    return WORKFLOW.format(needs=json.loads(needs))
+
+
+def points(shape: str, steps: int) -> list[tuple[str, dict[str, int]]]:
+    code = POINTS.format(workflow=_workflow(shape, steps))
     return [(label, kb) for label, kb in json.loads(_run(code))]
 
 

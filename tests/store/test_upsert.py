@@ -35,10 +35,10 @@ def test_a_column_null_or_equal_in_every_row_is_not_sent_as_a_list() -> None:
     is a typed NULL in the statement, a column of one value is that one value, so
     only the other columns are lists."""
     L, S, N = _upsert._LIST, _upsert._SAME, _upsert._NULL
-    shape = (S, L, S, S, L, L) + (N,) * 8  # error .. traceback all NULL
+    shape = (S, L, S, S, L, L) + (N,) * 8 + (N,)  # error .. traceback, duration all NULL
     sql = _upsert._upsert_sql("steps", shape)
     assert "$6" in sql and "$7" not in sql
-    assert "NULL::BLOB AS output_pickle" in sql
+    assert "NULL::BLOB AS output_pickle" in sql and "NULL::DOUBLE AS duration_ms" in sql
     assert "$1 AS run_id" in sql and "c2.v AS step_id" in sql
     assert "FROM unnest($2) AS c2(v) POSITIONAL JOIN unnest($5) AS c5(v)" in sql
 
@@ -210,3 +210,40 @@ def test_rows_are_upserted_only_when_one_of_their_keys_may_be_stored(
     rows = con.execute("SELECT run_id, step_id, status FROM steps ORDER BY ALL").fetchall()
     assert rows == [("r1", "a", "completed"), ("r1", "b", "running"), ("r2", "a", "running")]
     assert con.execute("SELECT count(*) FROM workflows").fetchone() == (1,)
+
+
+def test_duration_ms_is_what_duckdb_computes_from_the_two_times(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The fold computes ``duration_ms`` in Python; it must be the very double
+    DuckDB gives for the same times (the column held DuckDB's own result before)."""
+    spans = [0, 1, 7, 999, 1001, 123_456_789, 2**52 + 1, 86_400_000_000 * 30 + 3]
+    rows = [step_row(f"s{i}", "completed", ended_at=US + span) for i, span in enumerate(spans)] + [
+        step_row("open", "running")
+    ]
+    con.execute("BEGIN")
+    _upsert.upsert(con, [], [], rows)
+    con.execute("COMMIT")
+    got = con.execute(
+        "SELECT duration_ms, (epoch_us(ended_at) - epoch_us(started_at)) / 1000.0 "
+        "FROM steps ORDER BY step_id"
+    ).fetchall()
+    assert [stored for stored, _ in got] == [duckdb_own for _, duckdb_own in got]
+    assert sum(stored is None for stored, _ in got) == 1  # the running step
+
+
+def test_a_fold_meeting_some_stored_runs_among_several_upserts_them(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The count that chooses a plain INSERT takes every run id of the fold: one
+    stored run among three makes the fold an upsert (a plain INSERT would fail on
+    its key)."""
+    con.execute("BEGIN")
+    _upsert.upsert(con, [], [], [step_row("a", "running")])
+    con.execute("COMMIT")
+    rows = [step_row("a", "completed", run_id=run, ended_at=US + 5) for run in ("r0", "r1", "r2")]
+    con.execute("BEGIN")
+    _upsert.upsert(con, [], [], rows)
+    con.execute("COMMIT")
+    got = con.execute("SELECT run_id, status FROM steps ORDER BY run_id").fetchall()
+    assert got == [("r0", "completed"), ("r1", "completed"), ("r2", "completed")]
