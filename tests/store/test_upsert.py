@@ -232,18 +232,20 @@ def test_duration_ms_is_what_duckdb_computes_from_the_two_times(
     assert sum(stored is None for stored, _ in got) == 1  # the running step
 
 
+@pytest.mark.parametrize("runs", [3, _upsert._IN_LIST_MAX + 2])  # an IN list, a list
 def test_a_fold_meeting_some_stored_runs_among_several_upserts_them(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection, runs: int
 ) -> None:
     """The count that chooses a plain INSERT takes every run id of the fold: one
-    stored run among three makes the fold an upsert (a plain INSERT would fail on
-    its key)."""
+    stored run among several makes the fold an upsert (a plain INSERT would fail on
+    its key), however many ids the count is given."""
     con.execute("BEGIN")
-    _upsert.upsert(con, [], [], [step_row("a", "running")])
+    _upsert.upsert(con, [], [], [step_row("a", "running")])  # run r1
     con.execute("COMMIT")
-    rows = [step_row("a", "completed", run_id=run, ended_at=US + 5) for run in ("r0", "r1", "r2")]
+    ids = [f"r{i}" for i in range(runs)]
+    rows = [step_row("a", "completed", run_id=run, ended_at=US + 5) for run in ids]
     con.execute("BEGIN")
     _upsert.upsert(con, [], [], rows)
     con.execute("COMMIT")
     got = con.execute("SELECT run_id, status FROM steps ORDER BY run_id").fetchall()
-    assert got == [("r0", "completed"), ("r1", "completed"), ("r2", "completed")]
+    assert got == sorted((run, "completed") for run in ids)
