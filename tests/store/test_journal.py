@@ -301,6 +301,34 @@ def test_damage_in_the_first_frame_is_reported_too(path: Path) -> None:
     assert caught.value.offset == starts[0]
 
 
+def test_a_reset_makes_the_directory_durable_before_it_cuts(path: Path) -> None:
+    """The frames a reset cuts live in DuckDB's files now, one of which (its WAL) a
+    fold may just have created: the directory is fsync'd before the cut, so a power
+    loss cannot take the rows from both places."""
+    done: list[str] = []
+
+    class Logged(OsFiles):
+        def fsync_dir(self, path: Path) -> None:
+            done.append("fsync_dir")
+            super().fsync_dir(path)
+
+        def truncate(self, fd: int, size: int) -> None:
+            done.append("truncate")
+            super().truncate(fd, size)
+
+        def fsync(self, fd: int) -> None:
+            done.append("fsync")
+            super().fsync(fd)
+
+    journal = Journal(path, Logged())
+    journal.open()
+    journal.append(1, rows(1))
+    done.clear()
+    journal.reset()
+    journal.close()
+    assert done == ["fsync_dir", "truncate", "fsync"]
+
+
 def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_frame(
     path: Path,
 ) -> None:
