@@ -10,6 +10,7 @@ import pickle
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -301,32 +302,43 @@ def test_damage_in_the_first_frame_is_reported_too(path: Path) -> None:
     assert caught.value.offset == starts[0]
 
 
+class Logged(FailingFiles):
+    """`FailingFiles` (failing nothing until told to) that logs, in order, the
+    calls the journal makes to make things durable."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.done: list[str] = []
+
+    def write_at(self, fd: int, data: bytes, offset: int) -> int:
+        self.done.append("write")
+        return super().write_at(fd, data, offset)
+
+    def fsync(self, fd: int) -> None:
+        self.done.append("fsync")
+        super().fsync(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        self.done.append("truncate")
+        super().truncate(fd, size)
+
+    def fsync_dir(self, path: Path) -> None:
+        self.done.append("fsync_dir")
+        super().fsync_dir(path)
+
+
 def test_a_reset_makes_the_directory_durable_before_it_cuts(path: Path) -> None:
     """The frames a reset cuts live in DuckDB's files now, one of which (its WAL) a
     fold may just have created: the directory is fsync'd before the cut, so a power
     loss cannot take the rows from both places."""
-    done: list[str] = []
-
-    class Logged(OsFiles):
-        def fsync_dir(self, path: Path) -> None:
-            done.append("fsync_dir")
-            super().fsync_dir(path)
-
-        def truncate(self, fd: int, size: int) -> None:
-            done.append("truncate")
-            super().truncate(fd, size)
-
-        def fsync(self, fd: int) -> None:
-            done.append("fsync")
-            super().fsync(fd)
-
-    journal = Journal(path, Logged())
+    files = Logged()
+    journal = Journal(path, files)
     journal.open()
     journal.append(1, rows(1))
-    done.clear()
+    files.done.clear()
     journal.reset()
     journal.close()
-    assert done == ["fsync_dir", "truncate", "fsync"]
+    assert files.done == ["fsync_dir", "truncate", "fsync"]
 
 
 def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_frame(
@@ -335,21 +347,6 @@ def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_fra
     """The cut after a fold must be durable before a new frame is written over
     where the folded ones were (see `Journal.reset`); if its fsync fails, the next
     append makes it durable first, and fails rather than write if it cannot."""
-    done: list[str] = []
-
-    class Logged(FailingFiles):
-        def write_at(self, fd: int, data: bytes, offset: int) -> int:
-            done.append("write")
-            return super().write_at(fd, data, offset)
-
-        def fsync(self, fd: int) -> None:
-            done.append("fsync")
-            super().fsync(fd)
-
-        def truncate(self, fd: int, size: int) -> None:
-            done.append("truncate")
-            super().truncate(fd, size)
-
     files = Logged(errno.EIO, ops=("fsync",))
     journal = Journal(path, files)
     journal.open()
@@ -358,9 +355,9 @@ def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_fra
     with pytest.raises(OSError):
         journal.reset()
     files.failing = False
-    done.clear()
+    files.done.clear()
     journal.append(2, rows(2))
     journal.close()
     # the cut made durable; the frame, with zeros after it (a size change: fsync)
-    assert done == ["truncate", "fsync", "write", "fsync"]
+    assert files.done == ["truncate", "fsync", "write", "fsync"]
     assert [seq for seq, _ in reopen(path)] == [2]

@@ -304,13 +304,24 @@ def test_every_acknowledged_frame_survives_with_preallocation(
     journal.close()
 
 
-class _FdatasyncFailsOnce(PowerLossFiles):
-    fail = False
+class _FailsOnce(PowerLossFiles):
+    """The next ``fsync`` or ``fdatasync`` (``sync``) fails once ``armed`` is set."""
+
+    def __init__(self, sync: str, *, armed: bool = False) -> None:
+        super().__init__()
+        self.sync, self.armed = sync, armed
+
+    def _fail(self, sync: str) -> None:
+        if self.armed and sync == self.sync:
+            self.armed = False
+            raise OSError(5, "injected EIO")
+
+    def fsync(self, fd: int) -> None:
+        self._fail("fsync")
+        super().fsync(fd)
 
     def fdatasync(self, fd: int) -> None:
-        if self.fail:
-            self.fail = False
-            raise OSError(5, "injected EIO")
+        self._fail("fdatasync")
         super().fdatasync(fd)
 
 
@@ -328,16 +339,6 @@ def test_a_frame_after_a_fold_survives_power_loss(tmp_path: Path) -> None:
     assert _survivors(path, files) == [4]
 
 
-class _FsyncFailsOnce(PowerLossFiles):
-    failing = True
-
-    def fsync(self, fd: int) -> None:
-        if self.failing:
-            self.failing = False
-            raise OSError(5, "injected EIO")
-        super().fsync(fd)
-
-
 def test_a_journal_whose_first_open_failed_is_made_durable_by_the_next(
     tmp_path: Path,
 ) -> None:
@@ -346,7 +347,7 @@ def test_a_journal_whose_first_open_failed_is_made_durable_by_the_next(
     file's entry is never durable, and a power loss takes every acknowledged frame
     with it (found by review; the directory was fsync'd only by the open that
     created the file)."""
-    path, files = tmp_path / "j", _FsyncFailsOnce()
+    path, files = tmp_path / "j", _FailsOnce("fsync", armed=True)
     journal = Journal(path, files)
     with pytest.raises(OSError, match="injected"):
         journal.open()
@@ -358,11 +359,11 @@ def test_a_journal_whose_first_open_failed_is_made_durable_by_the_next(
 
 def test_a_frame_after_a_failed_append_survives_power_loss(tmp_path: Path) -> None:
     """A failed append is cut back, zeros included: the next frame grows the file."""
-    path, files = tmp_path / "j", _FdatasyncFailsOnce()
+    path, files = tmp_path / "j", _FailsOnce("fdatasync")
     journal = Journal(path, files)
     journal.open()
     journal.append(1, [[1]])
-    files.fail = True
+    files.armed = True
     with pytest.raises(OSError, match="injected"):
         journal.append(2, [[2]])
     journal.append(3, [[3]])
