@@ -160,26 +160,34 @@ _SAME_EVENT = (
 )
 
 
-#: the most ids counted with an IN list of parameters (see `_stored_sql`)
+#: the most ids counted with an IN list of parameters (see `_any_stored`)
 _IN_LIST_MAX = 8
 
 
 @functools.lru_cache(maxsize=16)
-def _stored_sql(table: str, values: int) -> str:
+def _stored_sql(table: str, values: int | None) -> str:
     """How many stored rows of ``table`` share their key's first column with one of
-    ``values`` ids (run ids, workflow names), given as that many parameters, or as
-    one list if there are more than `_IN_LIST_MAX`: none, and no row can conflict.
-    An IN list of parameters for the few ids of a usual fold, not ``IN (SELECT
+    ``values`` parameters, one id each, or (``None``) with one of the ids of the one
+    list parameter; see `_any_stored`."""
+    spec, key, _ = _TABLES[table]
+    column = spec[key[0]][0]
+    if values is None:
+        return f"SELECT count(*) FROM {table} WHERE {column} IN (SELECT unnest($1))"
+    params = ", ".join(f"${i}" for i in range(1, values + 1))
+    return f"SELECT count(*) FROM {table} WHERE {column} IN ({params})"
+
+
+def _any_stored(con: duckdb.DuckDBPyConnection, table: str, ids: list[Any]) -> bool:
+    """Whether a stored row of ``table`` shares its key's first column with one of
+    ``ids`` (run ids, workflow names): if none does, no row of the fold can conflict.
+    Up to `_IN_LIST_MAX` ids are an IN list of parameters, not ``IN (SELECT
     unnest($1))``: the same answer without a semi-join, whose code (≈ 0.8 MB of
     DuckDB's library paged in) was the fold's largest share of a one-run process's
     peak memory. For many ids the semi-join is faster (5,000 runs in one fold: 27
     ms of CPU against 95 with the IN list)."""
-    spec, key, _ = _TABLES[table]
-    column = spec[key[0]][0]
-    if values > _IN_LIST_MAX:
-        return f"SELECT count(*) FROM {table} WHERE {column} IN (SELECT unnest($1))"
-    params = ", ".join(f"${i}" for i in range(1, values + 1))
-    return f"SELECT count(*) FROM {table} WHERE {column} IN ({params})"
+    if len(ids) > _IN_LIST_MAX:
+        return _any(con, _stored_sql(table, None), [ids])
+    return _any(con, _stored_sql(table, len(ids)), ids)
 
 
 @functools.lru_cache(maxsize=256)
@@ -278,9 +286,7 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any,
         check = _any(con, _IN_WINDOW, window)
         sent += [*window, n] if check else []
     else:
-        firsts = list(dict.fromkeys(columns[_TABLES[table][1][0]]))
-        params = firsts if len(firsts) <= _IN_LIST_MAX else [firsts]
-        check = _any(con, _stored_sql(table, len(firsts)), params)
+        check = _any_stored(con, table, list(dict.fromkeys(columns[_TABLES[table][1][0]])))
     con.execute(_upsert_sql(table, shape, check), sent)
 
 
