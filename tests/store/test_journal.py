@@ -318,6 +318,10 @@ class Logged(FailingFiles):
         self.done.append("fsync")
         super().fsync(fd)
 
+    def fdatasync(self, fd: int) -> None:
+        self.done.append("fdatasync")
+        super().fdatasync(fd)
+
     def truncate(self, fd: int, size: int) -> None:
         self.done.append("truncate")
         super().truncate(fd, size)
@@ -339,6 +343,39 @@ def test_a_reset_makes_the_directory_durable_before_it_cuts(path: Path) -> None:
     journal.reset()
     journal.close()
     assert files.done == ["fsync_dir", "truncate", "fsync"]
+
+
+def test_after_a_cut_the_file_grows_at_once_as_far_as_the_frames_reached_before(
+    path: Path,
+) -> None:
+    """A journal is cut after every fold (and its zeros on every reopen), and the
+    runs between folds write alike: the first frame after a cut grows the file as
+    far as the frames reached before it, in one ``fsync``, so the frames after it
+    go in place with an ``fdatasync`` each, not a growth (an ``fsync``) per
+    doubling. Each cycle here writes the same frames; a cut after a cycle that took
+    none keeps what was learnt."""
+    files = Logged()
+    journal = Journal(path, files)
+
+    def cycle(start: int) -> list[str]:
+        files.done.clear()
+        for seq in range(start, start + 6):
+            journal.append(seq, rows(900 * (seq - start + 1)))
+        return [op for op in files.done if op != "write"]
+
+    journal.open()
+    assert cycle(1).count("fsync") >= 3  # grown from a page, doubling
+    reached = path.stat().st_size
+    journal.reset()
+    assert cycle(7) == ["fsync"] + ["fdatasync"] * 5
+    assert path.stat().st_size <= reached
+    journal.close()  # the reopen cuts the zeros, the reach is remembered
+    journal.open()
+    journal.close()
+    journal.open()  # (an open and close with no frame between forget nothing)
+    assert cycle(13) == ["fsync"] + ["fdatasync"] * 5
+    journal.close()
+    assert [seq for seq, _ in reopen(path)] == list(range(7, 19))  # 1-6 were cut
 
 
 def test_a_reset_whose_fsync_failed_is_cut_and_fsynced_again_before_the_next_frame(

@@ -34,8 +34,11 @@ durable with ``fdatasync``, which does not commit the file's metadata: an
 acknowledgement then costs 0.78–0.86× the append + ``fsync`` floor (5 runs of 7;
 two at 0.99–1.02× under a load burst) instead of 1.10–1.12×
 (``benchmarks/bench_store.py --ack``; see docs/store.md, *Durability*).
-Growing from a page after every cut keeps the first frame after a fold (a table
-output folds the journal) at one ``fsync`` of a page, as before. A zero tail needs
+After a cut (every fold, and every reopen, cuts the zeros) the file grows at
+once as far as its frames reached before the cut, up to `CHUNK`, with one
+``fsync``: the runs between two folds tend to write alike, and growing from a page
+again cost a 200-step fan-out four ``fsync``s (each ≈ 2× an in-place
+``fdatasync``) where one does. A zero tail needs
 no rule of its own: zeros are not an intact frame (a zero frame header fails its
 CRC) and hold no pickle, so after the last frame they read as a torn tail and are
 cut on open.
@@ -206,6 +209,10 @@ class Journal:
         self._allocated = 0
         #: a failed append could not be cut back: cut before the next one
         self._dirty = False
+        #: where the frames reached since the file was last cut (a fold) or opened,
+        #: and where they reached before that, at most `CHUNK` (see `_grown`)
+        self._reached = 0
+        self._reached_before = 0
 
     def open(self) -> list[tuple[int, Any]]:
         """Open (creating it durably) and return the intact frames as ``(seq, rows)``;
@@ -308,11 +315,21 @@ class Journal:
                 self._cut_back()
             raise
         self._size = end
+        self._reached = max(self._reached, end)
 
     def _grown(self, end: int) -> int:
-        """The file's next size: doubled, by at most `CHUNK`, past ``end``, in pages."""
-        size = max(end, min(2 * self._allocated, self._allocated + CHUNK))
+        """The file's next size: doubled, by at most `CHUNK`, past ``end``, in pages,
+        and at least as far as the frames reached before the last cut (see the
+        module's docstring). Only that size is remembered, in this process: how a
+        growth is made durable is unchanged."""
+        size = max(end, self._reached_before, min(2 * self._allocated, self._allocated + CHUNK))
         return -(-size // PAGE) * PAGE
+
+    def _remember_reach(self) -> None:
+        """The file is about to lose its zeros: remember how far its frames reached
+        (a journal that took no frame leaves the last figure as it was)."""
+        if self._reached:
+            self._reached_before, self._reached = min(self._reached, CHUNK), 0
 
     def _cut_back(self) -> None:
         assert self._fd is not None
@@ -335,6 +352,7 @@ class Journal:
         rows from both places (found by review). A failed directory fsync leaves the
         journal as it is: its frames are folded already, and skipped by seq."""
         if self._fd is not None and self._size > len(HEADER) and not self._dirty:
+            self._remember_reach()
             self._files.fsync_dir(self.path.parent)
             self._files.truncate(self._fd, len(HEADER))
             self._size = self._allocated = len(HEADER)
@@ -345,6 +363,7 @@ class Journal:
                 raise
 
     def close(self) -> None:
+        self._remember_reach()  # the next open cuts the zeros
         if self._fd is not None:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):  # the fd is gone either way
