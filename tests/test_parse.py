@@ -1,6 +1,5 @@
 """Bad input gets a clear error naming the step and the line, never a deep traceback."""
 
-
 import pytest
 
 import wfnb

@@ -29,6 +29,18 @@ def test_ruff_is_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_ruff_format_leaves_the_code_as_it_is():
+    """One layout for all the Python (pyproject's ``[tool.ruff.format]`` says what
+    it leaves out, and why)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_mypy_strict_is_clean():
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "wfnb"], cwd=ROOT, capture_output=True, text=True

@@ -128,8 +128,7 @@ def test_interrupt_cancels_the_awaited_run_not_the_background_one(kernel):
     assert kernel.run(foreground).status == "ok"
     # The callback runs once the cell has handed the loop back: inside the await.
     msg_id = kernel.send(
-        "asyncio.get_running_loop().call_soon(lambda: print('awaiting', flush=True))\n"
-        "await _wf_run"
+        "asyncio.get_running_loop().call_soon(lambda: print('awaiting', flush=True))\nawait _wf_run"
     )
     kernel.until(
         lambda: any(
