@@ -305,6 +305,7 @@ class Journal:
                     # The zeros ahead do not fit on the disk, the frame alone may:
                     # a journal near a full disk takes frames until the last byte.
                     self._cut_back()
+                    self._reached_before = 0  # no room to grow that far: double again
                     allocated = end
                     self._write(frame, self._size)
                 self._files.fsync(self._fd)
