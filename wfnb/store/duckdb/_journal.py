@@ -209,9 +209,8 @@ class Journal:
         self._allocated = 0
         #: a failed append could not be cut back: cut before the next one
         self._dirty = False
-        #: where the frames reached since the file was last cut (a fold) or opened,
-        #: and where they reached before that, at most `CHUNK` (see `_grown`)
-        self._reached = 0
+        #: where the frames reached before the file was last cut (a fold) or
+        #: closed, at most `CHUNK` (see `_grown`)
         self._reached_before = 0
 
     def open(self) -> list[tuple[int, Any]]:
@@ -316,7 +315,6 @@ class Journal:
                 self._cut_back()
             raise
         self._size = end
-        self._reached = max(self._reached, end)
 
     def _grown(self, end: int) -> int:
         """The file's next size: doubled, by at most `CHUNK`, past ``end``, in pages,
@@ -327,10 +325,11 @@ class Journal:
         return -(-size // PAGE) * PAGE
 
     def _remember_reach(self) -> None:
-        """The file is about to lose its zeros: remember how far its frames reached
-        (a journal that took no frame leaves the last figure as it was)."""
-        if self._reached:
-            self._reached_before, self._reached = min(self._reached, CHUNK), 0
+        """The file is about to lose its zeros: remember how far its frames reach
+        (frames only ever go at the end, so that is where they end now). A journal
+        that holds no frame leaves the last figure as it was."""
+        if self._size > len(HEADER):
+            self._reached_before = min(self._size, CHUNK)
 
     def _cut_back(self) -> None:
         assert self._fd is not None
