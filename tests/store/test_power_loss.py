@@ -383,3 +383,33 @@ def test_a_frame_after_reopening_a_zero_tail_survives_power_loss(tmp_path: Path)
     journal.open()
     journal.append(2, [[2]])
     assert _survivors(path, files) == [1, 2]
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+def test_frames_written_in_place_after_a_remembered_growth_survive_power_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: bool
+) -> None:
+    """After a fold's cut (and the zero tail's at a reopen after it) the first
+    frame grows the file at once as far as the frames reached before (one fsync),
+    and those after it go in place over its zeros with an fdatasync each. Each of
+    them survives the power going right after its append. (The syncs are counted,
+    so the test fails if the in-place path is not the one taken.)"""
+    monkeypatch.setattr(_journal, "PAGE", 16)
+    monkeypatch.setattr(_journal, "CHUNK", 4096)
+    path, files = tmp_path / "j", _CountingSyncs()
+    journal = Journal(path, files)
+    journal.open()
+    for seq in range(1, 41):
+        journal.append(seq, [[seq, "x" * (seq % 7)]])
+    journal.reset()
+    if reopen:
+        journal.close()
+        assert journal.open() == []
+    files.syncs = {"fsync": 0, "fdatasync": 0}
+    kept: list[int] = []
+    for seq in range(41, 71):
+        journal.append(seq, [[seq, "x" * (seq % 7)]])
+        kept.append(seq)
+        assert _survivors(path, files) == kept
+    assert files.syncs == {"fsync": 1, "fdatasync": 29}
+    journal.close()
