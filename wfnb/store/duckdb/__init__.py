@@ -3,7 +3,8 @@
 This package is the only part of wfnb that imports ``duckdb``; every ``duckdb.Error``
 becomes a `StoreError` (or `StoreLocked`) here. Layout:
 
-- ``_codec``   records <-> rows; how each output is kept (JSON / table / pickle)
+- ``_codec``   records -> rows; how each output is kept (JSON / table / pickle)
+- ``_decode``  rows -> records, for the reads
 - ``_journal`` the fsync'd append-only journal that acknowledges checkpoints
 - ``_files``   the file I/O seam the journal writes through (tests inject faults)
 - ``_fork``    what a store does in a forked child: refuse clearly, never hang
@@ -48,7 +49,7 @@ import duckdb
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus
 from wfnb.store.base import Batch, CallRecord, EventRecord, RunRecord, StepRecord, WorkflowRecord
-from wfnb.store.duckdb import _codec, _schema
+from wfnb.store.duckdb import _codec, _decode, _schema
 from wfnb.store.duckdb._files import OS_FILES, JournalFiles
 from wfnb.store.duckdb._turns import TurnCommits
 from wfnb.store.duckdb._waiters import AsyncWaiter, SyncWaiter
@@ -189,7 +190,7 @@ class DuckDBStore:
     async def get_run(self, *, run_id: str) -> RunRecord | None:
         def read(con: duckdb.DuckDBPyConnection) -> RunRecord | None:
             row = con.execute(_schema.RUN_SELECT + " WHERE run_id = ?", [run_id]).fetchone()
-            return _codec.decode_run(row) if row else None
+            return _decode.decode_run(row) if row else None
 
         return await self._call(read)
 
@@ -209,21 +210,21 @@ class DuckDBStore:
         )
 
         def read(con: duckdb.DuckDBPyConnection) -> list[RunRecord]:
-            return [_codec.decode_run(row) for row in con.execute(query, params).fetchall()]
+            return [_decode.decode_run(row) for row in con.execute(query, params).fetchall()]
 
         return await self._call(read)
 
     async def get_steps(self, *, run_id: str) -> list[StepRecord]:
         def read(con: duckdb.DuckDBPyConnection) -> list[StepRecord]:
             rows = con.execute(_schema.STEP_SELECT, [run_id]).fetchall()
-            return [_codec.decode_step(row, _read_table(con, row[9])) for row in rows]
+            return [_decode.decode_step(row, _read_table(con, row[9])) for row in rows]
 
         return await self._call(read)
 
     async def get_calls(self, *, run_id: str) -> list[CallRecord]:
         def read(con: duckdb.DuckDBPyConnection) -> list[CallRecord]:
             rows = con.execute(_schema.CALL_SELECT, [run_id]).fetchall()
-            return [_codec.decode_call(row) for row in rows]
+            return [_decode.decode_call(row) for row in rows]
 
         return await self._call(read)
 
@@ -233,14 +234,14 @@ class DuckDBStore:
                 _schema.WORKFLOW_SELECT + " WHERE name = ? AND definition_hash = ?",
                 [name, definition_hash],
             ).fetchone()
-            return _codec.decode_workflow(row) if row else None
+            return _decode.decode_workflow(row) if row else None
 
         return await self._call(read)
 
     async def get_events(self, *, run_id: str) -> list[EventRecord]:
         def read(con: duckdb.DuckDBPyConnection) -> list[EventRecord]:
             rows = con.execute(_schema.EVENT_SELECT, [run_id]).fetchall()
-            return [_codec.decode_event(row) for row in rows]
+            return [_decode.decode_event(row) for row in rows]
 
         return await self._call(read)
 
