@@ -115,3 +115,34 @@ def test_non_ascii_keys_that_are_valid_utf8_are_kept() -> None:
     )  # fmt: skip
     assert out.steps[0][1] == "é" and out.steps[0][3] == "running"
     assert out.events[0][1:4] == ("r1", "é", 1) and out.events[0][5] == "running"
+
+
+def test_events_of_changes_are_written_as_the_same_rows_as_event_records() -> None:
+    """`Batch.changes`'s events are made from its runs' and steps' rows; they are
+    exactly the rows its `EventRecord`s give, one by one (errors made UTF-8 too)."""
+    runs = [
+        RunRecord(run_id="r1", workflow="w", definition_hash="h", status=RunStatus.FAILED,
+                  inputs={}, created_at=NOW, error="bad \udcff"),
+        RunRecord(run_id="ré", workflow="w", definition_hash="h", status=RunStatus.RUNNING,
+                  inputs={}, created_at=NOW),
+    ]  # fmt: skip
+    steps = [
+        StepRecord(run_id="r1", step_id=sid, attempt=attempt, status=status, started_at=NOW,
+                   error=error)
+        for sid, attempt, status, error in [
+            ("s", 1, StepStatus.RUNNING, None),
+            ("é", 2, StepStatus.FAILED, "boom \ud800"),
+            ("t", 1, StepStatus.WAITING_APPROVAL, None),
+            ("u", 3, StepStatus.SKIPPED, None),
+        ]
+    ]  # fmt: skip
+    changes = Batch.changes(runs=runs, steps=steps, at=NOW)
+    one_by_one = Batch(runs=runs, steps=steps, events=list(changes.events))
+    assert changes.derived_events is not None and one_by_one.derived_events is None
+    rows = _codec.encode_batch(changes).events
+    assert rows == _codec.encode_batch(one_by_one).events
+    assert [r[4] for r in rows] == [
+        "run_failed", "run_started", "step_started", "step_failed", "step_waiting", "step_skipped"
+    ]  # fmt: skip
+    with pytest.raises(StoreError, match="epoch"):
+        _codec.encode_batch(Batch.changes(steps=steps, at=float("nan")))

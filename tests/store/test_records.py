@@ -4,8 +4,16 @@ import dataclasses
 
 import pytest
 
-from wfnb.model import StepStatus
-from wfnb.store.base import CallRecord, EventRecord, StepRecord, quick_init
+from wfnb.model import RunStatus, StepStatus
+from wfnb.store.base import (
+    Batch,
+    CallRecord,
+    ChangeEvents,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+    quick_init,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,3 +66,36 @@ def test_records_stay_frozen_hashable_and_replaceable():
         True,
         1.0,
     )
+
+
+def test_the_events_of_changes_are_each_record_as_it_is_at_one_time():
+    """`Batch.changes` keeps its events as its records and a time; read, they are
+    the `EventRecord`s of each run record, then each step record."""
+    run = RunRecord("r", "w", "h", RunStatus.FAILED, {}, 1.0, error="boom")
+    steps = [
+        StepRecord("r", "a", 1, StepStatus.COMPLETED, 1.0),
+        StepRecord("r", "b", 2, StepStatus.FAILED, 1.0, error="bad"),
+    ]
+    batch = Batch.changes(runs=[run], steps=steps, at=5.0)
+    expected = [
+        EventRecord("r", "failed", 5.0, error="boom"),
+        EventRecord("r", "completed", 5.0, "a", 1),
+        EventRecord("r", "failed", 5.0, "b", 2, "bad"),
+    ]
+    assert list(batch.events) == expected and batch.events == expected
+    assert batch == Batch.changes(runs=[run], steps=steps, at=5.0)
+    assert len(batch.events) == 3 and batch.events[1] == expected[1]
+    assert batch.events[1:] == expected[1:]
+    assert [e.event for e in batch.events] == ["run_failed", "step_completed", "step_failed"]
+    assert batch.derived_events is batch.events
+    assert batch.events.run_ids() == {"r"}  # type: ignore[attr-defined]
+
+
+def test_events_not_of_the_batch_own_records_are_not_derived():
+    """Only events made from the batch's own runs and steps may be written from
+    their rows; any others are written one by one."""
+    step = StepRecord("r", "a", 1, StepStatus.RUNNING, 1.0)
+    other = ChangeEvents((), [step], 2.0)
+    assert Batch(steps=[step], events=other).derived_events is None
+    assert Batch(events=list(Batch.changes(steps=[step]).events)).derived_events is None
+    assert not Batch.changes() and Batch.changes().derived_events is not None

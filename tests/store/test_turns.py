@@ -109,6 +109,20 @@ def test_what_makes_a_batch_heavy() -> None:
     assert not _turns.light(Batch(runs=[run_rec(inputs={"blob": b"x" * _turns.LIGHT})]))
 
 
+@pytest.mark.parametrize("derived", [True, False])
+def test_an_error_weighs_as_often_as_it_is_written(derived: bool) -> None:
+    """A change's error is written twice, in its record and in its event: an error
+    of over half the budget makes `Batch.changes` heavy, as it does a batch of the
+    same records with their events one by one; a record alone is still light."""
+    half = "e" * (_turns.LIGHT // 2 + 10)
+    for records in ({"steps": [step_rec(error=half)]}, {"runs": [run_rec(error=half)]}):
+        changes = Batch.changes(**records)  # type: ignore[arg-type]
+        batch = changes if derived else Batch(**records, events=list(changes.events))  # type: ignore[arg-type]
+        assert (batch.derived_events is not None) is derived
+        assert not _turns.light(batch)
+        assert _turns.light(Batch(**records))  # type: ignore[arg-type]
+
+
 def test_closing_the_store_writes_the_turn_still_open(
     tmp_path: Path, open_store: OpenStore, roomy: None
 ) -> None:

@@ -7,6 +7,7 @@ so the conformance suite has a trivially correct implementation to agree with.
 from __future__ import annotations
 
 import copy
+import itertools
 import operator
 from collections.abc import Sequence
 from typing import ClassVar
@@ -31,10 +32,11 @@ class MemoryStore:
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, dict[tuple[str, int], StepRecord]] = {}
         self._calls: dict[str, dict[tuple[str, int, int], CallRecord]] = {}
-        #: per run, as written: a repeat is dropped when read (`get_events`), not
-        #: here, where hashing every field of two events a step was 5 % of a no-op
-        #: step's cost in this store
-        self._events: dict[str, list[EventRecord]] = {}
+        #: per run, its events as written, batch by batch (a `ChangeEvents` is kept
+        #: as such: its records are made only if read); a repeat is dropped when
+        #: read (`get_events`), not here, where hashing every field of two events a
+        #: step cost 5 % of a no-op step
+        self._events: dict[str, list[Sequence[EventRecord]]] = {}
 
     async def write(self, batch: Batch) -> None:
         for workflow in batch.workflows:
@@ -53,12 +55,13 @@ class MemoryStore:
             key = (call.step_id, call.attempt, call.seq)
             self._calls.setdefault(call.run_id, {})[key] = call
         events = batch.events
-        runs = set(map(_RUN_OF, events))
-        if len(runs) == 1:
-            self._events.setdefault(runs.pop(), []).extend(events)
+        derived = batch.derived_events
+        runs = set(map(_RUN_OF, events)) if derived is None else derived.run_ids()
+        if len(runs) == 1:  # (a copy of a caller's list: it may change it later)
+            self._events.setdefault(runs.pop(), []).append(derived or tuple(events))
         else:
             for event in events:
-                self._events.setdefault(event.run_id, []).append(event)
+                self._events.setdefault(event.run_id, []).append((event,))
 
     async def get_run(self, *, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
@@ -97,7 +100,8 @@ class MemoryStore:
 
     async def get_events(self, *, run_id: str) -> list[EventRecord]:
         # (the first of equal events kept, in the order written: a stable sort)
-        return sorted(dict.fromkeys(self._events.get(run_id, ())), key=_AT)
+        events = itertools.chain.from_iterable(self._events.get(run_id, ()))
+        return sorted(dict.fromkeys(events), key=_AT)
 
     async def prune(self, *, older_than: float, keep_failed: bool = False) -> int:
         doomed = [

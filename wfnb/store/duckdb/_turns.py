@@ -65,17 +65,21 @@ def light(batch: Batch) -> bool:
 
 def _weight_left(batch: Batch) -> int:
     budget = LIGHT
+    # Events made from the batch's records repeat their errors, and are not walked.
+    derived = batch.derived_events is not None
+    errors = 1 + derived
     for run in batch.runs:
-        budget -= 64 * len(run.code_hashes) + _text(run.error)
+        budget -= 64 * len(run.code_hashes) + errors * _text(run.error)
         budget = json_weight(run.inputs, budget)
     for step in batch.steps:
-        budget -= _text(step.error) + _text(step.traceback)
+        budget -= errors * _text(step.error) + _text(step.traceback)
         if step.has_output:
             budget = json_weight(step.output, budget)
     for call in batch.calls:
         budget = json_weight(call.data, budget)
-    for event in batch.events:
-        budget -= _text(event.error)
+    if not derived:
+        for event in batch.events:
+            budget -= _text(event.error)
     return budget
 
 
