@@ -6,7 +6,7 @@ import pytest
 
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus, StepStatus
-from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord
+from wfnb.store.base import Batch, EventRecord, RunRecord, StepRecord, WorkflowRecord
 from wfnb.store.duckdb import _codec
 
 NOW = 1_763_990_000.5
@@ -146,3 +146,6 @@ def test_events_of_changes_are_written_as_the_same_rows_as_event_records() -> No
     ]  # fmt: skip
     with pytest.raises(StoreError, match="epoch"):
         _codec.encode_batch(Batch.changes(steps=steps, at=float("nan")))
+    # no record changed, no time needed: a batch of a workflow alone
+    workflow = WorkflowRecord("w", "steps: []", "h", NOW)
+    assert _codec.encode_batch(Batch.changes(workflows=[workflow], at=float("nan"))).events == []

@@ -1,6 +1,7 @@
 """The store records: `quick_init` makes them as the dataclass would, only faster."""
 
 import dataclasses
+import pickle
 
 import pytest
 
@@ -99,3 +100,25 @@ def test_events_not_of_the_batch_own_records_are_not_derived():
     assert Batch(steps=[step], events=other).derived_events is None
     assert Batch(events=list(Batch.changes(steps=[step]).events)).derived_events is None
     assert not Batch.changes() and Batch.changes().derived_events is not None
+
+
+def test_changes_are_of_the_records_as_given_not_as_a_list_changed_later():
+    steps = [StepRecord("r", "a", 1, StepStatus.RUNNING, 1.0)]
+    batch = Batch.changes(steps=steps, at=5.0)
+    steps.append(StepRecord("r2", "b", 1, StepStatus.FAILED, 1.0, error="late"))
+    assert len(batch.steps) == 1 and [e.step_id for e in batch.events] == ["a"]
+    assert batch.derived_events is batch.events
+
+
+def test_a_change_of_no_known_status_is_refused_when_made():
+    with pytest.raises(ValueError, match="bogus"):
+        Batch.changes(steps=[StepRecord("r", "a", 1, "bogus", 1.0)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bogus"):
+        ChangeEvents([RunRecord("r", "w", "h", "bogus", {}, 1.0)], (), 1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_batch_of_changes_pickles_with_its_events_still_derived(protocol: int):
+    batch = Batch.changes(steps=[StepRecord("r", "a", 1, StepStatus.RUNNING, 1.0)], at=5.0)
+    back = pickle.loads(pickle.dumps(batch, protocol=protocol))
+    assert back == batch and back.derived_events is back.events

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from wfnb.store.base import (
     Batch,
     CallRecord,
+    ChangeEvents,
     EventRecord,
     RunRecord,
     StepRecord,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Batch",
     "CallRecord",
+    "ChangeEvents",
     "DuckDBStore",
     "EventRecord",
     "MemoryStore",

@@ -31,6 +31,7 @@ from wfnb.model import RunStatus, StepStatus
 _RUN_STATUS: dict[RunStatus, str] = {m: m.value for m in RunStatus}
 _STEP_STATUS: dict[StepStatus, str] = {m: m.value for m in StepStatus}
 _RUN_OF = operator.attrgetter("run_id")
+_STATUS_OF = operator.attrgetter("status")
 
 _R = TypeVar("_R")
 #: the default of a field whose default is made by a factory (a fresh dict each)
@@ -220,10 +221,8 @@ class Batch:
     ) -> Batch:
         """Records that are changes of state: each run and step record also goes
         into `events`, as it is now (at ``at``, default now), in the same batch."""
-        when = time.time() if at is None else at
-        return cls(
-            workflows=workflows, runs=runs, steps=steps, events=ChangeEvents(runs, steps, when)
-        )
+        events = ChangeEvents(runs, steps, time.time() if at is None else at)
+        return cls(workflows=workflows, runs=events.runs, steps=events.steps, events=events)
 
     @property
     def derived_events(self) -> ChangeEvents | None:
@@ -245,8 +244,15 @@ class ChangeEvents(Sequence[EventRecord]):
     __slots__ = ("runs", "steps", "at", "_made")
 
     def __init__(self, runs: Sequence[RunRecord], steps: Sequence[StepRecord], at: float) -> None:
-        self.runs = runs
-        self.steps = steps
+        # (set operations in C: what an EventRecord made at once refused, refused now)
+        wrong = set(map(_STATUS_OF, runs)) - _RUN_STATUS.keys()
+        wrong |= set(map(_STATUS_OF, steps)) - _STEP_STATUS.keys()
+        if wrong:
+            raise ValueError(f"not a status of a run or step record: {sorted(map(repr, wrong))}")
+        # (copies, which a caller's changes to its lists later do not reach; a
+        # tuple's copy is itself, so `Batch.changes` hands the batch the same)
+        self.runs = tuple(runs)
+        self.steps = tuple(steps)
         self.at = at
         self._made: list[EventRecord] | None = None
 
@@ -291,6 +297,9 @@ class ChangeEvents(Sequence[EventRecord]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # (a list's is None too)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ChangeEvents, (self.runs, self.steps, self.at)
 
     def __repr__(self) -> str:
         return repr(self.records())

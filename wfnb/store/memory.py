@@ -32,10 +32,12 @@ class MemoryStore:
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, dict[tuple[str, int], StepRecord]] = {}
         self._calls: dict[str, dict[tuple[str, int, int], CallRecord]] = {}
-        #: per run, its events as written, batch by batch (a `ChangeEvents` is kept
-        #: as such: its records are made only if read); a repeat is dropped when
-        #: read (`get_events`), not here, where hashing every field of two events a
-        #: step cost 5 % of a no-op step
+        #: per run, its events as written, batch by batch. A `ChangeEvents` is kept
+        #: as such: its records are made only if read, and meanwhile it keeps the
+        #: run and step records it was made of (a step's "running" one, mostly;
+        #: the store keeps the last of each anyway). A repeat is dropped when read
+        #: (`get_events`), not here, where hashing every field of two events a step
+        #: cost 5 % of a no-op step.
         self._events: dict[str, list[Sequence[EventRecord]]] = {}
 
     async def write(self, batch: Batch) -> None:
@@ -58,7 +60,9 @@ class MemoryStore:
         derived = batch.derived_events
         runs = set(map(_RUN_OF, events)) if derived is None else derived.run_ids()
         if len(runs) == 1:  # (a copy of a caller's list: it may change it later)
-            self._events.setdefault(runs.pop(), []).append(derived or tuple(events))
+            self._events.setdefault(runs.pop(), []).append(
+                tuple(events) if derived is None else derived
+            )
         else:
             for event in events:
                 self._events.setdefault(event.run_id, []).append((event,))

@@ -499,6 +499,8 @@ def _derived_event_rows(when: float, out: EncodedBatch) -> list[EventRow]:
     just encoded: an event repeats its record's keys (checked there), status and
     error, at the batch's one time. (The generic loop below, per `EventRecord`,
     cost 10 % of the instructions of a durable no-op step, with the records.)"""
+    if not out.runs and not out.steps:  # (a batch of workflows alone: no time needed)
+        return []
     at = to_us(when)
     if at is None:  # events.ts is NOT NULL: refused now, not when folding
         raise StoreError("a change of state has no time")
