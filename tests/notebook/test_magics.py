@@ -261,6 +261,42 @@ def test_config_backend_dask_starts_a_local_cluster_only_when_a_step_runs(shell)
     arun(go())
 
 
+def test_config_dask_cluster_sizes_the_cluster_the_kernel_starts(shell):
+    """``Wfnb.dask_cluster`` is what the LocalCluster of ``"dask"`` is started
+    with: here one worker process of one thread, which ran the step."""
+
+    async def go():
+        await loaded(shell)
+        options = '{"n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"}'
+        assert (await shell.run(f"%config Wfnb.dask_cluster = {options}")).error is None
+        assert (await shell.run('%config Wfnb.backend = "dask"')).error is None
+        engine = shell.ip.magics_manager.magics["line"]["workflow"].__self__.engine
+        await shell.run("%%workflow sized\nsteps:\n  a: {code: work, with: {x: 3}}\n")
+        result = await shell.ns["_wf_run"]
+        assert result.status is RunStatus.COMPLETED and result.outputs == {"a": 3}
+        threads = await engine.backend.client.nthreads()  # worker address -> threads
+        assert list(threads.values()) == [1]
+        (step,) = await engine.store.get_steps(run_id=result.run_id)
+        assert step.worker in threads
+        await engine.close()
+
+    arun(go())
+
+
+def test_dask_cluster_options_are_named_and_said_unused_without_a_cluster_to_start(capsys):
+    from traitlets import TraitError
+
+    from wfnb.notebook.config import Wfnb, make_backend
+
+    with pytest.raises(TraitError, match="by name, not 4"):
+        Wfnb(dask_cluster={4: "workers"})
+    backend = make_backend("tcp://127.0.0.1:8786", {"n_workers": 4})
+    assert isinstance(backend, wfnb.DaskBackend) and backend.client is None
+    assert "Wfnb.dask_cluster" in capsys.readouterr().err
+    assert isinstance(make_backend("local", {}), wfnb.LocalBackend)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("5", 5)]
 )

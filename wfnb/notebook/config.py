@@ -7,10 +7,11 @@ the shell so ``%config Wfnb.db = "runs.duckdb"`` works, as jupysql does).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Float, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from wfnb.backends.base import Backend
@@ -49,6 +50,22 @@ class Wfnb(Configurable):
             f'"tcp://HOST:PORT", not {value!r}'
         )
 
+    dask_cluster = Dict(
+        help='Options of the LocalCluster that Wfnb.backend = "dask" starts, as '
+        'distributed.LocalCluster takes them (e.g. {"n_workers": 4, '
+        '"threads_per_worker": 1}). Takes effect for the next run when no run is live.',
+    ).tag(config=True)
+
+    @validate("dask_cluster")
+    def _check_dask_cluster(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        options = dict(proposal["value"])
+        wrong = [key for key in options if not (isinstance(key, str) and key.isidentifier())]
+        if wrong:
+            raise TraitError(
+                f"Wfnb.dask_cluster takes LocalCluster options by name, not {wrong[0]!r}"
+            )
+        return options
+
     agent_base_url = Unicode(
         "",
         help="Where agent steps send chat completions when neither the step nor its "
@@ -72,14 +89,24 @@ def make_store(db: str) -> Store:
     return store
 
 
-def make_backend(setting: str) -> Backend:
-    """The backend ``Wfnb.backend`` names. The Dask one is imported only if named
-    (and loads `distributed` only when its first step runs)."""
+def make_backend(setting: str, cluster: dict[str, Any] | None = None) -> Backend:
+    """The backend ``Wfnb.backend`` names; ``cluster`` (``Wfnb.dask_cluster``) sizes
+    the LocalCluster of ``"dask"``, and is only said to be unused with any other
+    (a cluster someone else runs is used as it is). The Dask one is imported only if
+    named (and loads `distributed` only when its first step runs)."""
+    if cluster and setting != "dask":
+        print(
+            f'wfnb: Wfnb.dask_cluster sizes the cluster of Wfnb.backend = "dask", not of '
+            f"{setting!r}: not used",
+            file=sys.stderr,
+        )
     if setting == "local":
         return LocalBackend()
     from wfnb.backends.dask import DaskBackend
 
-    return DaskBackend() if setting == "dask" else DaskBackend(address=setting)
+    if setting == "dask":
+        return DaskBackend(**(cluster or {}))
+    return DaskBackend(address=setting)
 
 
 def dashboard_link(backend: Backend) -> str | None:

@@ -26,6 +26,8 @@ from wfnb.notebook.runs import NotebookRun
 from wfnb.notebook.widgets import Bundle, Display, DisplayHandle, LiveView
 
 log = logging.getLogger("wfnb")
+#: the settings the engine is made from: a change makes a new one (when no run is live)
+_ENGINE_SETTINGS = ["db", "backend", "dask_cluster"]
 
 
 class UsageProblem(WfnbError):
@@ -67,17 +69,17 @@ class Session:
         #: what that line waits for: the record (or with ``--wait`` the end) of the
         #: run a ``%%workflow`` cell started, or the task a ``%workflow`` line started
         self.pending: Callable[[], Awaitable[Any]] | None = None
-        settings.observe(self._db_changed, names=["db", "backend"])
+        settings.observe(self._engine_setting_changed, names=_ENGINE_SETTINGS)
 
     @property
     def engine(self) -> Engine:
-        """Made at first use, so a ``%config Wfnb.db`` (or ``.backend``) before it
-        takes effect."""
+        """Made at first use, so a ``%config Wfnb.db`` (or ``.backend``,
+        ``.dask_cluster``) before it takes effect."""
         if self._engine is None:
             self._engine = Engine(
                 store=make_store(self.settings.db),
                 namespace=self.ns,
-                backend=make_backend(self.settings.backend),
+                backend=make_backend(self.settings.backend, self.settings.dask_cluster),
             )
         self._engine.agent = self.settings.agent_defaults()  # %config may change it any time
         return self._engine
@@ -91,9 +93,9 @@ class Session:
         return self._engine
 
     def detach(self) -> None:
-        self.settings.unobserve(self._db_changed, names=["db", "backend"])
+        self.settings.unobserve(self._engine_setting_changed, names=_ENGINE_SETTINGS)
 
-    def _db_changed(self, change: Mapping[str, Any]) -> None:
+    def _engine_setting_changed(self, change: Mapping[str, Any]) -> None:
         old = self._engine
         if old is None:
             return
