@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 import wfnb
 from wfnb.model import StepStatus
+from wfnb.steps.http import IN_FLIGHT
 from wfnb.store.base import CallRecord, StepRecord
 
 from ..conftest import arun, wf
@@ -265,6 +267,42 @@ steps:
     assert rows["url"][0] == server.url("/flaky") + "?q=1"
     assert "503" in rows["error"][0] and rows["error"][1:].isna().all()
     assert (rows["duration_ms"] >= 0).all()
+
+
+def test_a_request_has_its_row_before_it_is_sent_and_the_end_over_it(
+    server: LocalServer,
+) -> None:
+    """While a request is in flight its row is already in the store, saying so (a
+    process killed now leaves it: tests/steps/test_http_crash.py); once it ends,
+    the same row says how."""
+    answer = threading.Event()
+
+    def slow(handler: Handler, seen: Seen) -> None:
+        answer.wait(60)
+        handler.send(Reply(200, {"ok": True}))
+
+    server.routes["/slow"] = slow
+    engine = wfnb.Engine()
+    text = f'steps:\n  call: {{http: {{url: "{server.url("/slow")}", method: POST}}}}'
+
+    async def main() -> tuple[list[CallRecord], list[CallRecord]]:
+        try:
+            handle = await engine.start(wf(text))
+            await asyncio.to_thread(server.wait_for, "/slow", 1)
+            in_flight = await engine.store.get_calls(run_id=handle.id)
+            answer.set()
+            assert (await handle).ok
+            return in_flight, await engine.store.get_calls(run_id=handle.id)
+        finally:
+            answer.set()
+            await engine.close()
+
+    in_flight, ended = arun(main())
+    assert [(c.seq, c.data.get("status"), c.data["error"]) for c in in_flight] == [
+        (1, None, IN_FLIGHT)
+    ]
+    assert in_flight[0].data["method"] == "POST" and in_flight[0].data["url"] == server.url("/slow")
+    assert [(c.seq, c.data["status"], c.data.get("error")) for c in ended] == [(1, 200, None)]
 
 
 def test_an_invalid_url_fails_without_retry(server: LocalServer) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.store._procs import read_line, spawn
 from wfnb.model import StepStatus
+from wfnb.steps.http import IN_FLIGHT
 from wfnb.store.base import CallRecord, StepRecord
 from wfnb.store.duckdb import DuckDBStore
 
@@ -57,5 +58,8 @@ def test_idempotency_key_survives_sigkill_and_resume(server: LocalServer, tmp_pa
 
     steps, calls = arun(history())
     assert (steps[-1].attempt, steps[-1].status) == (2, StepStatus.COMPLETED)
-    # The killed request never ended, so only the resumed attempt's request has a row.
-    assert [(c.attempt, c.data["status"]) for c in calls] == [(2, 200)]
+    # The killed request never ended: its row, written before it was sent, says so.
+    assert [(c.attempt, c.data.get("status"), c.data.get("error")) for c in calls] == [
+        (1, None, IN_FLIGHT),
+        (2, 200, None),
+    ]

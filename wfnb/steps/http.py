@@ -10,9 +10,11 @@ exchange (connecting, sending, every byte of the body), as the engine's retry lo
 enforces it around the step. The body is streamed and counted as it arrives, so a
 body over ``max_bytes`` is dropped mid-way instead of being read whole.
 
-Every request is written down as a `CallRecord` as soon as it ends, however it
-ends (answered, refused, cut off by the step timeout or a cancel), which is what
-the ``http_requests`` view shows.
+Every request is written down as a `CallRecord` twice: durably before it is sent
+(with `IN_FLIGHT` as its error), so a process killed while it is in flight leaves
+a row saying the request may have reached the server; and again, over that row,
+as soon as it ends, however it ends (answered, refused, cut off by the step
+timeout or a cancel). That is what the ``http_requests`` view shows.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from wfnb.store.base import CallRecord
 
 #: How much of an error response's body an error message quotes.
 EXCERPT_CHARS = 200
+
+#: the error of a request's row while it is in flight; kept if its process dies
+IN_FLIGHT = "sent, no end recorded: in flight, or its process stopped before it ended"
 
 
 class ClientPool:
@@ -162,6 +167,11 @@ async def exchange(
                 retryable=False,
             ) from None
         data["url"] = mask_url(hide(str(request.url), credentials))
+        sent = CallRecord(
+            ctx.run_id, ctx.step_id, ctx.attempt, seq, kind, started, {**data, "error": IN_FLIGHT}
+        )
+        await ctx.runtime.record_call(sent)  # durable before a byte goes out
+        clock = time.monotonic()
         response = await client.send(request, stream=True)
         try:
             data["status"] = response.status_code
