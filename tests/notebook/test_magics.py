@@ -218,6 +218,28 @@ def test_config_db_is_a_traitlets_setting(shell, tmp_path):
     arun(go())
 
 
+def test_a_setting_changed_while_a_run_is_live_is_used_by_the_first_run_after_it(shell, tmp_path):
+    """The live run keeps its engine; the first use after it ends makes a new one
+    from the new setting, without the setting being made again (traitlets says
+    nothing when a value is set to what it already is)."""
+
+    async def go():
+        await loaded(shell)
+        await shell.run("%%workflow live\nsteps:\n  a: {code: held}\n")
+        run = shell.ns["_wf_run"]
+        magics = shell.ip.magics_manager.magics["line"]["workflow"].__self__
+        first = magics.engine
+        cell = await shell.run(f"%config Wfnb.db = {str(tmp_path / 'later.duckdb')!r}")
+        assert "used by the first run after they end" in cell.stderr
+        assert magics.engine is first
+        open_gate(shell)
+        assert (await run).status is RunStatus.COMPLETED
+        assert magics.engine is not first
+        assert magics.engine.store.path == tmp_path / "later.duckdb"
+
+    arun(go())
+
+
 def test_config_backend_runs_the_steps_on_a_dask_scheduler(shell, dask_cluster):
     address = dask_cluster.scheduler_address
 
@@ -290,6 +312,11 @@ def test_dask_cluster_options_are_named_and_said_unused_without_a_cluster_to_sta
 
     with pytest.raises(TraitError, match="by name, not 4"):
         Wfnb(dask_cluster={4: "workers"})
+    for wrong in ({"n_workers": 0}, {"threads_per_worker": "2"}):  # 0 workers: a run never ends
+        with pytest.raises(TraitError, match="whole number >= 1"):
+            Wfnb(dask_cluster=wrong)
+    with pytest.raises(TraitError, match="asynchronous"):
+        Wfnb(dask_cluster={"asynchronous": True})
     backend = make_backend("tcp://127.0.0.1:8786", {"n_workers": 4})
     assert isinstance(backend, wfnb.DaskBackend) and backend.client is None
     assert "Wfnb.dask_cluster" in capsys.readouterr().err

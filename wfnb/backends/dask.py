@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from wfnb.backends.local import is_async, wants_ctx
-from wfnb.errors import UnpicklableCallableError, WfnbError, WorkerLost
+from wfnb.errors import StepError, UnpicklableCallableError, WfnbError, WorkerLost
 from wfnb.model import callable_name
 from wfnb.steps.base import Runtime, StepContext
 
@@ -207,12 +207,21 @@ def _start_cluster(options: dict[str, Any]) -> LocalCluster:
     """A LocalCluster of processes on a loop thread of its own, so it outlives the
     event loop that started it (``run_sync`` makes one per call). A worker that dies
     fails the task at once (``allowed_failures=0``): wfnb's retries decide what next,
-    not Dask's silent re-runs."""
+    not Dask's silent re-runs. A cluster that cannot start fails the step saying
+    with which options, not to be retried: the same options fail the same way."""
     from distributed import LocalCluster
 
-    options = {"processes": True, **options}
-    options["scheduler_kwargs"] = {"allowed_failures": 0, **options.get("scheduler_kwargs", {})}
-    cluster: LocalCluster = cast(Any, LocalCluster)(**options)
+    try:
+        scheduler = {"allowed_failures": 0, **options.get("scheduler_kwargs", {})}
+        cluster: LocalCluster = cast(Any, LocalCluster)(
+            **{"processes": True, **options, "scheduler_kwargs": scheduler}
+        )
+    except Exception as exc:
+        raise StepError(
+            f"could not start a Dask LocalCluster with {options or 'no options'}: "
+            f"{type(exc).__name__}: {exc} (the workers' log above may say more)",
+            retryable=False,
+        ) from exc
     return cluster
 
 

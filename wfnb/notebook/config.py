@@ -58,11 +58,22 @@ class Wfnb(Configurable):
 
     @validate("dask_cluster")
     def _check_dask_cluster(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        """What can be told now; any other option is LocalCluster's to judge when it
+        starts (a step then fails saying so, see `DaskBackend`)."""
         options = dict(proposal["value"])
         wrong = [key for key in options if not (isinstance(key, str) and key.isidentifier())]
         if wrong:
             raise TraitError(
                 f"Wfnb.dask_cluster takes LocalCluster options by name, not {wrong[0]!r}"
+            )
+        for name in ("n_workers", "threads_per_worker"):
+            value = options.get(name)
+            if value is not None and not (type(value) is int and value >= 1):
+                raise TraitError(f"Wfnb.dask_cluster: {name} must be a whole number >= 1")
+        if "asynchronous" in options:
+            raise TraitError(
+                "Wfnb.dask_cluster: asynchronous is wfnb's to set (the cluster runs on "
+                "a thread of its own)"
             )
         return options
 

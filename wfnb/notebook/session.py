@@ -58,6 +58,9 @@ class Session:
         self.settings = settings
         self.display = display
         self._engine = engine
+        #: a setting the engine is made from changed while runs were live: the
+        #: engine is made again once none is (at the next use after they end)
+        self._outdated = False
         #: run id -> the NotebookRun bound for it, so every decision goes through it
         self.runs: dict[str, NotebookRun] = {}
         #: runs whose start (the first durable record) has not finished yet
@@ -75,6 +78,9 @@ class Session:
     def engine(self) -> Engine:
         """Made at first use, so a ``%config Wfnb.db`` (or ``.backend``,
         ``.dask_cluster``) before it takes effect."""
+        old = self._engine
+        if self._outdated and old is not None and not old.live_runs:
+            self._replace(old)
         if self._engine is None:
             self._engine = Engine(
                 store=make_store(self.settings.db),
@@ -97,16 +103,22 @@ class Session:
 
     def _engine_setting_changed(self, change: Mapping[str, Any]) -> None:
         old = self._engine
-        if old is None:
-            return
+        if old is None or change["name"] == "dask_cluster" and self.settings.backend != "dask":
+            return  # (no engine yet, or a setting its backend does not use)
         if old.live_runs:
+            self._outdated = True
             print(
-                f"wfnb: runs are live; the new Wfnb.{change['name']} is used once they end "
-                "and you set it again",
+                f"wfnb: runs are live; the new Wfnb.{change['name']} is used by the first "
+                "run after they end",
                 file=sys.stderr,
             )
             return
+        self._replace(old)
+
+    def _replace(self, old: Engine) -> None:
+        """Let go of ``old`` (closed in the background): the next use makes a new one."""
         self._engine = None
+        self._outdated = False
         self.spawn(old.close())
 
     # -- tasks and displays ------------------------------------------------------------
