@@ -305,6 +305,46 @@ def test_a_request_has_its_row_before_it_is_sent_and_the_end_over_it(
     assert [(c.seq, c.data["status"], c.data.get("error")) for c in ended] == [(1, 200, None)]
 
 
+class _FirstCallRowFails(wfnb.MemoryStore):
+    """Its first write of a calls row refuses (``fail``) or never ends (``hang``)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how, self.first = how, True
+
+    async def write(self, batch: wfnb.Batch) -> None:
+        if batch.calls and self.first:
+            self.first = False
+            if self.how == "fail":
+                raise wfnb.StoreError("disk hiccup")
+            await asyncio.Event().wait()  # until the step's timeout cancels it
+        await super().write(batch)
+
+
+@pytest.mark.parametrize(
+    ("how", "error"),
+    [
+        ("fail", "not sent: the checkpoint store failed: disk hiccup"),
+        ("hang", "not sent: the step timed out or was stopped first"),
+    ],
+)
+def test_a_request_whose_row_cannot_be_written_first_is_not_sent_and_says_so(
+    server: LocalServer, how: str, error: str
+) -> None:
+    server.routes["/once"] = [Reply(200, {"ok": True})]
+    text = (
+        f'steps:\n  call: {{http: {{url: "{server.url("/once")}"}}, timeout: 0.5,'
+        " retry: {max_attempts: 2, delay: 0}}\n"
+    )
+    result, _, calls = run(text, wfnb.Engine(store=_FirstCallRowFails(how)))
+    assert result.ok
+    assert [(c.attempt, c.data.get("status"), c.data.get("error")) for c in calls] == [
+        (1, None, error),
+        (2, 200, None),
+    ]
+    assert len(server.seen("/once")) == 1  # the first attempt sent nothing
+
+
 def test_an_invalid_url_fails_without_retry(server: LocalServer) -> None:
     text = 'steps:\n  get: {http: {url: "ftp://127.0.0.1/x"}, retry: {max_attempts: 3, delay: 0}}'
     result, steps, _ = run(text)

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from wfnb.errors import StepError
+from wfnb.errors import StepError, StoreError
 from wfnb.model import HttpSpec, Step
 from wfnb.redact import credentials_in, hide, mask_headers, mask_url
 from wfnb.steps.base import StepContext
@@ -147,6 +147,7 @@ async def exchange(
     data: dict[str, Any] = {"method": method, "url": mask_url(hide(url, credentials))}
     started, clock = time.time(), time.monotonic()
     reply: Reply | None = None
+    sent = False
     size = 0
     error: StepError | None = None
     try:
@@ -167,11 +168,11 @@ async def exchange(
                 retryable=False,
             ) from None
         data["url"] = mask_url(hide(str(request.url), credentials))
-        sent = CallRecord(
+        ahead = CallRecord(
             ctx.run_id, ctx.step_id, ctx.attempt, seq, kind, started, {**data, "error": IN_FLIGHT}
         )
-        await ctx.runtime.record_call(sent)  # durable before a byte goes out
-        clock = time.monotonic()
+        await ctx.runtime.record_call(ahead)  # durable before a byte goes out
+        sent = True
         response = await client.send(request, stream=True)
         try:
             data["status"] = response.status_code
@@ -202,7 +203,11 @@ async def exchange(
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         error = _translate(exc, ctx, data["url"], credentials)
     except asyncio.CancelledError:
-        data.update(error="cut off: the step timed out or was stopped")
+        stopped = "the step timed out or was stopped"
+        data.update(error=f"cut off: {stopped}" if sent else f"not sent: {stopped} first")
+        raise
+    except StoreError as exc:  # the row could not be written first: nothing was sent
+        data.update(error=f"not sent: the checkpoint store failed: {exc}")
         raise
     finally:
         data.update(duration_ms=(time.monotonic() - clock) * 1000, bytes=size)
