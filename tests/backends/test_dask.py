@@ -197,7 +197,9 @@ def test_a_given_client_is_used_on_each_loop_and_left_running(dask_cluster: Any)
 def test_a_cluster_that_cannot_start_fails_the_step_once_naming_its_options() -> None:
     """Options LocalCluster refuses fail the step with those options in the error,
     and are not retried: each retry would start (and fail) a new cluster."""
-    backend = wfnb.DaskBackend(n_workers=1, no_such_option=1, dashboard_address=":0")
+    backend = wfnb.DaskBackend(
+        n_workers=1, no_such_option=1, dashboard_address=":0", env={"TOKEN": "hunter2"}
+    )
     engine = wfnb.Engine(namespace={"where": lambda: os.getpid()}, backend=backend)
     text = "steps:\n  a: {code: where, retry: {max_attempts: 3, delay: 0}}\n"
 
@@ -212,9 +214,15 @@ def test_a_cluster_that_cannot_start_fails_the_step_once_naming_its_options() ->
     assert not result.ok
     assert [s.attempt for s in steps] == [1]
     assert "could not start a Dask LocalCluster" in steps[0].error
-    assert "no_such_option" in steps[0].error
+    assert "no_such_option" in steps[0].error and "hunter2" not in steps[0].error
 
 
 def test_cluster_options_are_refused_with_a_cluster_to_use() -> None:
     with pytest.raises(wfnb.WfnbError, match="n_workers"):
         wfnb.DaskBackend(address="tcp://127.0.0.1:8786", n_workers=2)
+
+
+def test_a_cluster_of_no_workers_is_refused_at_once() -> None:
+    """It would never run a step: the run would wait for ever."""
+    with pytest.raises(wfnb.WfnbError, match="n_workers must be a whole number >= 1"):
+        wfnb.DaskBackend(n_workers=0)

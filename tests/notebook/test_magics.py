@@ -240,6 +240,31 @@ def test_a_setting_changed_while_a_run_is_live_is_used_by_the_first_run_after_it
     arun(go())
 
 
+def test_a_setting_changed_while_a_run_is_starting_waits_for_that_run(shell, tmp_path):
+    """A run whose start is under way is not live yet, but its engine is in use:
+    it is kept until the run ends (found by review: it was closed under the run)."""
+
+    async def go():
+        await loaded(shell)
+        session = shell.ip.magics_manager.magics["line"]["workflow"].__self__.session
+        first = session.engine
+        workflow = wfnb.Workflow.from_yaml("steps:\n  a: {code: held}\n", name="starting")
+        run = session.start(first.start(workflow), "starting")
+        session.settings.db = str(tmp_path / "later.duckdb")  # in the same turn of the loop
+        assert session.started_engine is first
+        await run.started
+        open_gate(shell)
+        assert (await run).status is RunStatus.COMPLETED
+        assert session.engine is not first
+        # An engine set by hand is the one used, whatever was outdated before.
+        session.settings.db = str(tmp_path / "again.duckdb")
+        mine = session.engine = wfnb.Engine()
+        assert session.engine is mine
+        await mine.close()
+
+    arun(go())
+
+
 def test_config_backend_runs_the_steps_on_a_dask_scheduler(shell, dask_cluster):
     address = dask_cluster.scheduler_address
 

@@ -64,6 +64,9 @@ class DaskBackend:
                 "LocalCluster options apply only when DaskBackend starts its own cluster "
                 f"(no client, no address): {', '.join(sorted(local_cluster_kwargs))}"
             )
+        problem = cluster_options_problem(local_cluster_kwargs)
+        if problem is not None:
+            raise WfnbError(f"DaskBackend: {problem}")
         self._given = client
         self._address = address
         self._cluster_kwargs = local_cluster_kwargs
@@ -207,8 +210,9 @@ def _start_cluster(options: dict[str, Any]) -> LocalCluster:
     """A LocalCluster of processes on a loop thread of its own, so it outlives the
     event loop that started it (``run_sync`` makes one per call). A worker that dies
     fails the task at once (``allowed_failures=0``): wfnb's retries decide what next,
-    not Dask's silent re-runs. A cluster that cannot start fails the step saying
-    with which options, not to be retried: the same options fail the same way."""
+    not Dask's silent re-runs. A cluster that cannot start fails the step, retried
+    only if the failure was the machine's (an OSError, a timeout): the same
+    options fail the same way."""
     from distributed import LocalCluster
 
     try:
@@ -217,12 +221,26 @@ def _start_cluster(options: dict[str, Any]) -> LocalCluster:
             **{"processes": True, **options, "scheduler_kwargs": scheduler}
         )
     except Exception as exc:
+        # Option names, not values: a value may be a secret (``env``, say).
+        names = ", ".join(sorted(options)) or "none"
         raise StepError(
-            f"could not start a Dask LocalCluster with {options or 'no options'}: "
+            f"could not start a Dask LocalCluster (options: {names}): "
             f"{type(exc).__name__}: {exc} (the workers' log above may say more)",
-            retryable=False,
+            retryable=isinstance(exc, OSError | TimeoutError),  # else the same again
         ) from exc
     return cluster
+
+
+def cluster_options_problem(options: dict[str, Any]) -> str | None:
+    """What is wrong with LocalCluster options that can be told before starting
+    one (the rest is LocalCluster's to judge): None when nothing is."""
+    for name in ("n_workers", "threads_per_worker"):
+        value = options.get(name)
+        if value is not None and not (type(value) is int and value >= 1):
+            return f"{name} must be a whole number >= 1 (a cluster of no workers runs nothing)"
+    if "asynchronous" in options:
+        return "asynchronous is wfnb's to set (the cluster runs on a thread of its own)"
+    return None
 
 
 class _KernelOnly:

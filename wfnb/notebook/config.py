@@ -66,15 +66,11 @@ class Wfnb(Configurable):
             raise TraitError(
                 f"Wfnb.dask_cluster takes LocalCluster options by name, not {wrong[0]!r}"
             )
-        for name in ("n_workers", "threads_per_worker"):
-            value = options.get(name)
-            if value is not None and not (type(value) is int and value >= 1):
-                raise TraitError(f"Wfnb.dask_cluster: {name} must be a whole number >= 1")
-        if "asynchronous" in options:
-            raise TraitError(
-                "Wfnb.dask_cluster: asynchronous is wfnb's to set (the cluster runs on "
-                "a thread of its own)"
-            )
+        from wfnb.backends.dask import cluster_options_problem  # (as in make_backend)
+
+        problem = cluster_options_problem(options)
+        if problem is not None:
+            raise TraitError(f"Wfnb.dask_cluster: {problem}")
         return options
 
     agent_base_url = Unicode(

@@ -79,7 +79,7 @@ class Session:
         """Made at first use, so a ``%config Wfnb.db`` (or ``.backend``,
         ``.dask_cluster``) before it takes effect."""
         old = self._engine
-        if self._outdated and old is not None and not old.live_runs:
+        if self._outdated and old is not None and not self._busy(old):
             self._replace(old)
         if self._engine is None:
             self._engine = Engine(
@@ -93,6 +93,7 @@ class Session:
     @engine.setter
     def engine(self, engine: Engine) -> None:
         self._engine = engine
+        self._outdated = False
 
     @property
     def started_engine(self) -> Engine | None:
@@ -105,7 +106,7 @@ class Session:
         old = self._engine
         if old is None or change["name"] == "dask_cluster" and self.settings.backend != "dask":
             return  # (no engine yet, or a setting its backend does not use)
-        if old.live_runs:
+        if self._busy(old):
             self._outdated = True
             print(
                 f"wfnb: runs are live; the new Wfnb.{change['name']} is used by the first "
@@ -114,6 +115,10 @@ class Session:
             )
             return
         self._replace(old)
+
+    def _busy(self, engine: Engine) -> bool:
+        """Whether runs are live on ``engine``, or starting (not live yet)."""
+        return bool(engine.live_runs or self.starting)
 
     def _replace(self, old: Engine) -> None:
         """Let go of ``old`` (closed in the background): the next use makes a new one."""
