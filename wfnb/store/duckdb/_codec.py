@@ -497,8 +497,9 @@ _STATUS, _RUN_ERROR, _STEP_ERROR = 3, 13, 6
 def _derived_event_rows(when: float, out: EncodedBatch) -> list[EventRow]:
     """The rows of `Batch.changes`'s events, made from its runs' and steps' rows
     just encoded: an event repeats its record's keys (checked there), status and
-    error, at the batch's one time. (The generic loop below, per `EventRecord`,
-    cost 10 % of the instructions of a durable no-op step, with the records.)"""
+    error, at the batch's one time. (`_encode`'s loop over other events, one
+    `EventRecord` at a time, cost 10 % of the instructions of a durable no-op
+    step, with the making of those records.)"""
     if not out.runs and not out.steps:  # (a batch of workflows alone: no time needed)
         return []
     at = to_us(when)
