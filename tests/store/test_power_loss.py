@@ -326,9 +326,9 @@ class _FailsOnce(PowerLossFiles):
 
 
 def test_a_frame_after_a_fold_survives_power_loss(tmp_path: Path) -> None:
-    """The cut after a fold takes the preallocated zeros with it: the next frame
-    must grow the file again (fsync), never be written in place with only an
-    fdatasync past the size made durable."""
+    """The cut after a fold takes the preallocated zeros with it, and zeros are
+    written again: their size must be made durable (fsync) before a frame goes
+    over them with only an fdatasync."""
     path, files = tmp_path / "j", PowerLossFiles()
     journal = Journal(path, files)
     journal.open()
@@ -371,8 +371,8 @@ def test_a_frame_after_a_failed_append_survives_power_loss(tmp_path: Path) -> No
 
 
 def test_a_frame_after_reopening_a_zero_tail_survives_power_loss(tmp_path: Path) -> None:
-    """Opening cuts the zero tail a closed journal leaves: the first frame after it
-    grows the file again instead of trusting zeros that are gone."""
+    """Opening keeps the zero tail a closed journal leaves, and the first frame
+    after it goes in place over those zeros."""
     path = tmp_path / "j"
     journal = Journal(path)
     journal.open()
@@ -386,14 +386,13 @@ def test_a_frame_after_reopening_a_zero_tail_survives_power_loss(tmp_path: Path)
 
 
 @pytest.mark.parametrize("reopen", [False, True])
-def test_frames_written_in_place_after_a_remembered_growth_survive_power_loss(
+def test_frames_written_in_place_after_a_fold_survive_power_loss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: bool
 ) -> None:
-    """After a fold's cut (and the zero tail's at a reopen after it) the first
-    frame grows the file at once as far as the frames reached before (one fsync),
-    and those after it go in place over its zeros with an fdatasync each. Each of
-    them survives the power going right after its append. (The syncs are counted,
-    so the test fails if the in-place path is not the one taken.)"""
+    """After a fold's cut (and a reopen after it) the frames go in place over the
+    zeros the cut wrote again, with an fdatasync each, the first one included.
+    Each of them survives the power going right after its append. (The syncs are
+    counted, so the test fails if the in-place path is not the one taken.)"""
     monkeypatch.setattr(_journal, "PAGE", 16)
     monkeypatch.setattr(_journal, "CHUNK", 4096)
     path, files = tmp_path / "j", _CountingSyncs()
@@ -411,5 +410,5 @@ def test_frames_written_in_place_after_a_remembered_growth_survive_power_loss(
         journal.append(seq, [[seq, "x" * (seq % 7)]])
         kept.append(seq)
         assert _survivors(path, files) == kept
-    assert files.syncs == {"fsync": 1, "fdatasync": 29}
+    assert files.syncs == {"fsync": 0, "fdatasync": 30}
     journal.close()

@@ -34,14 +34,17 @@ durable with ``fdatasync``, which does not commit the file's metadata: an
 acknowledgement then costs 0.78–0.86× the append + ``fsync`` floor (5 runs of 7;
 two at 0.99–1.02× under a load burst) instead of 1.10–1.12×
 (``benchmarks/bench_store.py --ack``; see docs/store.md, *Durability*).
-After a cut (every fold, and every reopen, cuts the zeros) the file grows at
-once as far as its frames reached before the cut, up to `CHUNK`, with one
-``fsync``: the runs between two folds tend to write alike, and growing from a page
-again cost a 200-step fan-out four ``fsync``s (each ≈ 2× an in-place
-``fdatasync``) where one does. A zero tail needs
-no rule of its own: zeros are not an intact frame (a zero frame header fails its
-CRC) and hold no pickle, so after the last frame they read as a torn tail and are
-cut on open.
+The zeros outlast a fold and a reopen, so that the first frame after either goes
+in place too: the runs between two folds tend to write alike, and a growth (an
+``fsync``, ≈ 2× an in-place ``fdatasync``) on the first checkpoint of every run
+after an idle fold was a growth the loop waited for. A fold cuts the file back to
+its header (made durable first, see `Journal.reset`), then writes zeros again as
+far as its frames reached, up to `CHUNK`, with one more ``fsync``: on the writer
+thread, off every run's path. A reopen keeps a tail of zeros where it finds one
+(and ``fsync``s it, as it would the cut of a torn tail: its size may be one a
+crashed process never made durable). Zeros are not an intact frame (a zero frame
+header fails its CRC) and hold no pickle, so after the last frame they read as
+the end of the frames.
 
 Every fold records the last folded ``seq`` in DuckDB in the same transaction, so a
 journal that was folded but whose truncation was lost replays nothing twice.
@@ -191,6 +194,10 @@ def scan_format_1(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
     return frames, offset
 
 
+def _pages(size: int) -> int:
+    return -(-size // PAGE) * PAGE
+
+
 #: the errors of a disk (or a file size limit) with no room for the zeros ahead
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
@@ -209,14 +216,11 @@ class Journal:
         self._allocated = 0
         #: a failed append could not be cut back: cut before the next one
         self._dirty = False
-        #: where the frames reached before the file was last cut (a fold) or
-        #: closed, at most `CHUNK` (see `_grown`)
-        self._reached_before = 0
 
     def open(self) -> list[tuple[int, Any]]:
         """Open (creating it durably) and return the intact frames as ``(seq, rows)``;
-        a torn tail (or the zeros of a preallocated one) is truncated away, a format-1
-        journal rewritten as format 2."""
+        a torn tail is truncated away (a tail of zeros is kept), a format-1 journal
+        rewritten as format 2."""
         files = self._files
         self._fd = files.open(self.path)
         try:
@@ -226,10 +230,13 @@ class Journal:
                 frames: list[tuple[int, bytes]] = []
             elif is_format_2(data, self.path):
                 frames, end = scan(data, self.path)
-                if end != len(data):
-                    files.truncate(self._fd, end)
-                    files.fsync(self._fd)
                 self._size = self._allocated = end
+                if end != len(data):
+                    if data.count(0, end) == len(data) - end:  # zeros ahead: kept
+                        self._allocated = len(data)
+                    else:  # a torn tail
+                        files.truncate(self._fd, end)
+                    files.fsync(self._fd)
             else:
                 frames, _ = scan_format_1(data)
                 self._rewrite(frames)
@@ -304,7 +311,6 @@ class Journal:
                     # The zeros ahead do not fit on the disk, the frame alone may:
                     # a journal near a full disk takes frames until the last byte.
                     self._cut_back()
-                    self._reached_before = 0  # no room to grow that far: double again
                     allocated = end
                     self._write(frame, self._size)
                 self._files.fsync(self._fd)
@@ -317,19 +323,24 @@ class Journal:
         self._size = end
 
     def _grown(self, end: int) -> int:
-        """The file's next size: doubled, by at most `CHUNK`, past ``end``, in pages,
-        and at least as far as the frames reached before the last cut (see the
-        module's docstring). Only that size is remembered, in this process: how a
-        growth is made durable is unchanged."""
-        size = max(end, self._reached_before, min(2 * self._allocated, self._allocated + CHUNK))
-        return -(-size // PAGE) * PAGE
+        """The file's next size: doubled, by at most `CHUNK`, past ``end``, in pages."""
+        return _pages(max(end, min(2 * self._allocated, self._allocated + CHUNK)))
 
-    def _remember_reach(self) -> None:
-        """The file is about to lose its zeros: remember how far its frames reach
-        (frames only ever go at the end, so that is where they end now). A journal
-        that holds no frame leaves the last figure as it was."""
-        if self._size > len(HEADER):
-            self._reached_before = min(self._size, CHUNK)
+    def _zeros_ahead(self, reach: int) -> None:
+        """After a cut, write zeros as far as the frames reached before it (at most
+        `CHUNK`) and make them durable, so the frames after it go in place (see the
+        module's docstring). Should that fail (a disk with no room for them), the
+        next frame grows the file as usual: zeros past the size known are harmless."""
+        assert self._fd is not None
+        size = _pages(min(reach, CHUNK))
+        if size <= self._allocated:
+            return
+        try:
+            self._write(bytes(size - self._allocated), self._allocated)
+            self._files.fsync(self._fd)
+        except OSError:
+            return
+        self._allocated = size
 
     def _cut_back(self) -> None:
         assert self._fd is not None
@@ -339,12 +350,13 @@ class Journal:
         self._dirty = False
 
     def reset(self) -> None:
-        """Empty the journal after a fold, and fsync that (one fsync a fold). Unsynced,
-        a power loss during the next append could keep the cut undone yet the new
-        frame's bytes, written in place at the header's end: a torn frame followed by
-        old, folded, intact frames, which `scan` must call corruption. A failed fsync
-        leaves the journal dirty, so the next append cuts (and fsyncs) again first.
-        The cut takes the preallocated zeros too; the next append writes new ones.
+        """Empty the journal after a fold: cut it back to its header and fsync that,
+        then write zeros ahead again (`_zeros_ahead`, a second fsync). The cut is
+        made durable before any zero is written: unsynced, a power loss could keep
+        it undone yet some of the new bytes written over the old frames (zeros, or
+        the next frame's), that is damage followed by old, folded, intact frames,
+        which `scan` must call corruption. A failed fsync of the cut leaves the
+        journal dirty, so the next append cuts (and fsyncs) again first.
 
         The directory is fsync'd first: the rows cut now live in DuckDB's files, and
         a fold may have just created one of them (its ``.wal``), whose directory
@@ -352,7 +364,7 @@ class Journal:
         rows from both places (found by review). A failed directory fsync leaves the
         journal as it is: its frames are folded already, and skipped by seq."""
         if self._fd is not None and self._size > len(HEADER) and not self._dirty:
-            self._remember_reach()
+            reach = self._size
             self._files.fsync_dir(self.path.parent)
             self._files.truncate(self._fd, len(HEADER))
             self._size = self._allocated = len(HEADER)
@@ -361,9 +373,9 @@ class Journal:
             except OSError:
                 self._dirty = True
                 raise
+            self._zeros_ahead(reach)
 
     def close(self) -> None:
-        self._remember_reach()  # the next open cuts the zeros
         if self._fd is not None:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):  # the fd is gone either way
