@@ -393,6 +393,29 @@ def test_idle_store_lets_another_process_in(db: Path) -> None:
     asyncio.run(store.close())
 
 
+def test_a_hold_let_go_on_the_callers_thread_still_lets_another_process_in(db: Path) -> None:
+    """While the file is open and its writer thread idle, a run's start and end take
+    and let go of the store on the event loop's thread (no thread hop). The thread,
+    which waits with no timeout while the store is held, must still learn of the
+    release and close the file when idle, or no other process ever gets in."""
+    store = DuckDBStore(db, idle_close=0.1)
+
+    async def go() -> None:
+        await store.acquire()  # opens the file (the thread's work)
+        await store.write(Batch(runs=[run_rec()]))
+        await store.flush()  # nothing left to fold: the thread waits while held
+        await store.acquire()
+        await store.release()
+        await store.release()
+
+    asyncio.run(go())
+    assert store.stats["inline_holds"] >= 2, store.stats
+    child = spawn_child("hold", db, "0")
+    assert read_line(child, "held")
+    assert child.wait(timeout=30) == 0
+    asyncio.run(store.close())
+
+
 def test_importing_the_store_package_does_not_load_duckdb() -> None:
     import subprocess
     import sys

@@ -288,11 +288,15 @@ class DuckDBStore:
     async def acquire(self) -> None:
         """Open the file (waiting for another process's lock, up to ``lock_timeout``)
         and keep it open until the matching `release`. Raises `StoreLocked`."""
-        await self._submit(lambda w: self._writer.hold(+1, w))
+        await self._hold(+1)
 
     async def release(self) -> None:
         """Undo one `acquire`; the file is closed ``idle_close`` s after the last use."""
-        await self._submit(lambda w: self._writer.hold(-1, w))
+        await self._hold(-1)
+
+    async def _hold(self, delta: int) -> None:
+        if not self._writer.hold_now(delta):
+            await self._submit(lambda w: self._writer.hold(delta, w))
 
     async def flush(self) -> None:
         """Fold the journal into DuckDB now (reads do this on their own)."""
