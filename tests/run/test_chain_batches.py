@@ -5,11 +5,11 @@ starts only once that batch is durable (issue 13)."""
 import asyncio
 
 import wfnb
-from wfnb.model import StepStatus
+from wfnb.model import RunStatus, StepStatus
 from wfnb.store.base import Batch
 from wfnb.store.duckdb import DuckDBStore
 
-from ..conftest import arun
+from ..conftest import arun, wf
 
 
 def chain(n: int, name: str = "chain") -> wfnb.Workflow:
@@ -71,3 +71,34 @@ def test_each_more_chain_step_costs_one_journal_frame(tmp_path):
 
     short, long = arun(main())
     assert long - short == 10
+
+
+class RunBatches(wfnb.MemoryStore):
+    """Keeps, per batch written with run records, their statuses in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[list[RunStatus]] = []
+
+    async def write(self, batch: Batch) -> None:
+        await super().write(batch)
+        if batch.runs:
+            self.runs.append([r.status for r in batch.runs])
+
+
+def test_a_run_that_can_start_at_once_is_pending_and_running_in_one_batch():
+    """One acknowledgement where there were two: nothing can keep such a run
+    pending, so its start goes with its first record. A run that may wait for a
+    concurrency slot is written pending alone, and running once it has one."""
+    store = RunBatches()
+    engine = wfnb.Engine(store=store, namespace={"step": lambda: None})
+    free = wf("steps:\n  s: {code: step}\n", name="free")
+    limited = wf("concurrency: 1\nsteps:\n  s: {code: step}\n", name="limited")
+
+    async def main() -> None:
+        assert (await (await engine.start(free))).ok
+        assert (await (await engine.start(limited))).ok
+
+    arun(main())
+    pending, running, completed = RunStatus.PENDING, RunStatus.RUNNING, RunStatus.COMPLETED
+    assert store.runs == [[pending, running], [completed], [pending], [running], [completed]]

@@ -62,16 +62,22 @@ async def begin(
     copied: tuple[StepRecord, ...] = (),
 ) -> LiveRun:
     """Store the run's record (with its definition and ``copied`` steps), then
-    drive it."""
+    drive it. A run that can start at once has its ``running`` record written in
+    the same batch (`LiveRun.start_at_once`), unless steps are copied: their
+    events (an interrupted attempt's end, a step kept from an earlier run) come
+    before the run's start."""
     definitions = engine.definitions
     redact = engine.redact
     stored = replace(record, inputs=redact(record.inputs)) if redact else record
     async with engine.lease.starting():
+        live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)
+        runs: tuple[RunRecord, ...] = (stored,)
+        if not copied and (running := live.start_at_once()) is not None:
+            runs += (running,)
         await engine.store.write(
-            Batch.changes(workflows=definitions.unsaved(workflow), runs=(stored,), steps=copied)
+            Batch.changes(workflows=definitions.unsaved(workflow), runs=runs, steps=copied)
         )
         definitions.saved(workflow)
-        live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)
         engine.lease.add(live)
     live.task = asyncio.get_running_loop().create_task(
         live.main(), name=f"wfnb-run-{record.run_id}"

@@ -96,6 +96,8 @@ class LiveRun:
         self._base_scope: dict[str, Any] | None = None
         self._scope: tuple[Frame, dict[str, Any]] | None = None
         self.task: asyncio.Task[None] | None = None
+        #: its ``running`` record went with its first one (`start_at_once`)
+        self._start_written = False
 
     @classmethod
     def ended(
@@ -277,7 +279,10 @@ class LiveRun:
     async def _run(self) -> None:
         if self.stop_reason is not None:
             return
-        await self.write_status(RunStatus.RUNNING, started=True)
+        if self._start_written:
+            self._status_is(RunStatus.RUNNING)
+        else:
+            await self.write_status(RunStatus.RUNNING, started=True)
         timer = None
         if self.workflow.timeout is not None:
             loop = asyncio.get_running_loop()
@@ -314,6 +319,17 @@ class LiveRun:
             status, error = RunStatus.COMPLETED, None
         await self.write_status(status, ended=True, error=error)
 
+    def start_at_once(self) -> RunRecord | None:
+        """The run's ``running`` record (as stored), to be written with its first
+        one, when nothing can keep it pending: it waits for no concurrency slot.
+        The run then starts without writing it again: one acknowledgement a run
+        instead of two (≈ 0.2-0.3 ms, a sync and the turns around it). None when
+        it may wait."""
+        if self.host.concurrency_slot(self) is not None:
+            return None
+        self._start_written = True
+        return self._next_record(RunStatus.RUNNING, started=True)
+
     async def write_status(
         self,
         status: RunStatus,
@@ -323,6 +339,20 @@ class LiveRun:
         error: str | None = None,
     ) -> None:
         """Record the run's new status, then tell whoever waits on it."""
+        stored = self._next_record(status, started=started, ended=ended, error=error)
+        await self.host.store.write(Batch.changes(runs=(stored,)))
+        self._status_is(status)
+
+    def _next_record(
+        self,
+        status: RunStatus,
+        *,
+        started: bool = False,
+        ended: bool = False,
+        error: str | None = None,
+    ) -> RunRecord:
+        """The run's record with its new status, kept as ``self.record``; returned
+        as stored (inputs masked)."""
         host = self.host
         now = time.time()
         changes: dict[str, Any] = {"status": status}
@@ -335,8 +365,11 @@ class LiveRun:
             changes["failed_step"] = failure.step if failure and failure.step else None
         self.record = replace(self.record, **changes)
         redact = host.redact
-        stored = replace(self.record, inputs=redact(self.record.inputs)) if redact else self.record
-        await host.store.write(Batch.changes(runs=(stored,)))
+        return replace(self.record, inputs=redact(self.record.inputs)) if redact else self.record
+
+    def _status_is(self, status: RunStatus) -> None:
+        """The new status is durable: tell whoever waits on it."""
+        host = self.host
         self.status = status
         self._changed.set()
         self._changed = asyncio.Event()
