@@ -109,6 +109,20 @@ def test_what_makes_a_batch_heavy() -> None:
     assert not _turns.light(Batch(runs=[run_rec(inputs={"blob": b"x" * _turns.LIGHT})]))
 
 
+def test_a_runs_code_fingerprints_weigh_once_a_batch() -> None:
+    """A run that starts at once writes its pending and running records together,
+    with the one map of fingerprints both carry, which is encoded and written once:
+    it weighs once, so a 200-step run's start stays on the loop. Two runs with
+    maps of their own weigh twice."""
+    hashes = {f"s{i}": "f" * 64 for i in range(200)}
+    assert 64 * len(hashes) < _turns.LIGHT < 2 * 64 * len(hashes)
+    pending = run_rec(status=RunStatus.PENDING, code_hashes=hashes)
+    running = run_rec(status=RunStatus.RUNNING, code_hashes=hashes)
+    assert _turns.light(Batch.changes(runs=[pending, running]))
+    other = run_rec("r2", code_hashes=dict(hashes))
+    assert not _turns.light(Batch.changes(runs=[pending, other]))
+
+
 @pytest.mark.parametrize("derived", [True, False])
 def test_an_error_weighs_as_often_as_it_is_written(derived: bool) -> None:
     """A change's error is written twice, in its record and in its event: an error

@@ -68,8 +68,14 @@ def _weight_left(batch: Batch) -> int:
     # Events made from the batch's records repeat their errors, and are not walked.
     derived = batch.derived_events is not None
     errors = 1 + derived
+    hashes = None
     for run in batch.runs:
-        budget -= 64 * len(run.code_hashes) + errors * _text(run.error)
+        # A run's records share one map of code fingerprints: the codec encodes it
+        # once and pickle writes its text once (a run's start is two records).
+        if run.code_hashes is not hashes:
+            hashes = run.code_hashes
+            budget -= 64 * len(hashes)
+        budget -= errors * _text(run.error)
         budget = json_weight(run.inputs, budget)
     for step in batch.steps:
         budget -= errors * _text(step.error) + _text(step.traceback)
