@@ -102,3 +102,25 @@ def test_a_run_that_can_start_at_once_is_pending_and_running_in_one_batch():
     arun(main())
     pending, running, completed = RunStatus.PENDING, RunStatus.RUNNING, RunStatus.COMPLETED
     assert store.runs == [[pending, running], [completed], [pending], [running], [completed]]
+
+
+def test_a_run_stopped_before_its_task_runs_tells_the_store_and_the_stream_alike():
+    """Its start went to the store with its first record, so a run cancelled
+    before its task runs has started there: the live stream says so too, before
+    it says cancelled, as the events table does (found by review)."""
+    store = wfnb.MemoryStore()
+    engine = wfnb.Engine(store=store, namespace={"step": lambda: None})
+    heard: list[str] = []
+
+    async def main() -> list[str]:
+        engine.subscribe(lambda event: heard.append(event.kind.value))
+        handle = await engine.start(wf("steps:\n  s: {code: step}\n", name="stopped"))
+        result = await engine.cancel(handle.id)
+        assert result.status is RunStatus.CANCELLED
+        while "run_cancelled" not in heard:  # the stream is delivered by its own task
+            await asyncio.sleep(0)
+        return [e.event for e in await store.get_events(run_id=handle.id)]
+
+    stored = arun(main())
+    assert stored == ["run_pending", "run_started", "run_cancelled"]
+    assert [kind for kind in heard if kind.startswith("run_")] == stored[1:]

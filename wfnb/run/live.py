@@ -277,11 +277,11 @@ class LiveRun:
         return False
 
     async def _run(self) -> None:
+        if self._start_written:  # the store says so already: so do memory and stream,
+            self._status_is(RunStatus.RUNNING)  # even for a run stopped before this
         if self.stop_reason is not None:
             return
-        if self._start_written:
-            self._status_is(RunStatus.RUNNING)
-        else:
+        if not self._start_written:
             await self.write_status(RunStatus.RUNNING, started=True)
         timer = None
         if self.workflow.timeout is not None:
