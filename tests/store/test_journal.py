@@ -219,6 +219,21 @@ def test_a_format_1_journal_is_replayed_and_rewritten_as_format_2(path: Path) ->
     assert not path.with_name(path.name + ".format2").exists()
 
 
+@pytest.mark.parametrize("size", [16, 17, PAGE])
+def test_a_journal_of_zeros_opens_empty(path: Path, size: int) -> None:
+    """A crash while a journal was being created can leave its size durable but
+    not its header: zeros. They are no format-1 frames (the CRC of an empty payload
+    is 0, but no payload is empty), so the journal opens empty and works on,
+    instead of failing to unpickle an empty frame on every open (found by review)."""
+    path.write_bytes(bytes(size))
+    assert reopen(path) == []
+    journal = Journal(path)
+    journal.open()
+    journal.append(1, rows(1))
+    journal.close()
+    assert [seq for seq, _ in reopen(path)] == [1]
+
+
 def test_a_store_replays_a_format_1_journal(tmp_path: Path) -> None:
     import pickle
 

@@ -181,13 +181,16 @@ def scan(data: bytes, path: Path) -> tuple[list[tuple[int, bytes]], int]:
 
 
 def scan_format_1(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
-    """Format 1's rules: frames until the first short or bad one (CRC of payload)."""
+    """Format 1's rules: frames until the first short or bad one (CRC of payload).
+    A frame with no payload is no frame (every payload is a pickle): zeros would
+    pass the CRC of nothing, which is 0, and a journal that a crash left as zeros
+    would replay as empty frames that fail to unpickle on every open."""
     frames: list[tuple[int, bytes]] = []
     offset = 0
     while offset + _FRAME.size <= len(data):
         seq, length, crc = _FRAME.unpack_from(data, offset)
         start, end = offset + _FRAME.size, offset + _FRAME.size + length
-        if end > len(data) or zlib.crc32(data[start:end]) != crc:
+        if not length or end > len(data) or zlib.crc32(data[start:end]) != crc:
             break
         frames.append((seq, data[start:end]))
         offset = end
