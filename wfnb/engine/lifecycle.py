@@ -67,11 +67,9 @@ async def begin(
     events (an interrupted attempt's end, a step kept from an earlier run) come
     before the run's start."""
     definitions = engine.definitions
-    redact = engine.redact
-    stored = replace(record, inputs=redact(record.inputs)) if redact else record
     async with engine.lease.starting():
         live = LiveRun(engine, workflow, engine.plan(workflow), record, restored)
-        runs: tuple[RunRecord, ...] = (stored,)
+        runs: tuple[RunRecord, ...] = (live.stored_record(),)
         if not copied and (running := live.start_at_once()) is not None:
             runs += (running,)
         await engine.store.write(

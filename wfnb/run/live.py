@@ -224,12 +224,9 @@ class LiveRun:
         if self.status.finished:
             return
         self.record = replace(self.record, owner=None)
-        redact = self.host.redact
         with contextlib.suppress(Exception):  # a store gone too: the owner check copes
             # (no change of state, so no event: a plain batch)
-            await self.host.store.write(
-                Batch(runs=(replace(self.record, inputs=redact(self.record.inputs)),))
-            )
+            await self.host.store.write(Batch(runs=(self.stored_record(),)))
 
     async def _end_failed(self) -> None:
         """End the run failed after an error no step's handling caught: close the
@@ -352,7 +349,7 @@ class LiveRun:
         error: str | None = None,
     ) -> RunRecord:
         """The run's record with its new status, kept as ``self.record``; returned
-        as stored (inputs masked)."""
+        as stored (`stored_record`)."""
         host = self.host
         now = time.time()
         changes: dict[str, Any] = {"status": status}
@@ -364,7 +361,12 @@ class LiveRun:
             failure = self.failure
             changes["failed_step"] = failure.step if failure and failure.step else None
         self.record = replace(self.record, **changes)
-        redact = host.redact
+        return self.stored_record()
+
+    def stored_record(self) -> RunRecord:
+        """The run's record as the store keeps it: its inputs masked (copied only
+        when there are secrets to mask)."""
+        redact = self.host.redact
         return replace(self.record, inputs=redact(self.record.inputs)) if redact else self.record
 
     def _status_is(self, status: RunStatus) -> None:
