@@ -16,7 +16,8 @@ becomes a `StoreError` (or `StoreLocked`) here. Layout:
 - ``_tuning``  the DuckDB settings (memory, no downloads) and new files' block size
 - ``_tables``  which table outputs become DuckDB tables, and writing them
 - ``_waiters`` handing results back to the caller's thread (and loop)
-- ``_writer``  the writer thread: group commit, folding, connection lifetime
+- ``_writer``  the writer thread: group commit, when to fold, connection lifetime
+- ``_database`` the DuckDB file and its journal: frames appended, folded, replayed
 - ``_turns``   light writes journalled on the event loop's thread, once a turn
 
 Durability decision, by measurement (2-core dev box, duckdb 2.0.1, ``python

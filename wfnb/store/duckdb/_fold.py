@@ -3,7 +3,7 @@ journal (those with table outputs), in that order, all or nothing.
 
 Split from the writer thread, which decides *when* to fold; this is *what* a fold
 writes. A failure rolls back and raises `StoreError` (its cause the DuckDB error:
-the writer drops a connection DuckDB invalidated, see ``Writer._commit``).
+the writer drops a connection DuckDB invalidated, see ``Database._commit``).
 """
 
 from __future__ import annotations

@@ -33,13 +33,12 @@ from typing import Any
 
 import duckdb
 
-from wfnb.errors import StoreError, StoreLocked
+from wfnb.errors import StoreError
 from wfnb.store.base import Batch
-from wfnb.store.duckdb import _fold, _fork, _lock, _schema
+from wfnb.store.duckdb import _lock
 from wfnb.store.duckdb._codec import EncodedBatch, encode_batch
+from wfnb.store.duckdb._database import Database
 from wfnb.store.duckdb._files import OS_FILES, JournalFiles
-from wfnb.store.duckdb._fold import Rows
-from wfnb.store.duckdb._journal import Journal
 from wfnb.store.duckdb._waiters import LIVE, NOBODY, Answer, Later, Waiter
 
 log = logging.getLogger("wfnb.store")
@@ -99,26 +98,6 @@ class Mailbox:
 COUNTERS = ("groups", "inline", "inline_holds", "frames", "folds", "opens")
 
 
-class Unfolded:
-    """The journal's frames not folded into DuckDB yet, oldest first, and how many
-    rows they hold (a fold is due past ``fold_rows`` of them)."""
-
-    def __init__(self, frames: list[tuple[int, Rows]] | None = None) -> None:
-        self.frames = frames or []
-        self.rows = sum(len(part) for _, rows in self.frames for part in rows)
-
-    def __bool__(self) -> bool:
-        return bool(self.frames)
-
-    def add(self, seq: int, rows: Rows) -> None:
-        self.frames.append((seq, rows))
-        self.rows += sum(len(part) for part in rows)
-
-    def after(self, seq: int) -> Unfolded:
-        """Those after ``seq``: the others are folded."""
-        return Unfolded([frame for frame in self.frames if frame[0] > seq])
-
-
 class Writer:
     def __init__(
         self,
@@ -132,46 +111,37 @@ class Writer:
         files: JournalFiles = OS_FILES,
     ) -> None:
         self.path = path
-        self.lock_timeout, self.idle_close = lock_timeout, idle_close
+        self.idle_close = idle_close
         self.fold_rows, self.fold_idle = fold_rows, fold_idle
-        self.owner_path = _lock.owner_path(path)
-        # The journal is always replayed on open (a store opened with journal=False
-        # must still recover what a journalling process acknowledged); it is only
-        # appended to when ``use_journal``.
-        self._journal = Journal(path.with_name(path.name + ".journal"), files)
-        self.use_journal = journal
+        self.stats = dict.fromkeys(COUNTERS, 0)
+        #: the file and its journal: changed only under ``_busy`` (a few of its
+        #: fields are read without it, as hints checked again under it)
+        self._db = Database(
+            path,
+            files,
+            lock_timeout=lock_timeout,
+            journal=journal,
+            stats=self.stats,
+        )
         self._mail = Mailbox()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         #: held while the thread works (ops, a fold, closing the file): a write on
         #: the caller's thread (`append_now`) happens only when it can take it
         self._busy = threading.Lock()
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._pending = Unfolded()
-        self._seq = 0
-        self._tables: set[str] = set()
         self._holds = 0
         self._last_op = time.monotonic()
         self._fold_tried = 0.0
-        self._owner = ""
-        self.stats = dict.fromkeys(COUNTERS, 0)
-        #: the pid of the process this writer was inherited from by a fork (see _fork)
-        self.forked_from: int | None = None
-        _fork.track(self)
 
     @property
     def closed(self) -> bool:
         """No longer usable: closed, or inherited by fork (then a new one is made)."""
-        return self._mail.closed or self.forked_from is not None
-
-    @property
-    def connection(self) -> duckdb.DuckDBPyConnection | None:
-        return self._con
+        return self._mail.closed or self._db.forked_from is not None
 
     # -- submission (any thread) --------------------------------------------------
     def submit(self, kind: int, payload: Any, waiter: Waiter) -> None:
-        if self.forked_from is not None:
-            waiter.resolve(None, StoreError(_fork.inherited_refusal(self)))
+        if self._db.forked_from is not None:  # inherited by a fork: no thread here
+            waiter.resolve(None, StoreError(str(self._db.forked_refusal())))
             return
         if self._thread is None:
             with self._start_lock:
@@ -189,12 +159,12 @@ class Writer:
         """Whether the calling thread may do the writer thread's work itself now:
         the file is open and the thread idle with nothing queued (so the work keeps
         the order it was asked in). The thread is kept out until the block ends."""
-        free = self._con is not None and not self._mail.queued and not self.closed
+        free = self._db.connection is not None and not self._mail.queued and not self.closed
         if not free or not self._busy.acquire(blocking=False):
             yield False
             return
         try:  # (checked again: the thread may have raced ahead)
-            yield not self._mail.queued and self._con is not None
+            yield not self._mail.queued and self._db.connection is not None
         finally:
             self._busy.release()
 
@@ -205,11 +175,14 @@ class Writer:
         with self._idle() as idle:
             if not idle:
                 return False
-            self._holds = max(0, self._holds + delta)
+            self._count_hold(delta)
             self.stats["inline_holds"] += 1
         if delta < 0:  # the thread waits with no timeout while held: let it count
             self._mail.put((_WAKE, None, NOBODY))
         return True
+
+    def _count_hold(self, delta: int) -> None:
+        self._holds = max(0, self._holds + delta)  # never below none: a stray release is no-op
 
     def append_now(self, batches: list[EncodedBatch]) -> list[StoreError | None] | None:
         """Journal ``batches`` (light ones: no table) on the calling thread as one
@@ -217,14 +190,15 @@ class Writer:
         None when the thread must do it: it is busy or has work queued, the file is
         not open yet, or there is no journal. It spares the two thread wake-ups of a
         hand-off; the caller decides when to block on the disk (see ``_turns``)."""
-        if not self.use_journal:
+        db = self._db
+        if not db.use_journal:
             return None
         with self._idle() as idle:
             if not idle:
                 return None
-            first = not self._pending
+            first = not db.pending
             try:
-                errors = self._write_encoded(batches, fold=False)
+                errors = db.write_encoded(batches)
             except Exception as exc:  # a bug must not leave the callers without an answer
                 log.exception("wfnb store: unexpected error writing the journal")
                 errors = [StoreError(f"internal error in the store: {exc!r}")] * len(batches)
@@ -232,7 +206,7 @@ class Writer:
             self._last_op = time.monotonic()
             # The first rows since a fold (the thread may wait with no timeout), or
             # enough to fold.
-            wake = (first and bool(self._pending)) or self._pending.rows >= self.fold_rows
+            wake = (first and bool(db.pending)) or self._fold_is_due()
         if wake:  # not counted as queued: it is no write the next ones must follow
             self._mail.put((_WAKE, None, NOBODY))
         return errors
@@ -249,7 +223,7 @@ class Writer:
                 except Exception:  # a bug must not kill the thread every caller waits on
                     log.exception("wfnb store writer: unexpected error while idle")
                 continue
-            if all(kind == _WAKE for kind, _, _ in ops) and self._pending.rows < self.fold_rows:
+            if all(kind == _WAKE for kind, _, _ in ops) and not self._fold_is_due():
                 continue  # only a new timeout to count: leave the store free for the loop
             answers: list[Answer] = []
             ops = [(kind, payload, Later(waiter, answers)) for kind, payload, waiter in ops]
@@ -286,17 +260,15 @@ class Writer:
                 self._shutdown(waiter, ops[i:])
                 return True
             if kind == _WAKE:
-                if self._pending.rows >= self.fold_rows:
-                    with contextlib.suppress(StoreError):  # retried when idle or on a read
-                        self._fold()
+                self._fold_if_due()
                 continue
             self._run_call(kind, payload, waiter)
         return False
 
     def _next_wakeup(self) -> float | None:
-        if self._con is None:
+        if self._db.connection is None:
             return None
-        if self._pending:
+        if self._db.pending:
             return max(0.0, self._fold_due() - time.monotonic())
         return None if self._holds else self.idle_close
 
@@ -305,18 +277,29 @@ class Writer:
         fold tried, so that a fold that keeps failing is retried at that pace."""
         return max(self._last_op, self._fold_tried) + self.fold_idle
 
+    def _fold_is_due(self) -> bool:
+        return self._db.pending.rows >= self.fold_rows
+
+    def _fold_if_due(self) -> None:
+        """Fold once ``fold_rows`` rows wait. The rows are durable already: a failed
+        fold fails no write; the journal keeps them and the fold is retried when
+        idle or on a read."""
+        if self._fold_is_due():
+            with contextlib.suppress(StoreError):
+                self._db.fold()
+
     def _on_idle(self) -> None:
         try:
-            if self._pending:
+            if self._db.pending:
                 if time.monotonic() >= self._fold_due():
                     self._fold_tried = time.monotonic()
-                    self._fold()
+                    self._db.fold()
             elif (
-                self._con is not None
+                self._db.connection is not None
                 and not self._holds
                 and time.monotonic() - self._last_op >= self.idle_close
             ):
-                self._disconnect()
+                self._db.disconnect()
         except StoreError:
             pass  # the journal still holds the rows; the next operation retries
 
@@ -331,115 +314,20 @@ class Writer:
             else:
                 waiters.append(waiter)
         if batches:
-            for waiter, error in zip(waiters, self._write_encoded(batches), strict=True):
+            for waiter, error in zip(waiters, self._db.write_encoded(batches), strict=True):
                 waiter.resolve(None, error)
-
-    def _write_encoded(
-        self, batches: list[EncodedBatch], *, fold: bool = True
-    ) -> list[StoreError | None]:
-        """Persist ``batches`` as one group; each one's error, or None. Should the
-        group fail, each batch is tried alone: one bad batch fails by itself."""
-        self.stats["groups"] += 1
-        try:
-            self._connect()
-            self._persist(batches, fold=fold)
-        except StoreError as exc:
-            if len(batches) == 1 or isinstance(exc, StoreLocked):
-                return [exc] * len(batches)
-            errors: list[StoreError | None] = []
-            for one in batches:  # find the culprit: the others still commit
-                try:
-                    self._persist([one], fold=fold)
-                except StoreError as single:
-                    errors.append(single)
-                else:
-                    errors.append(None)
-            return errors
-        return [None] * len(batches)
-
-    def _persist(self, batches: list[EncodedBatch], *, fold: bool = True) -> None:
-        if not self.use_journal or any(b.tables for b in batches):
-            # Table outputs go straight into DuckDB (a journal copy of a big table
-            # would double the bytes written); the journal is folded first so the
-            # order of records is kept.
-            self._fold()
-            self._commit(batches)
-            return
-        rows: Rows = ([], [], [], [], [])
-        for b in batches:
-            for acc, part in zip(rows, b.rows, strict=True):
-                acc.extend(part)
-        self._seq += 1
-        try:
-            self._journal.append(self._seq, rows)
-        except OSError as exc:
-            self._seq -= 1
-            raise StoreError(f"cannot write the journal {self._journal.path}: {exc}") from exc
-        self.stats["frames"] += 1
-        self._pending.add(self._seq, rows)
-        if fold and self._pending.rows >= self.fold_rows:
-            # The rows are durable already: a failed fold must not fail the write;
-            # the journal keeps them and the fold is retried when idle or on a read.
-            with contextlib.suppress(StoreError):
-                self._fold()
-
-    def _fold(self) -> None:
-        """Fold the journal into DuckDB. Should that fail for a reason other than a
-        lost connection, frames are folded one by one and one DuckDB cannot take (a
-        poison frame, which would otherwise block every later fold and read) is
-        moved to ``<db>.rejected`` and logged as an error."""
-        if not self._pending:
-            return
-        try:
-            self._commit([], self._pending.frames)
-        except StoreError:
-            if self._con is None:  # DuckDB went away: the journal is replayed on reopen
-                raise
-            for frame in self._pending.frames:
-                try:
-                    self._commit([], [frame])
-                except StoreError as exc:
-                    if self._con is None:
-                        raise
-                    self._reject(frame, exc)
-
-    def _reject(self, frame: tuple[int, Rows], exc: StoreError) -> None:
-        _fold.reject(self._connect(), self.path, frame, exc)
-        self._forget_folded(frame[0])
-
-    def _forget_folded(self, seq: int) -> None:
-        self._pending = self._pending.after(seq)
-        if not self._pending:
-            with contextlib.suppress(OSError):  # harmless: folded frames are skipped by seq
-                self._journal.reset()
-
-    def _commit(
-        self, batches: list[EncodedBatch], frames: list[tuple[int, Rows]] | None = None
-    ) -> None:
-        """One transaction: journal ``frames`` (oldest first), then ``batches``."""
-        con = self._connect()
-        try:
-            self._tables = _fold.transaction(con, self.path, frames or [], batches, self._tables)
-        except StoreError as exc:
-            if isinstance(exc.__cause__, duckdb.FatalException):
-                # DuckDB invalidated the database: reopen on the next operation, which
-                # replays the journal, so acknowledged rows are not lost.
-                self._drop_connection()
-            raise
-        if frames:
-            self.stats["folds"] += 1
-            self._forget_folded(frames[-1][0])
+            self._fold_if_due()
 
     def _run_call(self, kind: int, payload: Any, waiter: Waiter) -> None:
         try:
             if kind == _HOLD:
                 if payload > 0:
-                    self._connect()  # may raise StoreLocked: then nothing is held
-                self._holds = max(0, self._holds + payload)
+                    self._db.connect()  # may raise StoreLocked: then nothing is held
+                self._count_hold(payload)
                 waiter.resolve(None, None)
                 return
-            con = self._connect()
-            self._fold()
+            con = self._db.connect()
+            self._db.fold()
             result = payload(con)
         except duckdb.Error as exc:
             waiter.resolve(None, _lock.translate(exc, self.path))
@@ -452,7 +340,7 @@ class Writer:
         rest = rest + self._mail.close()
         error: BaseException | None = None
         try:
-            self._disconnect()
+            self._db.disconnect()
         except StoreError as exc:
             error = exc
         waiter.resolve(None, error)
@@ -461,51 +349,6 @@ class Writer:
 
     def _closed_error(self) -> StoreError:
         return StoreError(f"the store {self.path} is closed")
-
-    # -- connection and lock ------------------------------------------------------
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        if self._con is not None:
-            return self._con
-        if (refusal := _fork.inherited_refusal(self)) is not None:
-            raise StoreError(refusal)
-        con = _lock.connect_with_retry(self.path, self.lock_timeout)
-        try:
-            _schema.migrate(con)
-            self._tables = _schema.output_tables(con)
-            folded = _schema.folded_seq(con)
-            frames = self._journal.open()
-            self._seq = max([folded, *(seq for seq, _ in frames)])
-            self._pending = Unfolded(frames).after(folded)
-            self._owner = _lock.write_owner(self.owner_path)
-        except BaseException as exc:
-            con.close()
-            self._journal.close()
-            if isinstance(exc, duckdb.Error):
-                raise _lock.translate(exc, self.path) from exc
-            if isinstance(exc, OSError):
-                raise StoreError(f"cannot open the journal of {self.path}: {exc}") from exc
-            raise
-        self._con = con
-        self.stats["opens"] += 1
-        self._fold()  # a crashed predecessor's acknowledged rows, now in DuckDB
-        return con
-
-    def _disconnect(self) -> None:
-        if self._con is None:
-            return
-        try:
-            self._fold()
-        finally:
-            self._drop_connection()
-
-    def _drop_connection(self) -> None:
-        if self._con is not None:
-            with contextlib.suppress(duckdb.Error):
-                self._con.close()
-            self._con = None
-        self._journal.close()
-        self._pending = Unfolded()  # still in the journal file
-        _lock.remove_owner(self.owner_path, self._owner)
 
     # -- helpers for the store ----------------------------------------------------
     def call(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], waiter: Waiter) -> None:
