@@ -15,6 +15,11 @@ from wfnb.testing import close_store
 IMPLEMENTATIONS = ["memory", "duckdb"]
 
 
+def frames_only(journal: Path) -> bytes:
+    """The journal without its preallocated zeros (a frame ends in a pickle's STOP)."""
+    return journal.read_bytes().rstrip(b"\0")
+
+
 def make_store(name: str, tmp_path: Path) -> Store:
     if name == "memory":
         return MemoryStore()

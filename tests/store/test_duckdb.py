@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.store._procs import read_line, spawn_child
+from tests.store.conftest import frames_only
 from wfnb.errors import StoreError
 from wfnb.model import RunStatus, StepStatus
 from wfnb.store.base import Batch, RunRecord, StepRecord
@@ -23,7 +24,7 @@ from wfnb.store.duckdb._journal import HEADER
 def journal_is_empty(db: Path) -> bool:
     """Whether the journal beside ``db`` holds no frame: its header, then (after a
     fold) the zeros written ahead for the next frames."""
-    return db.with_name(db.name + ".journal").read_bytes().rstrip(b"\0") == HEADER
+    return frames_only(db.with_name(db.name + ".journal")) == HEADER
 
 
 NOW = 1_763_990_000.5

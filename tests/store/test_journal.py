@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.store._powerloss import FailingFiles
+from tests.store.conftest import frames_only
 from wfnb.errors import JournalCorrupt, StoreError
 from wfnb.store.base import Batch, RunRecord
 from wfnb.store.duckdb import DuckDBStore
@@ -43,11 +44,6 @@ def write_frames(path: Path, n: int) -> list[int]:
         offset += len(encode_frame(i, pickle.dumps(rows(i), protocol=5)))
     journal.close()
     return starts
-
-
-def frames_only(path: Path) -> bytes:
-    """The journal without its preallocated zeros (a frame ends in a pickle's STOP)."""
-    return path.read_bytes().rstrip(b"\0")
 
 
 def reopen(path: Path) -> list[tuple[int, object]]:
